@@ -1,0 +1,131 @@
+//! ARC chain validation (RFC 8617) through mail-auth, reported as `none`, `pass` or `fail`
+//! with the sealers' domains (a trusted sealer may override a DMARC failure in policy).
+//!
+//! mail-auth accepts some malformed ARC header fields (duplicate or misspelt tags, an empty
+//! tag, `a=rsa-sha1` or no `a=`, an AMS that signs ARC-Seal) and reports a set with no AMS as
+//! "no chain". Those are checked here first: any of them makes the chain fail (§5.2).
+
+use super::{ArcOutcome, AuthResult};
+use crate::dns::Dns;
+use mail_auth::{AuthenticatedMessage, DkimResult};
+
+pub(super) async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcOutcome {
+    let mut seals: Vec<_> = msg
+        .as_headers
+        .iter()
+        .map(|h| (h.header.i, h.header.d.to_ascii_lowercase()))
+        .collect();
+    seals.sort_by_key(|(i, _)| *i);
+    let chain_length = seals.len() as u32;
+    let sealers = seals.into_iter().map(|(_, d)| d).collect();
+
+    let (result, reason) = match structural_problem(msg) {
+        Some(problem) => (AuthResult::Fail, Some(problem)),
+        None => {
+            let output = dns.authenticator().verify_arc(dns.params(msg)).await;
+            match output.result() {
+                DkimResult::Pass => (AuthResult::Pass, None),
+                DkimResult::None => (AuthResult::None, None),
+                DkimResult::TempError(e) => (AuthResult::Temperror, Some(e.to_string())),
+                // RFC 8617 §4.4: anything else makes the chain fail.
+                DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
+                    (AuthResult::Fail, Some(e.to_string().to_lowercase()))
+                }
+            }
+        }
+    };
+    ArcOutcome {
+        result,
+        reason,
+        chain_length,
+        sealers,
+    }
+}
+
+/// Problems with the ARC header fields themselves, before any cryptography.
+fn structural_problem(msg: &AuthenticatedMessage<'_>) -> Option<String> {
+    let mut any_arc = false;
+    for (name, value) in &msg.headers {
+        let (kind, required): (&str, &[&str]) = if name.eq_ignore_ascii_case(b"ARC-Seal") {
+            ("ARC-Seal", &["i", "a", "b", "d", "s", "cv"])
+        } else if name.eq_ignore_ascii_case(b"ARC-Message-Signature") {
+            ("ARC-Message-Signature", &["i", "a", "b", "bh", "d", "h", "s"])
+        } else {
+            if name.eq_ignore_ascii_case(b"ARC-Authentication-Results") {
+                any_arc = true;
+            }
+            continue;
+        };
+        any_arc = true;
+        let tags = match parse_tag_list(value) {
+            Ok(tags) => tags,
+            Err(e) => return Some(format!("malformed {kind}: {e}")),
+        };
+        let get = |n: &str| tags.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        if let Some(missing) = required.iter().find(|t| get(t).is_none()) {
+            return Some(format!("{kind} lacks the {missing}= tag"));
+        }
+        // RFC 8617 §4.1.1 and §4.1.3 (via RFC 8301): rsa-sha256 is the only algorithm.
+        if get("a") != Some("rsa-sha256") {
+            return Some(format!("{kind} uses an unsupported algorithm"));
+        }
+        if kind == "ARC-Seal" && get("h").is_some() {
+            return Some("ARC-Seal must not have an h= tag".into());
+        }
+        if kind == "ARC-Message-Signature"
+            && get("h").is_some_and(|h| h.split(':').any(|f| f.trim().eq_ignore_ascii_case("arc-seal")))
+        {
+            // RFC 8617 §4.1.2: the AMS must not sign ARC-Seal fields.
+            return Some("ARC-Message-Signature signs ARC-Seal".into());
+        }
+    }
+    if any_arc && (msg.ams_headers.is_empty() || msg.as_headers.is_empty()) && !msg.has_arc_errors {
+        return Some("incomplete ARC set".into());
+    }
+    None
+}
+
+/// RFC 6376 §3.2 tag list: `name=value` separated by `;`, names `ALPHA *(ALPHA/DIGIT/_)`,
+/// case-sensitive, no duplicates, no empty element except after the last `;`.
+fn parse_tag_list(value: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let text = std::str::from_utf8(value).map_err(|_| "not UTF-8".to_string())?;
+    let specs: Vec<&str> = text.split(';').collect();
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.trim().is_empty() {
+            if i + 1 == specs.len() {
+                break;
+            }
+            return Err("empty tag".into());
+        }
+        let (name, value) = spec.split_once('=').ok_or("tag without '='")?;
+        let name = name.trim();
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("invalid tag name {name:?}"));
+        }
+        if tags.iter().any(|(k, _)| k == name) {
+            return Err(format!("duplicate tag {name}"));
+        }
+        let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+        tags.push((name.to_string(), value));
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_tag_list;
+
+    #[test]
+    fn tag_lists() {
+        assert!(parse_tag_list(b"a=rsa-sha256; b=abc\r\n def; d=x;").is_ok());
+        assert!(parse_tag_list(b"a=1;; b=2").is_err());
+        assert!(parse_tag_list(b"a=1; a=2").is_err());
+        assert!(parse_tag_list(b"a=1; _=2").is_err());
+        assert!(parse_tag_list(b"a=1; b").is_err());
+        let t = parse_tag_list(b" S=dummy").unwrap();
+        assert_eq!(t[0].0, "S");
+    }
+}

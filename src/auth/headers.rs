@@ -1,0 +1,191 @@
+//! Header fields the filter adds: RFC 8601 `Authentication-Results` and RFC 7208 §9.1
+//! `Received-SPF`. Values are returned without the field name, folded with CRLF + TAB.
+
+use super::{AuthResult, Outcome, SpfCheck};
+use std::net::IpAddr;
+
+const FOLD_WIDTH: usize = 76;
+
+/// Renders the Authentication-Results value for a verified message. `disposition` is what
+/// the policy did for DMARC (`none`, `quarantine`, `reject`), shown beside the DMARC result.
+pub fn authentication_results(authserv_id: &str, outcome: &Outcome, disposition: Option<&str>) -> String {
+    let mut results: Vec<Vec<String>> = Vec::new();
+    if let Some(spf) = &outcome.spf {
+        if !spf.null_sender {
+            results.push(spf_resinfo(&spf.mail_from, "smtp.mailfrom"));
+        }
+        if let Some(helo) = &spf.helo {
+            results.push(spf_resinfo(helo, "smtp.helo"));
+        } else if spf.null_sender {
+            results.push(spf_resinfo(&spf.mail_from, "smtp.mailfrom"));
+        }
+    }
+    if outcome.dkim.is_empty() && outcome.spf.is_some() && outcome.malformed.is_none() && !outcome.oversized {
+        results.push(vec!["dkim=none".into()]);
+    }
+    for d in &outcome.dkim {
+        let mut r = vec![format!("dkim={}", d.result)];
+        if let Some(reason) = &d.reason {
+            r.push(comment(reason));
+        }
+        if !d.domain.is_empty() {
+            r.push(format!("header.d={}", pvalue(&d.domain)));
+            r.push(format!("header.s={}", pvalue(&d.selector)));
+            if !d.b.is_empty() {
+                r.push(format!("header.b={}", pvalue(&d.b)));
+            }
+            r.push(format!("header.a={}", d.algorithm));
+        }
+        results.push(r);
+    }
+    if let Some(arc) = &outcome.arc {
+        let mut r = vec![format!("arc={}", arc.result)];
+        match &arc.reason {
+            Some(reason) => r.push(comment(reason)),
+            None if arc.chain_length > 0 => {
+                r.push(comment(&format!("i={} sealed by {}", arc.chain_length, arc.sealers.join(","))))
+            }
+            None => {}
+        }
+        results.push(r);
+    }
+    if let Some(dmarc) = &outcome.dmarc {
+        let mut r = vec![format!("dmarc={}", dmarc.result)];
+        let mut notes = Vec::new();
+        if !dmarc.policy.is_empty() {
+            notes.push(format!("p={}", dmarc.policy));
+        }
+        if let Some(dis) = disposition {
+            notes.push(format!("dis={dis}"));
+        }
+        if let Some(reason) = &dmarc.reason {
+            notes.push(reason.clone());
+        }
+        if !notes.is_empty() {
+            r.push(comment(&notes.join(" ")));
+        }
+        if !dmarc.domain.is_empty() {
+            r.push(format!("header.from={}", pvalue(&dmarc.domain)));
+        }
+        if !dmarc.policy.is_empty() {
+            r.push(format!("policy.dmarc={}", dmarc.policy));
+        }
+        results.push(r);
+    }
+    if let Some(iprev) = &outcome.iprev {
+        let mut r = vec![format!("iprev={}", iprev.result)];
+        if let Some(ptr) = &iprev.ptr {
+            r.push(format!("policy.iprev={}", pvalue(ptr)));
+        }
+        results.push(r);
+    }
+
+    let mut out = authserv_id.to_string();
+    if results.is_empty() {
+        out.push_str("; none");
+        return out;
+    }
+    out.push(';');
+    let n = results.len();
+    for (i, tokens) in results.into_iter().enumerate() {
+        out.push_str("\r\n\t");
+        fold_words(&mut out, &tokens.join(" "), 8);
+        if i + 1 < n {
+            out.push(';');
+        }
+    }
+    out
+}
+
+/// Appends `text`, folding at spaces (RFC 5322 §2.2.3) so lines stay within the width;
+/// `column` is where the text starts.
+fn fold_words(out: &mut String, text: &str, column: usize) {
+    let mut line_len = column;
+    for (j, word) in text.split(' ').enumerate() {
+        if j > 0 {
+            if line_len + 1 + word.len() > FOLD_WIDTH {
+                out.push_str("\r\n\t  ");
+                line_len = 10;
+            } else {
+                out.push(' ');
+                line_len += 1;
+            }
+        }
+        out.push_str(word);
+        line_len += word.len();
+    }
+}
+
+fn spf_resinfo(check: &SpfCheck, property: &str) -> Vec<String> {
+    let mut r = vec![format!("spf={}", check.result)];
+    if !check.reason.is_empty() {
+        r.push(comment(&check.reason));
+    }
+    if !check.identity.is_empty() {
+        r.push(format!("{property}={}", pvalue(&check.identity)));
+    }
+    r
+}
+
+/// An RFC 8601 pvalue: as is when it is a token or `local@domain`, quoted otherwise.
+fn pvalue(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.chars().all(|c| {
+            c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.@".contains(c)
+        });
+    if plain {
+        v.to_string()
+    } else {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// A CFWS comment with parentheses and backslashes escaped.
+fn comment(text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 2);
+    s.push('(');
+    for c in text.chars() {
+        match c {
+            '(' | ')' | '\\' => {
+                s.push('\\');
+                s.push(c);
+            }
+            '\r' | '\n' => s.push(' '),
+            _ => s.push(c),
+        }
+    }
+    s.push(')');
+    s
+}
+
+/// Renders the Received-SPF value (RFC 7208 §9.1) for the MAIL FROM (or, for the null
+/// sender, HELO) identity.
+pub fn received_spf(receiver: &str, ip: IpAddr, helo: Option<&str>, outcome: &Outcome) -> Option<String> {
+    let spf = outcome.spf.as_ref()?;
+    let check = &spf.mail_from;
+    let identity = if spf.null_sender { "helo" } else { "mailfrom" };
+    let sender = if spf.null_sender {
+        format!("postmaster@{}", check.domain)
+    } else {
+        check.identity.clone()
+    };
+    let explanation = match check.result {
+        AuthResult::Pass => format!("{receiver}: domain of {sender} designates {ip} as permitted sender"),
+        AuthResult::Fail => format!("{receiver}: domain of {sender} does not designate {ip} as permitted sender"),
+        AuthResult::Softfail => format!("{receiver}: transitioning domain of {sender} does not designate {ip} as permitted sender"),
+        AuthResult::Neutral => format!("{receiver}: {ip} is neither permitted nor denied by domain of {sender}"),
+        AuthResult::None => format!("{receiver}: domain of {sender} does not provide an SPF record"),
+        AuthResult::Temperror => format!("{receiver}: temporary error looking up SPF for {sender}"),
+        AuthResult::Permerror => format!("{receiver}: permanent error in SPF record of {sender}: {}", check.reason),
+    };
+    let mut out = format!("{} {}", check.result, comment(&explanation));
+    out.push_str(&format!("\r\n\tclient-ip={ip};"));
+    if !spf.null_sender {
+        out.push_str(&format!(" envelope-from={};", pvalue(&check.identity)));
+    }
+    if let Some(h) = helo.filter(|h| !h.is_empty()) {
+        out.push_str(&format!(" helo={};", pvalue(h)));
+    }
+    out.push_str(&format!("\r\n\treceiver={}; identity={identity}", pvalue(receiver)));
+    Some(out)
+}

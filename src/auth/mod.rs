@@ -1,0 +1,56 @@
+//! The verification core: SPF, DKIM, ARC and DMARC for one message, independent of how the
+//! message arrived.
+//!
+//! A transport creates a [`Transaction`] at MAIL FROM (SPF runs there), feeds it the message,
+//! and at end of data gets an [`Outcome`]. `policy::decide` turns that into a verdict;
+//! [`headers`] renders Authentication-Results. No I/O here beyond DNS.
+
+mod arc;
+mod dkim;
+mod dmarc;
+pub mod headers;
+mod message;
+mod outcome;
+pub mod spf;
+mod transaction;
+
+pub use outcome::{
+    ArcOutcome, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, SpfCheck, SpfOutcome,
+};
+pub use transaction::{normalize_mail_from, Connection, Transaction, Verifier};
+
+use serde::Serialize;
+use std::fmt;
+
+/// An RFC 8601 result token, shared by all methods (each uses a subset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthResult {
+    Pass,
+    Fail,
+    Softfail,
+    Neutral,
+    None,
+    Temperror,
+    Permerror,
+}
+
+impl AuthResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthResult::Pass => "pass",
+            AuthResult::Fail => "fail",
+            AuthResult::Softfail => "softfail",
+            AuthResult::Neutral => "neutral",
+            AuthResult::None => "none",
+            AuthResult::Temperror => "temperror",
+            AuthResult::Permerror => "permerror",
+        }
+    }
+}
+
+impl fmt::Display for AuthResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

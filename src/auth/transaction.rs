@@ -1,0 +1,303 @@
+//! One message's verification, from MAIL FROM to end of data.
+//!
+//! Connection data (client address, HELO, authentication) outlives messages; a
+//! [`Transaction`] holds the message data and is dropped at RSET, abort or end of message.
+
+use super::message::{forged_ar, from_info};
+use super::spf::{check_host, is_valid_domain, SpfQuery};
+use super::{arc, dkim, dmarc, AuthResult, IprevOutcome, Outcome, SpfCheck, SpfOutcome};
+use crate::config::Config;
+use crate::dns::{Dns, DnsSetupError};
+use mail_auth::{AuthenticatedMessage, IprevResult};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What verification needs from the outside world: settings and the resolver.
+/// Cheap to clone; a transport keeps one per session so a reload never changes a message
+/// half-way through.
+#[derive(Clone)]
+pub struct Verifier {
+    config: Arc<Config>,
+    dns: Arc<Dns>,
+}
+
+impl Verifier {
+    /// Builds the resolver from the configuration.
+    pub fn new(config: Arc<Config>) -> Result<Self, DnsSetupError> {
+        let dns = Arc::new(Dns::new(&config.dns)?);
+        Ok(Verifier { config, dns })
+    }
+
+    /// Uses an existing resolver (keeps its caches across a configuration reload).
+    pub fn with_dns(config: Arc<Config>, dns: Arc<Dns>) -> Self {
+        Verifier { config, dns }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn dns(&self) -> &Arc<Dns> {
+        &self.dns
+    }
+}
+
+/// What is known about the SMTP client for the life of its connection.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub ip: IpAddr,
+    /// The HELO/EHLO name, if the client gave one.
+    pub helo: Option<String>,
+    /// The SMTP AUTH identity, if the client authenticated.
+    pub authenticated: Option<String>,
+}
+
+impl Connection {
+    pub fn new(ip: IpAddr) -> Self {
+        Connection {
+            ip,
+            helo: None,
+            authenticated: None,
+        }
+    }
+
+    /// Why this client's mail is outbound (and so not verified), if it is.
+    pub fn outbound_reason(&self, config: &Config) -> Option<String> {
+        if let Some(user) = &self.authenticated {
+            return Some(format!("authenticated client ({user})"));
+        }
+        config
+            .is_trusted(self.ip)
+            .then(|| format!("trusted network ({})", self.ip))
+    }
+}
+
+/// A message being verified.
+pub struct Transaction {
+    spf: Option<SpfOutcome>,
+    iprev: Option<IprevOutcome>,
+    skipped: Option<String>,
+    message: Vec<u8>,
+    max_size: usize,
+    oversized: bool,
+}
+
+impl Transaction {
+    /// Starts a message at MAIL FROM and evaluates SPF for it (RFC 7208 §2.4) and for the
+    /// HELO identity (§2.3). `mail_from` may be bracketed; `<>` or empty is the null sender.
+    pub async fn begin(verifier: &Verifier, conn: &Connection, mail_from: &str) -> Transaction {
+        let config = verifier.config();
+        let mut tx = Transaction {
+            spf: None,
+            iprev: None,
+            skipped: conn.outbound_reason(config),
+            message: Vec::new(),
+            max_size: config.limits.max_message_size,
+            oversized: false,
+        };
+        if tx.skipped.is_none() {
+            let spf = spf_at_mail_from(verifier, conn, mail_from);
+            if config.iprev {
+                let (spf, iprev) = tokio::join!(spf, iprev(verifier.dns(), conn.ip));
+                tx.spf = Some(spf);
+                tx.iprev = Some(iprev);
+            } else {
+                tx.spf = Some(spf.await);
+            }
+        }
+        tx
+    }
+
+    /// SPF as evaluated at MAIL FROM (`None` for outbound mail): a transport may refuse the
+    /// message right there if policy says so.
+    pub fn spf(&self) -> Option<&SpfOutcome> {
+        self.spf.as_ref()
+    }
+
+    /// Why verification is skipped for this message, if it is.
+    pub fn skipped(&self) -> Option<&str> {
+        self.skipped.as_deref()
+    }
+
+    /// Adds one header field. `value` is everything after the colon, as sent (folds included,
+    /// CRLF line breaks); DKIM needs the bytes exactly.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        self.append(name.as_bytes());
+        self.append(b":");
+        self.append(value);
+        self.append(b"\r\n");
+    }
+
+    /// Marks the end of the header section.
+    pub fn end_of_headers(&mut self) {
+        self.append(b"\r\n");
+    }
+
+    /// Adds a chunk of the body (CRLF line breaks, no dot-stuffing).
+    pub fn body(&mut self, chunk: &[u8]) {
+        self.append(chunk);
+    }
+
+    /// Adds a whole message (header and body) at once.
+    pub fn message(&mut self, raw: &[u8]) {
+        self.append(raw);
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        if self.oversized {
+            return;
+        }
+        if self.message.len() + bytes.len() > self.max_size {
+            // Keep nothing more: the verdict will say the message was too large.
+            self.oversized = true;
+            self.message = Vec::new();
+            return;
+        }
+        self.message.extend_from_slice(bytes);
+    }
+
+    /// Bytes received so far (0 once the message went over the size limit).
+    pub fn size(&self) -> usize {
+        self.message.len()
+    }
+
+    /// End of data: DKIM, ARC and DMARC.
+    pub async fn finish(self, verifier: &Verifier) -> Outcome {
+        let mut outcome = Outcome::empty();
+        outcome.spf = self.spf;
+        outcome.iprev = self.iprev;
+        if let Some(reason) = self.skipped {
+            outcome.skipped = Some(reason);
+            return outcome;
+        }
+        if self.oversized {
+            outcome.oversized = true;
+            return outcome;
+        }
+        let config = verifier.config();
+        let dns = verifier.dns();
+        let Some(mut msg) = AuthenticatedMessage::parse(&self.message) else {
+            outcome.malformed = Some("no header fields (not an RFC 5322 message)".into());
+            return outcome;
+        };
+        outcome.from = from_info(&msg);
+        outcome.forged_ar = forged_ar(&msg, &config.authserv_id);
+
+        let (refused, ignored) = dkim::prepare(&mut msg, config.limits.max_dkim_signatures);
+        outcome.dkim_ignored = ignored;
+        let msg = msg;
+        let ((dkim_outcomes, dkim_outputs), arc) =
+            tokio::join!(dkim::verify(dns, &msg), arc::verify(dns, &msg));
+        outcome.dkim = dkim_outcomes;
+        outcome.dkim.extend(refused.into_iter().map(|r| r.outcome));
+        outcome.arc = Some(arc);
+        if let Some(spf) = &outcome.spf {
+            outcome.dmarc = Some(dmarc::verify(dns, &msg, &dkim_outputs, spf, &outcome.from).await);
+        }
+        outcome
+    }
+}
+
+/// Normalises a MAIL FROM argument: brackets and surrounding space removed; `<>` becomes "".
+pub fn normalize_mail_from(mail_from: &str) -> String {
+    let s = mail_from.trim();
+    let s = s.strip_prefix('<').unwrap_or(s);
+    let s = s.strip_suffix('>').unwrap_or(s);
+    s.trim().to_string()
+}
+
+async fn spf_at_mail_from(verifier: &Verifier, conn: &Connection, mail_from: &str) -> SpfOutcome {
+    let dns = verifier.dns();
+    let receiver = verifier.config().authserv_id.as_str();
+    let sender = normalize_mail_from(mail_from);
+    let helo = conn.helo.as_deref().unwrap_or("").trim();
+
+    // §2.3: the HELO identity, checked as postmaster@helo.
+    let helo_sender = format!("postmaster@{helo}");
+    let helo_check = async {
+        if !is_valid_domain(helo) {
+            return None;
+        }
+        let q = SpfQuery {
+            ip: conn.ip,
+            domain: helo,
+            sender: &helo_sender,
+            helo,
+            receiver,
+        };
+        let e = check_host(dns, q).await;
+        Some(SpfCheck {
+            result: e.result,
+            domain: helo.to_ascii_lowercase(),
+            identity: helo.to_string(),
+            reason: e.reason,
+            explanation: e.explanation,
+        })
+    };
+
+    if sender.is_empty() {
+        // §2.4: for the null sender the MAIL FROM check is the HELO check.
+        let helo_result = helo_check.await;
+        let mail_from = helo_result.clone().unwrap_or_else(|| SpfCheck {
+            result: AuthResult::None,
+            domain: String::new(),
+            identity: "<>".into(),
+            reason: "null sender and no usable HELO name".into(),
+            explanation: None,
+        });
+        return SpfOutcome {
+            mail_from,
+            null_sender: true,
+            helo: helo_result,
+        };
+    }
+
+    // §4.3: a sender without local part is postmaster at that domain; one without a domain
+    // is taken at the HELO domain.
+    let (local, domain) = match sender.rsplit_once('@') {
+        Some((l, d)) => (if l.is_empty() { "postmaster" } else { l }, d.to_string()),
+        None => (sender.as_str(), helo.to_string()),
+    };
+    let full_sender = format!("{local}@{domain}");
+    let mail_check = async {
+        let q = SpfQuery {
+            ip: conn.ip,
+            domain: &domain,
+            sender: &full_sender,
+            helo,
+            receiver,
+        };
+        check_host(dns, q).await
+    };
+    let (helo_result, e) = tokio::join!(helo_check, mail_check);
+    SpfOutcome {
+        mail_from: SpfCheck {
+            result: e.result,
+            domain: domain.to_ascii_lowercase(),
+            identity: sender.clone(),
+            reason: e.reason,
+            explanation: e.explanation,
+        },
+        null_sender: false,
+        helo: helo_result,
+    }
+}
+
+async fn iprev(dns: &Dns, ip: IpAddr) -> IprevOutcome {
+    let out = dns.authenticator().verify_iprev(dns.params(ip)).await;
+    let result = match &out.result {
+        IprevResult::Pass => AuthResult::Pass,
+        IprevResult::Fail(_) => AuthResult::Fail,
+        IprevResult::TempError(_) => AuthResult::Temperror,
+        IprevResult::PermError(_) => AuthResult::Permerror,
+        IprevResult::None => AuthResult::None,
+    };
+    IprevOutcome {
+        result,
+        ptr: out
+            .ptr
+            .as_ref()
+            .and_then(|p| p.first())
+            .map(|p| p.trim_end_matches('.').to_string()),
+    }
+}

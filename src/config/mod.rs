@@ -1,0 +1,234 @@
+//! Configuration: a TOML file turned into a validated [`Config`].
+//!
+//! Two steps, as ripgrep does with its flags: `raw` holds serde structs that mirror the file
+//! (`deny_unknown_fields`, so a typo fails loudly), and [`Config::from_raw`] checks values and
+//! fills defaults. Every error names the file, the line and the key. The defaults live here and
+//! nowhere else; the README's configuration reference documents them.
+
+mod error;
+mod raw;
+
+pub use error::ConfigError;
+
+use ipnet::IpNet;
+use raw::RawConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default limits and DNS settings (documented in the README).
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_DNS_ATTEMPTS: usize = 2;
+pub const DEFAULT_DNS_CACHE_SIZE: usize = 10_000;
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
+pub const DEFAULT_MAX_DKIM_SIGNATURES: usize = 10;
+
+/// The validated configuration. Cheap to clone; sessions keep the one they started with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any (relative paths inside it are resolved against its folder).
+    pub source: Option<PathBuf>,
+    /// RFC 8601 authserv-id written into Authentication-Results (default: the host's name).
+    pub authserv_id: String,
+    pub dns: DnsConfig,
+    /// Clients in these networks are outbound: they are not verified.
+    pub trusted_networks: Vec<IpNet>,
+    /// A folder of policy files replacing the built-in default policy.
+    pub policy_dir: Option<PathBuf>,
+    pub limits: Limits,
+    /// Also produce a `Received-SPF` header field (RFC 7208 §9.1).
+    pub received_spf: bool,
+    /// Run the iprev check (RFC 8601 §3) on the client address.
+    pub iprev: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Nameservers as `ip:port`; empty means the system's resolv.conf.
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: Duration,
+    pub attempts: usize,
+    /// Entries per cache; 0 turns caching off.
+    pub cache_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message accepted, in bytes.
+    pub max_message_size: usize,
+    /// DKIM signatures evaluated per message; further ones are ignored (DESIGN.md item 6).
+    pub max_dkim_signatures: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout: DEFAULT_DNS_TIMEOUT,
+            attempts: DEFAULT_DNS_ATTEMPTS,
+            cache_size: DEFAULT_DNS_CACHE_SIZE,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_dkim_signatures: DEFAULT_MAX_DKIM_SIGNATURES,
+        }
+    }
+}
+
+impl Default for Config {
+    /// The embedded defaults: what `authmilter` runs with when given no configuration file.
+    fn default() -> Self {
+        Config {
+            source: None,
+            authserv_id: host_name(),
+            dns: DnsConfig::default(),
+            trusted_networks: default_trusted_networks(),
+            policy_dir: None,
+            limits: Limits::default(),
+            received_spf: false,
+            iprev: false,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read file: {e}")))?;
+        Config::parse(&text, Some(path))
+    }
+
+    /// Validates configuration text; `path` is used in error messages and to resolve
+    /// relative paths.
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = path.unwrap_or(Path::new("<config>"));
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+        Config::from_raw(raw, text, path)
+    }
+
+    fn from_raw(raw: RawConfig, text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = path.unwrap_or(Path::new("<config>"));
+        let err = |span: std::ops::Range<usize>, msg: String| ConfigError::at(file, text, span, msg);
+        let mut config = Config {
+            source: path.map(Path::to_path_buf),
+            ..Config::default()
+        };
+        if let Some(id) = raw.authserv_id {
+            let value = id.get_ref().trim();
+            if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == ';') {
+                return Err(err(id.span(), "must be a host name without spaces or ';'".into()));
+            }
+            config.authserv_id = value.to_string();
+        }
+        if let Some(dns) = raw.dns {
+            for ns in dns.nameservers.unwrap_or_default() {
+                let addr: SocketAddr = ns.get_ref().parse().map_err(|_| {
+                    err(ns.span(), format!("`{}` is not an ip:port address", ns.get_ref()))
+                })?;
+                config.dns.nameservers.push(addr);
+            }
+            if let Some(ms) = dns.timeout_ms {
+                if *ms.get_ref() == 0 {
+                    return Err(err(ms.span(), "must be greater than 0".into()));
+                }
+                config.dns.timeout = Duration::from_millis(*ms.get_ref());
+            }
+            if let Some(n) = dns.attempts {
+                if !(1..=10).contains(n.get_ref()) {
+                    return Err(err(n.span(), "must be between 1 and 10".into()));
+                }
+                config.dns.attempts = *n.get_ref();
+            }
+            if let Some(n) = dns.cache_size {
+                config.dns.cache_size = n;
+            }
+        }
+        if let Some(nets) = raw.trusted_networks {
+            config.trusted_networks = nets
+                .into_iter()
+                .map(|net| parse_network(net.get_ref()).map_err(|m| err(net.span(), m)))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(dir) = raw.policy_dir {
+            let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+            config.policy_dir = Some(base.join(dir.get_ref()));
+        }
+        if let Some(limits) = raw.limits {
+            if let Some(n) = limits.max_message_size {
+                if *n.get_ref() < 1024 {
+                    return Err(err(n.span(), "must be at least 1024 bytes".into()));
+                }
+                config.limits.max_message_size = *n.get_ref();
+            }
+            if let Some(n) = limits.max_dkim_signatures {
+                if *n.get_ref() == 0 {
+                    return Err(err(n.span(), "must be at least 1".into()));
+                }
+                config.limits.max_dkim_signatures = *n.get_ref();
+            }
+        }
+        if let Some(headers) = raw.headers {
+            config.received_spf = headers.received_spf.unwrap_or(false);
+        }
+        if let Some(checks) = raw.checks {
+            config.iprev = checks.iprev.unwrap_or(false);
+        }
+        Ok(config)
+    }
+
+    /// Whether a client address belongs to the trusted (outbound) networks.
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.trusted_networks.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Loopback, in both families: the only clients trusted without configuration.
+pub fn default_trusted_networks() -> Vec<IpNet> {
+    vec![
+        "127.0.0.0/8".parse().expect("literal"),
+        "::1/128".parse().expect("literal"),
+    ]
+}
+
+/// Parses `a.b.c.d/n`, `v6/n` or a bare address (a /32 or /128).
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("`{text}` is not a network (CIDR) or an IP address"))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are compared as IPv4.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The host's name, for the default authserv-id.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,45 @@
+//! The configuration file as written: every key optional, unknown keys refused.
+//! Values that need range checks are `Spanned` so errors can point at their line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub authserv_id: Option<Spanned<String>>,
+    pub trusted_networks: Option<Vec<Spanned<String>>>,
+    pub policy_dir: Option<Spanned<String>>,
+    pub dns: Option<RawDns>,
+    pub limits: Option<RawLimits>,
+    pub headers: Option<RawHeaders>,
+    pub checks: Option<RawChecks>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub nameservers: Option<Vec<Spanned<String>>>,
+    pub timeout_ms: Option<Spanned<u64>>,
+    pub attempts: Option<Spanned<usize>>,
+    pub cache_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_message_size: Option<Spanned<usize>>,
+    pub max_dkim_signatures: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeaders {
+    pub received_spf: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChecks {
+    pub iprev: Option<bool>,
+}

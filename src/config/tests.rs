@@ -1,0 +1,75 @@
+use super::*;
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = Config::parse("", None).unwrap();
+    assert_eq!(c.dns.timeout, DEFAULT_DNS_TIMEOUT);
+    assert_eq!(c.limits.max_dkim_signatures, DEFAULT_MAX_DKIM_SIGNATURES);
+    assert!(c.is_trusted("127.0.0.1".parse().unwrap()));
+    assert!(c.is_trusted("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(!c.is_trusted("192.0.2.1".parse().unwrap()));
+    assert!(!c.authserv_id.is_empty());
+}
+
+#[test]
+fn full_file_is_read() {
+    let text = r#"
+authserv_id = "mx.example.org"
+trusted_networks = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+policy_dir = "pol"
+[dns]
+nameservers = ["127.0.0.1:5353", "[::1]:53"]
+timeout_ms = 1500
+attempts = 3
+cache_size = 0
+[limits]
+max_message_size = 1048576
+max_dkim_signatures = 4
+[headers]
+received_spf = true
+[checks]
+iprev = true
+"#;
+    let c = Config::parse(text, Some(Path::new("/etc/am/authmilter.toml"))).unwrap();
+    assert_eq!(c.authserv_id, "mx.example.org");
+    assert_eq!(c.dns.nameservers.len(), 2);
+    assert_eq!(c.dns.timeout, Duration::from_millis(1500));
+    assert_eq!(c.dns.cache_size, 0);
+    assert_eq!(c.policy_dir, Some(PathBuf::from("/etc/am/pol")));
+    assert!(c.is_trusted("192.0.2.7".parse().unwrap()));
+    assert!(!c.is_trusted("127.0.0.1".parse().unwrap()));
+    assert!(c.received_spf && c.iprev);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = "authserv_id = \"a\"\n[dns]\ntimeout_ms = 10\nnameserver = \"1.1.1.1:53\"\n";
+    let e = Config::parse(text, Some(Path::new("x.toml"))).unwrap_err();
+    assert_eq!(e.line, Some(4));
+    assert_eq!(e.key.as_deref(), Some("dns.nameserver"));
+    assert!(e.to_string().starts_with("x.toml:4: key `dns.nameserver`"), "{e}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let cases = [
+        ("[dns]\nnameservers = [\"1.2.3.4\"]\n", 2, "dns.nameservers"),
+        ("[dns]\n\ntimeout_ms = 0\n", 3, "dns.timeout_ms"),
+        ("[dns]\nattempts = \"three\"\n", 2, "dns.attempts"),
+        ("trusted_networks = [\"10.0.0.0/33\"]\n", 1, "trusted_networks"),
+        ("[limits]\nmax_dkim_signatures = 0\n", 2, "limits.max_dkim_signatures"),
+        ("authserv_id = \"a b\"\n", 1, "authserv_id"),
+    ];
+    for (text, line, key) in cases {
+        let e = Config::parse(text, Some(Path::new("c.toml"))).unwrap_err();
+        assert_eq!(e.line, Some(line), "{text}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+    }
+}
+
+#[test]
+fn unreadable_file_is_an_error_naming_it() {
+    let e = Config::load(Path::new("/nonexistent/authmilter.toml")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/authmilter.toml"));
+    assert!(e.line.is_none());
+}

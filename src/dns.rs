@@ -1,0 +1,204 @@
+//! The one DNS resolver of the program, built from configuration.
+//!
+//! Everything that resolves a name goes through [`Dns`]: mail-auth's lookups (DKIM keys, DMARC
+//! records, ARC keys) and our own SPF evaluator. Two layers of caching, both bounded and both
+//! honouring the records' TTLs: hickory's answer cache, and caches of *parsed* records that
+//! mail-auth fills (so a hot DKIM key is not parsed again for every message).
+
+use crate::config::DnsConfig;
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+};
+use mail_auth::hickory_resolver::system_conf::read_system_conf;
+use mail_auth::{MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt, MX};
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Why the resolver could not be built: always a configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsSetupError {
+    #[error("cannot read the system resolver configuration (/etc/resolv.conf): {0}")]
+    SystemConf(String),
+    #[error("cannot build the DNS resolver: {0}")]
+    Build(String),
+}
+
+/// The resolver plus the parsed-record caches mail-auth consults.
+pub struct Dns {
+    auth: MessageAuthenticator,
+    pub(crate) txt: TtlCache<Box<str>, Txt>,
+    pub(crate) mx: TtlCache<Box<str>, RecordSet<MX>>,
+    pub(crate) ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    pub(crate) ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+    pub(crate) ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+    /// Selected SPF records (our evaluator's, see `auth::spf`).
+    pub(crate) spf: TtlCache<Box<str>, crate::auth::spf::SpfRecord>,
+}
+
+/// mail-auth's parameter bundle with our caches plugged in.
+pub(crate) type CachedParams<'x, P> = Parameters<
+    'x,
+    P,
+    TtlCache<Box<str>, Txt>,
+    TtlCache<Box<str>, RecordSet<MX>>,
+    TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+    TtlCache<IpAddr, RecordSet<Box<str>>>,
+>;
+
+impl Dns {
+    /// Builds the resolver: the configured nameservers (UDP with TCP fallback), or the system's
+    /// resolv.conf when none are configured.
+    pub fn new(config: &DnsConfig) -> Result<Dns, DnsSetupError> {
+        let (resolver_config, mut opts) = if config.nameservers.is_empty() {
+            read_system_conf().map_err(|e| DnsSetupError::SystemConf(e.to_string()))?
+        } else {
+            let servers = config
+                .nameservers
+                .iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            (
+                ResolverConfig::from_name_servers(servers),
+                ResolverOpts::default(),
+            )
+        };
+        opts.timeout = config.timeout;
+        opts.attempts = config.attempts;
+        opts.cache_size = config.cache_size as u64;
+        // Names in mail are absolute; never append a search domain.
+        opts.ndots = 0;
+        opts.edns0 = true;
+        let auth = MessageAuthenticator::new(resolver_config, opts)
+            .map_err(|e| DnsSetupError::Build(e.to_string()))?;
+        let cap = config.cache_size;
+        Ok(Dns {
+            auth,
+            txt: TtlCache::new(cap),
+            mx: TtlCache::new(cap),
+            ipv4: TtlCache::new(cap),
+            ipv6: TtlCache::new(cap),
+            ptr: TtlCache::new(cap),
+            spf: TtlCache::new(cap),
+        })
+    }
+
+    /// The mail-auth entry point (all of its lookups use this resolver).
+    pub fn authenticator(&self) -> &MessageAuthenticator {
+        &self.auth
+    }
+
+    /// Wraps mail-auth parameters with this resolver's parsed-record caches.
+    pub(crate) fn params<P>(&self, params: P) -> CachedParams<'_, P> {
+        Parameters::new(params)
+            .with_txt_cache(&self.txt)
+            .with_mx_cache(&self.mx)
+            .with_ipv4_cache(&self.ipv4)
+            .with_ipv6_cache(&self.ipv6)
+            .with_ptr_cache(&self.ptr)
+    }
+}
+
+/// A bounded cache whose entries expire at the record's TTL.
+///
+/// Small critical sections under a plain mutex: lookups are a hash probe, and a miss goes to
+/// the network anyway. When full, expired entries are swept; if none expired, the cache is
+/// cleared (crude, but bounded and rare at sane sizes).
+pub struct TtlCache<K, V> {
+    capacity: usize,
+    map: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        TtlCache {
+            capacity,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
+        // A poisoned cache only means another thread panicked mid-insert; the map is still valid.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
+    fn get<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.capacity == 0 {
+            return None;
+        }
+        let mut map = self.lock();
+        match map.get(name) {
+            Some((value, until)) if *until > Instant::now() => Some(value.clone()),
+            Some(_) => {
+                map.remove(name);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock().remove(name).map(|(v, _)| v)
+    }
+
+    fn insert(&self, key: K, value: V, valid_until: Instant) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut map = self.lock();
+        if map.len() >= self.capacity {
+            let now = Instant::now();
+            map.retain(|_, (_, until)| *until > now);
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+        }
+        map.insert(key, (value, valid_until));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ttl_cache_expires_and_stays_bounded() {
+        let cache: TtlCache<Box<str>, u32> = TtlCache::new(2);
+        let later = Instant::now() + Duration::from_secs(60);
+        cache.insert("a".into(), 1, later);
+        cache.insert("b".into(), 2, later);
+        cache.insert("c".into(), 3, later);
+        assert!(cache.lock().len() <= 2);
+        assert_eq!(cache.get("c"), Some(3));
+        cache.insert("old".into(), 4, Instant::now() - Duration::from_secs(1));
+        assert_eq!(cache.get("old"), None);
+    }
+
+    #[test]
+    fn zero_capacity_disables_cache() {
+        let cache: TtlCache<Box<str>, u32> = TtlCache::new(0);
+        cache.insert("a".into(), 1, Instant::now() + Duration::from_secs(60));
+        assert_eq!(cache.get("a"), None);
+    }
+}

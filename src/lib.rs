@@ -1,0 +1,12 @@
+//! authmilter: an email-authentication filter.
+//!
+//! The library holds everything; `main.rs` is a thin CLI over it. The verification core
+//! (`auth`, `policy`) knows nothing about transports: the milter, the SMTP front end and the
+//! HTTP API all drive the same [`auth::Transaction`], so a message gets the same verdict
+//! whichever door it came through.
+
+pub mod auth;
+pub mod check;
+pub mod config;
+pub mod dns;
+pub mod policy;

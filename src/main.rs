@@ -1,0 +1,218 @@
+//! The `authmilter` command: parses arguments, loads configuration, calls the library, and
+//! maps errors to exit codes. Everything else lives in the library.
+
+use anyhow::{bail, Context, Result};
+use authmilter::auth::{normalize_mail_from, Connection, Verifier};
+use authmilter::check::check_message;
+use authmilter::config::{parse_network, Config};
+use authmilter::policy::Policy;
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "authmilter", version, about = "Email authentication filter: SPF, DKIM, ARC and DMARC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify one message and print the verdict and the Authentication-Results header.
+    Check(CheckArgs),
+    /// Validate a configuration file (and the policy it names) without running anything.
+    Validate {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Settings every subcommand that resolves or verifies accepts.
+#[derive(Args)]
+struct Common {
+    /// Configuration file (TOML); embedded defaults without it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// DNS server to use, as IP:PORT (repeatable); replaces the configured ones.
+    #[arg(long = "nameserver", value_name = "IP:PORT")]
+    nameservers: Vec<SocketAddr>,
+    /// authserv-id written into Authentication-Results.
+    #[arg(long)]
+    authserv_id: Option<String>,
+    /// Trusted client network, CIDR (repeatable); replaces the configured list.
+    #[arg(long = "trusted-network", value_name = "CIDR")]
+    trusted_networks: Vec<String>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    common: Common,
+    /// SMTP client address (SPF is not evaluated without one).
+    #[arg(long)]
+    ip: Option<IpAddr>,
+    /// HELO/EHLO name the client gave.
+    #[arg(long)]
+    helo: Option<String>,
+    /// Envelope sender; '<>' or '' is the null sender. Default: the message's Return-Path.
+    #[arg(long = "mail-from", value_name = "ADDR")]
+    mail_from: Option<String>,
+    /// Envelope recipient (repeatable; recorded only).
+    #[arg(long = "rcpt", value_name = "ADDR")]
+    rcpts: Vec<String>,
+    /// Print the verdict as a JSON document.
+    #[arg(long)]
+    json: bool,
+    /// The message (RFC 5322), or - for standard input.
+    file: String,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authmilter: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Check(args) => check(args),
+        Command::Validate { config } => {
+            let c = Config::load(&config)?;
+            let policy = load_policy(&c)?;
+            println!(
+                "{}: OK (authserv-id {}, {} nameserver(s), policy {})",
+                config.display(),
+                c.authserv_id,
+                c.dns.nameservers.len(),
+                c.policy_dir
+                    .as_ref()
+                    .map(|d| d.join("default.toml").display().to_string())
+                    .unwrap_or_else(|| "built-in".into())
+            );
+            drop(policy);
+            Ok(())
+        }
+    }
+}
+
+fn load_config(common: &Common) -> Result<Config> {
+    let mut config = match &common.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if !common.nameservers.is_empty() {
+        config.dns.nameservers = common.nameservers.clone();
+    }
+    if let Some(id) = &common.authserv_id {
+        config.authserv_id = id.clone();
+    }
+    if !common.trusted_networks.is_empty() {
+        config.trusted_networks = common
+            .trusted_networks
+            .iter()
+            .map(|n| parse_network(n).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?;
+    }
+    Ok(config)
+}
+
+fn load_policy(config: &Config) -> Result<Policy> {
+    Ok(match &config.policy_dir {
+        Some(dir) => Policy::load_dir(dir)?,
+        None => Policy::default(),
+    })
+}
+
+fn check(args: CheckArgs) -> Result<()> {
+    let config = load_config(&args.common)?;
+    let policy = load_policy(&config)?;
+    let raw = read_input(&args.file)?;
+    if raw.is_empty() {
+        bail!("{}: the message is empty", args.file);
+    }
+    let mail_from = match &args.mail_from {
+        Some(m) => normalize_mail_from(m),
+        None => return_path(&raw).unwrap_or_default(),
+    };
+    let conn = Connection {
+        ip: args.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        helo: args.helo.clone(),
+        authenticated: None,
+    };
+    let verifier = Verifier::new(Arc::new(config)).context("DNS resolver")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let decision = runtime.block_on(check_message(&verifier, &policy, &conn, &mail_from, &raw));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&decision.report())?);
+    } else {
+        let v = &decision.verdict;
+        println!("verdict: {} ({} {} {})", v.action, v.code, v.status, v.text);
+        for reason in &v.reasons {
+            println!("reason: {reason}");
+        }
+        for (name, value) in &decision.edits.add {
+            println!("{name}: {}", value.replace("\r\n", "\n"));
+        }
+    }
+    let _ = &args.rcpts;
+    Ok(())
+}
+
+fn read_input(file: &str) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    if file == "-" {
+        std::io::stdin()
+            .read_to_end(&mut raw)
+            .context("reading standard input")?;
+    } else {
+        raw = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+    }
+    // Accept LF-only files (as editors save them): mail on the wire is CRLF.
+    if !raw.windows(2).any(|w| w == b"\r\n") {
+        let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 32);
+        for &b in &raw {
+            if b == b'\n' {
+                crlf.push(b'\r');
+            }
+            crlf.push(b);
+        }
+        raw = crlf;
+    }
+    Ok(raw)
+}
+
+/// The envelope sender recorded by the last MTA (`Return-Path:`), for `check` without
+/// `--mail-from`.
+fn return_path(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(64 * 1024)]);
+    for line in text.split("\r\n") {
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        if name.eq_ignore_ascii_case("Return-Path") {
+            return Some(normalize_mail_from(value));
+        }
+    }
+    None
+}

@@ -1,0 +1,11 @@
+//! Integration tests: one binary, one module per area (see each module's doc comment).
+
+mod arc_suite;
+mod common;
+mod dkim_vectors;
+mod dns_server;
+mod dns_server_selftest;
+mod dns_zone;
+mod pipeline;
+mod regressions;
+mod spf_suite;
