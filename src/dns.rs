@@ -74,7 +74,8 @@ impl Dns {
             )
         };
         opts.timeout = config.timeout;
-        opts.attempts = config.attempts;
+        // hickory counts retries after the first try; the configuration counts tries.
+        opts.attempts = config.attempts.saturating_sub(1);
         opts.cache_size = config.cache_size as u64;
         // Names in mail are absolute; never append a search domain.
         opts.ndots = 0;

@@ -47,6 +47,7 @@ pub struct DnsConfig {
     /// Nameservers as `ip:port`; empty means the system's resolv.conf.
     pub nameservers: Vec<SocketAddr>,
     pub timeout: Duration,
+    /// Tries per query (the first one included).
     pub attempts: usize,
     /// Entries per cache; 0 turns caching off.
     pub cache_size: usize,

@@ -122,7 +122,8 @@ impl DnsServer {
         self.shared.zone()
     }
 
-    /// Well-formed queries received so far (UDP + TCP, including ones left unanswered).
+    /// Well-formed queries received so far (UDP + TCP, including ones left unanswered; hickory
+    /// re-sends unanswered UDP queries, so a lookup that times out counts several times).
     pub fn queries(&self) -> usize {
         self.shared.queries.load(Ordering::SeqCst)
     }
@@ -206,6 +207,8 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         while connections.try_join_next().is_some() {}
         let Ok((stream, _)) = listener.accept().await else {
+            // Usually fd exhaustion; back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         connections.spawn(serve_tcp_connection(stream, shared.clone()));

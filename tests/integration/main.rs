@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area (see each module's doc comment).
 
 mod arc_suite;
+mod cli;
 mod common;
 mod dkim_vectors;
 mod dns_server;
