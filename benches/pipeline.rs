@@ -5,15 +5,13 @@
 //! `cargo bench --bench pipeline`
 
 #[path = "../tests/integration/dns_server.rs"]
-#[allow(dead_code)]
 mod dns_server;
 #[path = "../tests/integration/dns_zone.rs"]
-#[allow(dead_code)]
 mod dns_zone;
 
 use authmilter::auth::{Connection, Verifier};
 use authmilter::check::check_message;
-use authmilter::config::Config;
+use authmilter::config::{Config, DnsConfig};
 use authmilter::policy::{Action, Policy};
 use criterion::{criterion_group, criterion_main, Criterion};
 use mail_auth::common::crypto::{RsaKey, Sha256};
@@ -25,14 +23,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn testdata(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
 }
 
 /// A ~3 KB message, signed by example.com (relaxed/relaxed, RSA-2048).
 fn message() -> Vec<u8> {
     let mut body = String::new();
     while body.len() < 2600 {
-        body.push_str("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n");
+        body.push_str(
+            "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n",
+        );
     }
     let msg = format!(
         "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: Quarterly figures\r\n\
@@ -45,7 +47,15 @@ fn message() -> Vec<u8> {
     let sig = DkimSigner::from_key(key)
         .domain("example.com")
         .selector("rsa")
-        .headers(["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"])
+        .headers([
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "MIME-Version",
+            "Content-Type",
+        ])
         .sign(msg.as_bytes())
         .unwrap()
         .to_header();
@@ -53,29 +63,57 @@ fn message() -> Vec<u8> {
 }
 
 fn pipeline(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let raw = message();
     let zone = dns_zone::Zone::from_file(testdata("dns/main.zone")).unwrap();
     let server = rt.block_on(dns_server::DnsServer::start(zone));
-    let mut config = Config::default();
-    config.authserv_id = "mx.bench.example".into();
-    config.dns.nameservers = vec![server.addr];
-    config.dns.timeout = Duration::from_secs(1);
+    let config = Config {
+        authserv_id: "mx.bench.example".into(),
+        dns: DnsConfig {
+            nameservers: vec![server.addr],
+            timeout: Duration::from_secs(1),
+            ..DnsConfig::default()
+        },
+        ..Config::default()
+    };
     let verifier = Verifier::new(Arc::new(config)).unwrap();
     let policy = Policy::default();
     let mut conn = Connection::new("192.0.2.10".parse().unwrap());
     conn.helo = Some("mail.example.com".into());
 
     // Warm the caches, and make sure the message really passes.
-    let d = rt.block_on(check_message(&verifier, &policy, &conn, "alice@example.com", &raw));
+    let d = rt.block_on(check_message(
+        &verifier,
+        &policy,
+        &conn,
+        "alice@example.com",
+        &raw,
+    ));
     assert_eq!(d.verdict.action, Action::Accept, "{:?}", d.verdict);
-    rt.block_on(check_message(&verifier, &policy, &conn, "alice@example.com", &raw));
+    rt.block_on(check_message(
+        &verifier,
+        &policy,
+        &conn,
+        "alice@example.com",
+        &raw,
+    ));
     let warm = server.queries();
 
     let mut group = c.benchmark_group("pipeline");
     group.throughput(criterion::Throughput::Elements(1));
     group.bench_function("check_3k_rsa2048_cached", |b| {
-        b.iter(|| rt.block_on(check_message(&verifier, &policy, &conn, "alice@example.com", &raw)))
+        b.iter(|| {
+            rt.block_on(check_message(
+                &verifier,
+                &policy,
+                &conn,
+                "alice@example.com",
+                &raw,
+            ))
+        })
     });
     group.finish();
     let extra = server.queries() - warm;
@@ -87,7 +125,8 @@ fn pipeline(c: &mut Criterion) {
     let pair = RsaKeyPair::from_pkcs8(&der).unwrap();
     let rng = ring::rand::SystemRandom::new();
     let mut sig = vec![0; pair.public().modulus_len()];
-    pair.sign(&signature::RSA_PKCS1_SHA256, &rng, &raw[..200], &mut sig).unwrap();
+    pair.sign(&signature::RSA_PKCS1_SHA256, &rng, &raw[..200], &mut sig)
+        .unwrap();
     let public = signature::UnparsedPublicKey::new(
         &signature::RSA_PKCS1_2048_8192_SHA256,
         pair.public_key().as_ref().to_vec(),

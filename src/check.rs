@@ -24,15 +24,26 @@ pub struct Decision {
 }
 
 /// Applies the policy and builds the header edits.
-pub fn conclude(verifier: &Verifier, policy: &Policy, conn: &Connection, outcome: Outcome) -> Decision {
+pub fn conclude(
+    verifier: &Verifier,
+    policy: &Policy,
+    conn: &Connection,
+    outcome: Outcome,
+) -> Decision {
     let verdict = decide(&outcome, policy);
     let config = verifier.config();
     let mut edits = Edits::default();
     if outcome.skipped.is_none() {
-        let ar = authentication_results(&config.authserv_id, &outcome, verdict.dmarc_disposition.as_deref());
+        let ar = authentication_results(
+            &config.authserv_id,
+            &outcome,
+            verdict.dmarc_disposition.as_deref(),
+        );
         edits.add.push(("Authentication-Results".into(), ar));
         if config.received_spf {
-            if let Some(v) = received_spf(&config.authserv_id, conn.ip, conn.helo.as_deref(), &outcome) {
+            if let Some(v) =
+                received_spf(&config.authserv_id, conn.ip, conn.helo.as_deref(), &outcome)
+            {
                 edits.add.push(("Received-SPF".into(), v));
             }
         }
@@ -42,7 +53,11 @@ pub fn conclude(verifier: &Verifier, policy: &Policy, conn: &Connection, outcome
             .map(|&i| ("Authentication-Results".to_string(), i))
             .collect();
     }
-    Decision { outcome, verdict, edits }
+    Decision {
+        outcome,
+        verdict,
+        edits,
+    }
 }
 
 /// Verifies a whole message in one call (the `check` command, the HTTP API).
@@ -169,7 +184,11 @@ impl Decision {
             }),
             dmarc: o.dmarc.as_ref().map(|d| DmarcReport {
                 result: d.result,
-                policy: if d.policy.is_empty() { "none" } else { &d.policy },
+                policy: if d.policy.is_empty() {
+                    "none"
+                } else {
+                    &d.policy
+                },
                 domain: &d.domain,
                 disposition: v.dmarc_disposition.as_deref(),
                 reason: d.reason.as_deref(),

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "authmilter", version, about = "Email authentication filter: SPF, DKIM, ARC and DMARC")]
+#[command(
+    name = "authmilter",
+    version,
+    about = "Email authentication filter: SPF, DKIM, ARC and DMARC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

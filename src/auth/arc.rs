@@ -49,7 +49,10 @@ fn structural_problem(msg: &AuthenticatedMessage<'_>) -> Option<String> {
         let (kind, required): (&str, &[&str]) = if name.eq_ignore_ascii_case(b"ARC-Seal") {
             ("ARC-Seal", &["i", "a", "b", "d", "s", "cv"])
         } else if name.eq_ignore_ascii_case(b"ARC-Message-Signature") {
-            ("ARC-Message-Signature", &["i", "a", "b", "bh", "d", "h", "s"])
+            (
+                "ARC-Message-Signature",
+                &["i", "a", "b", "bh", "d", "h", "s"],
+            )
         } else {
             if name.eq_ignore_ascii_case(b"ARC-Authentication-Results") {
                 any_arc = true;
@@ -73,7 +76,10 @@ fn structural_problem(msg: &AuthenticatedMessage<'_>) -> Option<String> {
             return Some("ARC-Seal must not have an h= tag".into());
         }
         if kind == "ARC-Message-Signature"
-            && get("h").is_some_and(|h| h.split(':').any(|f| f.trim().eq_ignore_ascii_case("arc-seal")))
+            && get("h").is_some_and(|h| {
+                h.split(':')
+                    .any(|f| f.trim().eq_ignore_ascii_case("arc-seal"))
+            })
         {
             // RFC 8617 §4.1.2: the AMS must not sign ARC-Seal fields.
             return Some("ARC-Message-Signature signs ARC-Seal".into());

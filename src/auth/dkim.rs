@@ -40,7 +40,12 @@ pub(super) fn prepare(msg: &mut AuthenticatedMessage<'_>, max: usize) -> (Vec<Re
         match reason {
             Some(reason) => {
                 refused.push(Refused {
-                    outcome: outcome_for(&h.header, h.value, AuthResult::Permerror, Some(reason.into())),
+                    outcome: outcome_for(
+                        &h.header,
+                        h.value,
+                        AuthResult::Permerror,
+                        Some(reason.into()),
+                    ),
                 });
                 false
             }
@@ -97,7 +102,12 @@ fn map_output(msg: &AuthenticatedMessage<'_>, output: &DkimOutput<'_>) -> DkimOu
     }
 }
 
-fn outcome_for(sig: &Signature, raw: &[u8], result: AuthResult, reason: Option<String>) -> DkimOutcome {
+fn outcome_for(
+    sig: &Signature,
+    raw: &[u8],
+    result: AuthResult,
+    reason: Option<String>,
+) -> DkimOutcome {
     DkimOutcome {
         result,
         domain: sig.d.to_ascii_lowercase(),
@@ -132,17 +142,27 @@ fn describe(e: &Error) -> String {
 /// lines at the end of the body, which RFC 6376 §3.4.4 removes. The relaxed canonical form of
 /// the body without them is the same, so hash that instead. Simple-body hashes are untouched.
 fn fix_relaxed_body_hashes(msg: &mut AuthenticatedMessage<'_>) {
-    if !msg.body_hashes.iter().any(|(c, ..)| *c == Canonicalization::Relaxed) {
+    if !msg
+        .body_hashes
+        .iter()
+        .any(|(c, ..)| *c == Canonicalization::Relaxed)
+    {
         return;
     }
-    let body = msg.raw_message.get(msg.body_offset as usize..).unwrap_or_default();
+    let body = msg
+        .raw_message
+        .get(msg.body_offset as usize..)
+        .unwrap_or_default();
     let trimmed = trim_trailing_blank_lines(body);
     if trimmed.len() == body.len() {
         return;
     }
     for (canon, hash, length, bh) in msg.body_hashes.iter_mut() {
         if *canon == Canonicalization::Relaxed {
-            *bh = hash.hash(canon.canonical_body(trimmed, *length)).as_ref().to_vec();
+            *bh = hash
+                .hash(canon.canonical_body(trimmed, *length))
+                .as_ref()
+                .to_vec();
         }
     }
 }
@@ -150,7 +170,10 @@ fn fix_relaxed_body_hashes(msg: &mut AuthenticatedMessage<'_>) {
 /// The body up to and including the line break that ends its last line with anything other
 /// than spaces and tabs; empty if every line is blank.
 pub(crate) fn trim_trailing_blank_lines(body: &[u8]) -> &[u8] {
-    let Some(last) = body.iter().rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')) else {
+    let Some(last) = body
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    else {
         return &body[..0];
     };
     match body[last..].iter().position(|&b| b == b'\n') {

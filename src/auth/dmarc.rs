@@ -64,7 +64,11 @@ pub(super) async fn verify(
     };
     DmarcOutcome {
         result,
-        domain: if out.domain().is_empty() { domain } else { out.domain().to_string() },
+        domain: if out.domain().is_empty() {
+            domain
+        } else {
+            out.domain().to_string()
+        },
         policy: policy.to_string(),
         spf_aligned: matches!(out.spf_result(), DmarcResult::Pass),
         dkim_aligned: matches!(out.dkim_result(), DmarcResult::Pass),

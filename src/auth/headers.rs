@@ -8,7 +8,11 @@ const FOLD_WIDTH: usize = 76;
 
 /// Renders the Authentication-Results value for a verified message. `disposition` is what
 /// the policy did for DMARC (`none`, `quarantine`, `reject`), shown beside the DMARC result.
-pub fn authentication_results(authserv_id: &str, outcome: &Outcome, disposition: Option<&str>) -> String {
+pub fn authentication_results(
+    authserv_id: &str,
+    outcome: &Outcome,
+    disposition: Option<&str>,
+) -> String {
     let mut results: Vec<Vec<String>> = Vec::new();
     if let Some(spf) = &outcome.spf {
         if !spf.null_sender {
@@ -20,7 +24,11 @@ pub fn authentication_results(authserv_id: &str, outcome: &Outcome, disposition:
             results.push(spf_resinfo(&spf.mail_from, "smtp.mailfrom"));
         }
     }
-    if outcome.dkim.is_empty() && outcome.spf.is_some() && outcome.malformed.is_none() && !outcome.oversized {
+    if outcome.dkim.is_empty()
+        && outcome.spf.is_some()
+        && outcome.malformed.is_none()
+        && !outcome.oversized
+    {
         results.push(vec!["dkim=none".into()]);
     }
     for d in &outcome.dkim {
@@ -42,9 +50,11 @@ pub fn authentication_results(authserv_id: &str, outcome: &Outcome, disposition:
         let mut r = vec![format!("arc={}", arc.result)];
         match &arc.reason {
             Some(reason) => r.push(comment(reason)),
-            None if arc.chain_length > 0 => {
-                r.push(comment(&format!("i={} sealed by {}", arc.chain_length, arc.sealers.join(","))))
-            }
+            None if arc.chain_length > 0 => r.push(comment(&format!(
+                "i={} sealed by {}",
+                arc.chain_length,
+                arc.sealers.join(",")
+            ))),
             None => {}
         }
         results.push(r);
@@ -130,9 +140,8 @@ fn spf_resinfo(check: &SpfCheck, property: &str) -> Vec<String> {
 /// An RFC 8601 pvalue: as is when it is a token or `local@domain`, quoted otherwise.
 fn pvalue(v: &str) -> String {
     let plain = !v.is_empty()
-        && v.chars().all(|c| {
-            c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.@".contains(c)
-        });
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.@".contains(c));
     if plain {
         v.to_string()
     } else {
@@ -160,7 +169,12 @@ fn comment(text: &str) -> String {
 
 /// Renders the Received-SPF value (RFC 7208 §9.1) for the MAIL FROM (or, for the null
 /// sender, HELO) identity.
-pub fn received_spf(receiver: &str, ip: IpAddr, helo: Option<&str>, outcome: &Outcome) -> Option<String> {
+pub fn received_spf(
+    receiver: &str,
+    ip: IpAddr,
+    helo: Option<&str>,
+    outcome: &Outcome,
+) -> Option<String> {
     let spf = outcome.spf.as_ref()?;
     let check = &spf.mail_from;
     let identity = if spf.null_sender { "helo" } else { "mailfrom" };
@@ -186,6 +200,70 @@ pub fn received_spf(receiver: &str, ip: IpAddr, helo: Option<&str>, outcome: &Ou
     if let Some(h) = helo.filter(|h| !h.is_empty()) {
         out.push_str(&format!(" helo={};", pvalue(h)));
     }
-    out.push_str(&format!("\r\n\treceiver={}; identity={identity}", pvalue(receiver)));
+    out.push_str(&format!(
+        "\r\n\treceiver={}; identity={identity}",
+        pvalue(receiver)
+    ));
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{DkimOutcome, SpfOutcome};
+
+    #[test]
+    fn pvalues_are_quoted_when_needed() {
+        assert_eq!(pvalue("alice@example.com"), "alice@example.com");
+        assert_eq!(pvalue("a b@example.com"), "\"a b@example.com\"");
+        assert_eq!(pvalue("x\"y"), "\"x\\\"y\"");
+        assert_eq!(pvalue(""), "\"\"");
+    }
+
+    #[test]
+    fn comments_are_escaped() {
+        assert_eq!(comment("a (b) \\ c"), "(a \\(b\\) \\\\ c)");
+        assert_eq!(comment("line\r\nbreak"), "(line  break)");
+    }
+
+    #[test]
+    fn folded_and_complete() {
+        let mut o = Outcome::empty_for_tests();
+        o.spf = Some(SpfOutcome {
+            mail_from: SpfCheck {
+                result: AuthResult::Softfail,
+                domain: "example.org".into(),
+                identity: "someone.with.a.very.long.local.part@example.org".into(),
+                reason: "203.0.113.1 matched all, which is a rather long explanation".into(),
+                explanation: None,
+            },
+            null_sender: false,
+            helo: None,
+        });
+        o.dkim.push(DkimOutcome {
+            result: AuthResult::Pass,
+            domain: "example.org".into(),
+            selector: "s1".into(),
+            algorithm: "ed25519-sha256".into(),
+            b: "abcdefgh".into(),
+            identity: None,
+            reason: None,
+        });
+        let ar = authentication_results("mx.example", &o, None);
+        assert!(ar.starts_with("mx.example;\r\n\tspf=softfail ("), "{ar}");
+        assert!(ar.split("\r\n").all(|l| l.len() <= 78), "{ar}");
+        // Unfolding gives back single spaces between tokens.
+        let unfolded = ar.replace("\r\n\t  ", " ").replace("\r\n\t", " ");
+        assert!(unfolded.contains("smtp.mailfrom=someone.with.a.very.long.local.part@example.org"));
+        assert!(
+            unfolded.contains(
+                "dkim=pass header.d=example.org header.s=s1 header.b=abcdefgh header.a=ed25519-sha256"
+            ),
+            "{unfolded}"
+        );
+        assert_eq!(
+            authentication_results("mx.example", &Outcome::empty_for_tests(), None),
+            "mx.example; none"
+        );
+    }
 }

@@ -95,15 +95,27 @@ mod tests {
 
     #[test]
     fn authserv_id_is_first_token() {
-        assert_eq!(ar_authserv_id(b" mx.example.com; spf=pass").as_deref(), Some("mx.example.com"));
-        assert_eq!(ar_authserv_id(b" (comment (nested)) mx.example.com 1; none").as_deref(), Some("mx.example.com"));
-        assert_eq!(ar_authserv_id(b"mx.example.com;").as_deref(), Some("mx.example.com"));
+        assert_eq!(
+            ar_authserv_id(b" mx.example.com; spf=pass").as_deref(),
+            Some("mx.example.com")
+        );
+        assert_eq!(
+            ar_authserv_id(b" (comment (nested)) mx.example.com 1; none").as_deref(),
+            Some("mx.example.com")
+        );
+        assert_eq!(
+            ar_authserv_id(b"mx.example.com;").as_deref(),
+            Some("mx.example.com")
+        );
         assert_eq!(ar_authserv_id(b"   ").as_deref(), None);
     }
 
     #[test]
     fn b_prefix() {
-        assert_eq!(b_tag_prefix(b" v=1; a=rsa-sha256; bh=xyz; b=abc\r\n def ghij", 8), "abcdefgh");
+        assert_eq!(
+            b_tag_prefix(b" v=1; a=rsa-sha256; bh=xyz; b=abc\r\n def ghij", 8),
+            "abcdefgh"
+        );
         assert_eq!(b_tag_prefix(b"v=1; b =QQ", 8), "QQ");
     }
 }

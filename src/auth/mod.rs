@@ -12,6 +12,7 @@ pub mod headers;
 mod message;
 mod outcome;
 pub mod spf;
+mod spf_record;
 mod transaction;
 
 pub use outcome::{

@@ -1,21 +1,23 @@
-//! SPF (RFC 7208) `check_host()`, evaluated by us over mail-auth's record parser.
+//! SPF (RFC 7208) `check_host()`, evaluated by us over our own record parser.
 //!
 //! mail-auth 0.13.3's evaluator takes the first of several `v=spf1` records (§4.5 says
-//! permerror) and has no void-lookup limit (§4.6.4); DESIGN.md items 4 and 5. Rather than patch
-//! around a closed loop, this module runs the algorithm itself: record selection, the ten
-//! DNS-term limit, the void-lookup limit, the per-mechanism address-record limits, include and
-//! redirect, macro expansion (mail-auth's, which is correct) and `exp=`.
+//! permerror) and has no void-lookup limit (§4.6.4); DESIGN.md items 4 and 5. Its record
+//! parser and macro expander are too lenient in places and wrong in others, so our
+//! `spf_record` module replaces them. This module runs the algorithm: record
+//! selection, the ten DNS-term limit, the void-lookup limit, the per-mechanism address-record
+//! limits, include and redirect, macro expansion and `exp=`.
 
+use super::spf_record::{
+    Letter, MacroContext, MacroString, MacroVars, Mechanism, Qualifier, Record,
+};
 use super::AuthResult;
 use crate::dns::Dns;
-use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
-use mail_auth::hickory_resolver::proto::rr::{Name, RData};
-use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf, Variables};
-use mail_auth::{DnsError, Error, ResolverCache};
-use std::borrow::Cow;
+use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
+use mail_auth::ResolverCache;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// RFC 7208 §4.6.4: at most 10 terms that cause DNS queries.
 const MAX_DNS_TERMS: u32 = 10;
@@ -60,7 +62,7 @@ pub struct SpfQuery<'a> {
 /// What fetching a domain's SPF record gave (cached, since every message asks again).
 #[derive(Clone)]
 pub(crate) enum SpfRecord {
-    Found(Arc<Spf>),
+    Found(Arc<Record>),
     /// No `v=spf1` record (or NXDOMAIN).
     NotFound,
     /// Several `v=spf1` records (§4.5).
@@ -76,31 +78,56 @@ enum Lookup<T> {
     Error,
 }
 
+impl<T> Lookup<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
+        match self {
+            Lookup::Answer(t) => Lookup::Answer(f(t)),
+            Lookup::Void => Lookup::Void,
+            Lookup::Error => Lookup::Error,
+        }
+    }
+}
+
 struct Evaluator<'a> {
     dns: &'a Dns,
     ip: IpAddr,
+    sender: &'a str,
+    local: &'a str,
+    sender_domain: &'a str,
+    helo: &'a str,
     receiver: &'a str,
+    timestamp: u64,
     dns_terms: u32,
     voids: u32,
-    ptr_validated: bool,
+    /// PTR names of the client that resolve back to it (§5.5), for `%{p}`; looked up the
+    /// first time a macro needs them.
+    validated: Option<Vec<Name>>,
 }
 
 /// Runs `check_host()` for a MAIL FROM (or HELO) identity.
 pub async fn check_host(dns: &Dns, query: SpfQuery<'_>) -> SpfEvaluation {
-    let mut vars = Variables::new();
-    vars.set_ip(&query.ip);
-    vars.set_sender(query.sender.as_bytes().to_vec());
-    vars.set_helo_domain(query.helo.as_bytes().to_vec());
-    vars.set_host_domain(query.receiver.as_bytes().to_vec());
+    let (local, sender_domain) = match query.sender.rsplit_once('@') {
+        Some(("", domain)) => ("postmaster", domain),
+        Some(parts) => parts,
+        None => ("postmaster", query.sender),
+    };
     let mut eval = Evaluator {
         dns,
-        ip: query.ip,
+        // §5: an IPv4-mapped IPv6 client is an IPv4 client (ip4, A records, in-addr macros).
+        ip: query.ip.to_canonical(),
+        sender: query.sender,
+        local,
+        sender_domain,
+        helo: query.helo,
         receiver: query.receiver,
+        timestamp: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         dns_terms: 0,
         voids: 0,
-        ptr_validated: false,
+        validated: None,
     };
-    eval.check(query.domain, &mut vars, 0).await
+    eval.check(query.domain, 0).await
 }
 
 /// Is `domain` something SPF can be evaluated for (§4.3): a multi-label name, labels of 1–63
@@ -118,20 +145,28 @@ impl Evaluator<'_> {
     fn check<'s>(
         &'s mut self,
         domain: &'s str,
-        vars: &'s mut Variables<'static>,
         depth: u32,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = SpfEvaluation> + Send + 's>> {
         Box::pin(async move {
             if !is_valid_domain(domain) {
-                return SpfEvaluation::new(AuthResult::None, format!("{domain} is not a valid domain"));
+                return SpfEvaluation::new(
+                    AuthResult::None,
+                    format!("{domain} is not a valid domain"),
+                );
             }
             if depth > MAX_DNS_TERMS {
-                return SpfEvaluation::new(AuthResult::Permerror, "include/redirect nesting too deep");
+                return SpfEvaluation::new(
+                    AuthResult::Permerror,
+                    "include/redirect nesting too deep",
+                );
             }
             let record = match self.record(domain).await {
                 Ok(SpfRecord::Found(r)) => r,
                 Ok(SpfRecord::NotFound) => {
-                    return SpfEvaluation::new(AuthResult::None, format!("no SPF record for {domain}"))
+                    return SpfEvaluation::new(
+                        AuthResult::None,
+                        format!("no SPF record for {domain}"),
+                    )
                 }
                 Ok(SpfRecord::Multiple) => {
                     // RFC 7208 §4.5
@@ -153,10 +188,9 @@ impl Evaluator<'_> {
                     )
                 }
             };
-            vars.set_domain(domain.as_bytes().to_vec());
 
             for directive in record.directives.iter() {
-                let matched = match self.matches(&directive.mechanism, domain, vars, depth).await {
+                let matched = match self.matches(&directive.mechanism, domain, depth).await {
                     Ok(m) => m,
                     Err(e) => return e,
                 };
@@ -169,10 +203,10 @@ impl Evaluator<'_> {
                     };
                     let mut out = SpfEvaluation::new(
                         result,
-                        format!("{} matched {}", self.ip, mechanism_name(&directive.mechanism)),
+                        format!("{} matched {}", self.ip, directive.mechanism.name()),
                     );
                     if result == AuthResult::Fail {
-                        out.explanation = self.explanation(&record, domain, vars).await;
+                        out.explanation = self.explanation(&record, domain).await;
                     }
                     return out;
                 }
@@ -183,10 +217,8 @@ impl Evaluator<'_> {
                 if let Err(e) = self.count_dns_term() {
                     return e;
                 }
-                let target = expand(redirect, vars, domain, true);
-                let target = target.trim_end_matches('.').to_string();
-                let mut inner = self.check(&target, vars, depth + 1).await;
-                vars.set_domain(domain.as_bytes().to_vec());
+                let target = self.expand(redirect, domain, true).await;
+                let mut inner = self.check(&target, depth + 1).await;
                 if inner.result == AuthResult::None {
                     inner.result = AuthResult::Permerror;
                     inner.reason = format!("redirect target {target} has no SPF record");
@@ -225,46 +257,25 @@ impl Evaluator<'_> {
         &mut self,
         mechanism: &Mechanism,
         domain: &str,
-        vars: &mut Variables<'static>,
         depth: u32,
     ) -> Result<bool, SpfEvaluation> {
-        if mechanism.needs_ptr() && !self.ptr_validated {
-            self.ptr_validated = true;
-            self.validate_ptr(vars, domain).await;
-        }
         match mechanism {
             Mechanism::All => Ok(true),
-            Mechanism::Ip4 { addr, mask } => Ok(match self.ip {
-                IpAddr::V4(ip) => u32::from(ip) & mask == u32::from(*addr) & mask,
-                IpAddr::V6(_) => false,
-            }),
-            Mechanism::Ip6 { addr, mask } => Ok(match self.ip {
-                IpAddr::V6(ip) => u128::from(ip) & mask == u128::from(*addr) & mask,
-                IpAddr::V4(_) => false,
-            }),
-            Mechanism::A {
-                macro_string,
-                ip4_mask,
-                ip6_mask,
-            } => {
+            Mechanism::Ip4(net) => Ok(matches!(self.ip, IpAddr::V4(ip) if net.contains(&ip))),
+            Mechanism::Ip6(net) => Ok(matches!(self.ip, IpAddr::V6(ip) if net.contains(&ip))),
+            Mechanism::A { domain: spec, cidr } => {
                 self.count_dns_term()?;
-                let target = expand(macro_string, vars, domain, true);
-                match self.addresses(&target).await {
-                    Lookup::Answer(addrs) => Ok(addrs
-                        .iter()
-                        .any(|a| self.ip_in(a, *ip4_mask, *ip6_mask))),
+                let target = self.target_or(spec.as_ref(), domain).await;
+                match self.addresses(dns_name(&target)).await {
+                    Lookup::Answer(addrs) => Ok(addrs.iter().any(|a| cidr.contains(*a, self.ip))),
                     Lookup::Void => self.count_void().map(|_| false),
                     Lookup::Error => Err(temperror(&target)),
                 }
             }
-            Mechanism::Mx {
-                macro_string,
-                ip4_mask,
-                ip6_mask,
-            } => {
+            Mechanism::Mx { domain: spec, cidr } => {
                 self.count_dns_term()?;
-                let target = expand(macro_string, vars, domain, true);
-                let exchanges = match self.mx(&target).await {
+                let target = self.target_or(spec.as_ref(), domain).await;
+                let exchanges = match self.mx(dns_name(&target)).await {
                     Lookup::Answer(x) => x,
                     Lookup::Void => return self.count_void().map(|_| false),
                     Lookup::Error => return Err(temperror(&target)),
@@ -275,48 +286,44 @@ impl Evaluator<'_> {
                         format!("{target} has more than 10 MX records (RFC 7208 4.6.4)"),
                     ));
                 }
-                for exchange in exchanges {
-                    match self.addresses(&exchange).await {
+                // A null MX (RFC 7505, exchange ".") names no host to look up.
+                for exchange in exchanges.into_iter().filter(|x| !x.is_root()) {
+                    match self.addresses(Some(exchange.clone())).await {
                         Lookup::Answer(addrs) => {
-                            if addrs.iter().any(|a| self.ip_in(a, *ip4_mask, *ip6_mask)) {
+                            if addrs.iter().any(|a| cidr.contains(*a, self.ip)) {
                                 return Ok(true);
                             }
                         }
                         Lookup::Void => {}
-                        Lookup::Error => return Err(temperror(&exchange)),
+                        Lookup::Error => return Err(temperror(&exchange.to_string())),
                     }
                 }
                 Ok(false)
             }
-            Mechanism::Ptr { macro_string } => {
+            Mechanism::Ptr(spec) => {
                 self.count_dns_term()?;
-                let target = expand(macro_string, vars, domain, false).to_ascii_lowercase();
-                let target = target.trim_end_matches('.');
+                let target = self.target_or(spec.as_ref(), domain).await;
                 let names = match self.ptr_names().await {
                     Lookup::Answer(names) => names,
                     Lookup::Void => return self.count_void().map(|_| false),
                     // §5.5: a DNS error on the PTR lookup means no match.
                     Lookup::Error => return Ok(false),
                 };
-                for name in names.iter().take(MAX_ADDRESS_LOOKUPS) {
-                    let name = name.trim_end_matches('.').to_ascii_lowercase();
-                    if !(name == target || name.ends_with(&format!(".{target}"))) {
-                        continue;
-                    }
-                    if let Lookup::Answer(addrs) = self.addresses(&name).await {
-                        if addrs.contains(&self.ip) {
-                            return Ok(true);
-                        }
+                let Some(target) = dns_name(&target) else {
+                    return Ok(false);
+                };
+                // Only names within the target can match, so only they need validating.
+                for name in names.iter().filter(|n| target.zone_of(n)) {
+                    if self.resolves_to_client(name).await {
+                        return Ok(true);
                     }
                 }
                 Ok(false)
             }
-            Mechanism::Include { macro_string } => {
+            Mechanism::Include(spec) => {
                 self.count_dns_term()?;
-                let target = expand(macro_string, vars, domain, true);
-                let target = target.trim_end_matches('.').to_string();
-                let inner = self.check(&target, vars, depth + 1).await;
-                vars.set_domain(domain.as_bytes().to_vec());
+                let target = self.expand(spec, domain, true).await;
+                let inner = self.check(&target, depth + 1).await;
                 // RFC 7208 §5.2 table.
                 match inner.result {
                     AuthResult::Pass => Ok(true),
@@ -329,12 +336,12 @@ impl Evaluator<'_> {
                     _ => Err(inner),
                 }
             }
-            Mechanism::Exists { macro_string } => {
+            Mechanism::Exists(spec) => {
                 self.count_dns_term()?;
-                let target = expand(macro_string, vars, domain, true);
+                let target = self.expand(spec, domain, true).await;
                 // §5.7: always an A query, whatever the client's address family.
-                match self.ipv4(&target).await {
-                    Lookup::Answer(a) => Ok(!a.is_empty()),
+                match self.query(dns_name(&target), RecordType::A).await {
+                    Lookup::Answer(_) => Ok(true),
                     Lookup::Void => self.count_void().map(|_| false),
                     Lookup::Error => Err(temperror(&target)),
                 }
@@ -342,13 +349,36 @@ impl Evaluator<'_> {
         }
     }
 
-    fn ip_in(&self, addr: &IpAddr, ip4_mask: u32, ip6_mask: u128) -> bool {
-        match (self.ip, addr) {
-            (IpAddr::V4(ip), IpAddr::V4(a)) => u32::from(ip) & ip4_mask == u32::from(*a) & ip4_mask,
-            (IpAddr::V6(ip), IpAddr::V6(a)) => {
-                u128::from(ip) & ip6_mask == u128::from(*a) & ip6_mask
-            }
-            _ => false,
+    /// Expands `spec` while `domain` is evaluated: as a name to look up (§7.3 trimming and
+    /// truncation) or, for `exp` text, as it is.
+    async fn expand(&mut self, spec: &MacroString, domain: &str, as_name: bool) -> String {
+        if spec.uses(Letter::P) {
+            self.validate_ptr().await;
+        }
+        let validated = self.validated_name(domain);
+        let vars = MacroVars {
+            sender: self.sender,
+            local: self.local,
+            sender_domain: self.sender_domain,
+            domain,
+            ip: self.ip,
+            validated: &validated,
+            helo: self.helo,
+            receiver: self.receiver,
+            timestamp: self.timestamp,
+        };
+        if as_name {
+            spec.expand_domain(&vars)
+        } else {
+            spec.expand(&vars)
+        }
+    }
+
+    /// The target of `a`, `mx` and `ptr`, whose domain-spec defaults to the current domain.
+    async fn target_or(&mut self, spec: Option<&MacroString>, domain: &str) -> String {
+        match spec {
+            Some(spec) => self.expand(spec, domain, true).await,
+            None => domain.trim_end_matches('.').to_string(),
         }
     }
 
@@ -358,15 +388,26 @@ impl Evaluator<'_> {
         if let Some(hit) = self.dns.spf.get(&key) {
             return Ok(hit);
         }
-        let name = Name::from_str_relaxed(key.as_ref()).map_err(|e| e.to_string())?;
+        let Some(name) = dns_name(&key) else {
+            return Ok(SpfRecord::NotFound);
+        };
         let lookup = match self.dns.authenticator().resolver().txt_lookup(name).await {
             Ok(l) => l,
-            Err(e) if is_void(&e) => return Ok(SpfRecord::NotFound),
+            Err(e) if is_void(&e) => {
+                // Cache the absence too: most HELO names publish no SPF, and every message
+                // from such a client would otherwise ask again (RFC 2308 negative TTL).
+                if let Some(ttl) = negative_ttl(&e) {
+                    let until =
+                        std::time::Instant::now() + std::time::Duration::from_secs(ttl.into());
+                    self.dns.spf.insert(key, SpfRecord::NotFound, until);
+                }
+                return Ok(SpfRecord::NotFound);
+            }
             Err(e) => return Err(e.to_string()),
         };
         let mut spf_records = lookup.answers().iter().filter_map(|r| match &r.data {
             RData::TXT(txt) => {
-                let joined: Vec<u8> = txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
+                let joined: Vec<u8> = txt.txt_data.iter().flatten().copied().collect();
                 is_spf_record(&joined).then_some(joined)
             }
             _ => None,
@@ -374,116 +415,157 @@ impl Evaluator<'_> {
         let record = match (spf_records.next(), spf_records.next()) {
             (None, _) => SpfRecord::NotFound,
             (Some(_), Some(_)) => SpfRecord::Multiple,
-            (Some(text), None) => match Spf::parse(&text) {
+            (Some(text), None) => match Record::parse(&text) {
                 Ok(spf) => SpfRecord::Found(Arc::new(spf)),
                 Err(_) => SpfRecord::Invalid,
             },
         };
-        self.dns.spf.insert(key, record.clone(), lookup.valid_until());
+        self.dns
+            .spf
+            .insert(key, record.clone(), lookup.valid_until());
         Ok(record)
     }
 
-    /// A or AAAA records of `name`, as the client's address family needs (§5.3).
-    async fn addresses(&self, name: &str) -> Lookup<Vec<IpAddr>> {
-        match self.ip {
-            IpAddr::V4(_) => self.ipv4(name).await,
-            IpAddr::V6(_) => {
-                let r = self
-                    .dns
-                    .authenticator()
-                    .ipv6_lookup(name, Some(&self.dns.ipv6))
-                    .await;
-                classify(r.map(|set| set.rrset.iter().copied().map(IpAddr::V6).collect()))
+    /// Records of type `rtype` at `name`. Goes to the resolver with a name built from raw
+    /// labels: domain-specs may hold any visible character (`foo:bar/baz.example.com`, or
+    /// spaces from `%_`), which DNS carries but a host-name parser refuses.
+    async fn query(&self, name: Option<Name>, rtype: RecordType) -> Lookup<Vec<RData>> {
+        // A name that cannot be put on the wire (empty or over-long label) cannot exist.
+        let Some(name) = name else {
+            return Lookup::Void;
+        };
+        match self
+            .dns
+            .authenticator()
+            .resolver()
+            .lookup(name, rtype)
+            .await
+        {
+            Ok(lookup) => {
+                let data: Vec<RData> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .map(|r| r.data.clone())
+                    .collect();
+                if data.is_empty() {
+                    Lookup::Void
+                } else {
+                    Lookup::Answer(data)
+                }
             }
+            Err(e) if is_void(&e) => Lookup::Void,
+            Err(_) => Lookup::Error,
         }
     }
 
-    async fn ipv4(&self, name: &str) -> Lookup<Vec<IpAddr>> {
-        let r = self
-            .dns
-            .authenticator()
-            .ipv4_lookup(name, Some(&self.dns.ipv4))
-            .await;
-        classify(r.map(|set| set.rrset.iter().copied().map(IpAddr::V4).collect()))
-    }
-
-    async fn mx(&self, name: &str) -> Lookup<Vec<String>> {
-        let r = self
-            .dns
-            .authenticator()
-            .mx_lookup(name, Some(&self.dns.mx))
-            .await;
-        classify(r.map(|set| {
-            set.rrset
-                .iter()
-                .flat_map(|mx| mx.exchanges.iter().map(|e| e.to_string()))
+    /// A or AAAA records of `name`, as the client's address family needs (§5.3).
+    async fn addresses(&self, name: Option<Name>) -> Lookup<Vec<IpAddr>> {
+        let rtype = match self.ip {
+            IpAddr::V4(_) => RecordType::A,
+            IpAddr::V6(_) => RecordType::AAAA,
+        };
+        self.query(name, rtype).await.map(|data| {
+            data.into_iter()
+                .filter_map(|d| match d {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })
                 .collect()
-        }))
+        })
     }
 
-    async fn ptr_names(&self) -> Lookup<Vec<String>> {
-        let r = self
-            .dns
-            .authenticator()
-            .ptr_lookup(self.ip, Some(&self.dns.ptr))
-            .await;
-        classify(r.map(|set| set.rrset.iter().map(|n| n.to_string()).collect()))
+    /// MX exchanges of `name`, most preferred first.
+    async fn mx(&self, name: Option<Name>) -> Lookup<Vec<Name>> {
+        self.query(name, RecordType::MX).await.map(|data| {
+            let mut mx: Vec<_> = data
+                .into_iter()
+                .filter_map(|d| match d {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange)),
+                    _ => None,
+                })
+                .collect();
+            mx.sort_by_key(|(preference, _)| *preference);
+            mx.into_iter().map(|(_, exchange)| exchange).collect()
+        })
     }
 
-    /// Sets the `%{p}` macro: a PTR name of the client that resolves back to it (§5.5),
-    /// preferring one within `domain`; `unknown` when there is none.
-    async fn validate_ptr(&mut self, vars: &mut Variables<'static>, domain: &str) {
-        let mut validated: Option<String> = None;
+    /// The client's PTR names (§5.5), at most the first ten.
+    async fn ptr_names(&self) -> Lookup<Vec<Name>> {
+        self.query(Some(Name::from(self.ip)), RecordType::PTR)
+            .await
+            .map(|data| {
+                data.into_iter()
+                    .filter_map(|d| match d {
+                        RData::PTR(ptr) => Some(ptr.0),
+                        _ => None,
+                    })
+                    .take(MAX_ADDRESS_LOOKUPS)
+                    .collect()
+            })
+    }
+
+    /// Does `name` have an address record that is the client's?
+    async fn resolves_to_client(&self, name: &Name) -> bool {
+        matches!(self.addresses(Some(name.clone())).await,
+            Lookup::Answer(addrs) if addrs.contains(&self.ip))
+    }
+
+    /// Looks up, once, the client's PTR names that resolve back to it (§5.5), for `%{p}`.
+    async fn validate_ptr(&mut self) {
+        if self.validated.is_some() {
+            return;
+        }
+        let mut validated = Vec::new();
         if let Lookup::Answer(names) = self.ptr_names().await {
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            for name in names.iter().take(MAX_ADDRESS_LOOKUPS) {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                if let Lookup::Answer(addrs) = self.addresses(&name).await {
-                    if addrs.contains(&self.ip) {
-                        let preferred = name == domain || name.ends_with(&format!(".{domain}"));
-                        if preferred || validated.is_none() {
-                            validated = Some(name.clone());
-                        }
-                        if preferred {
-                            break;
-                        }
-                    }
+            for name in names {
+                if self.resolves_to_client(&name).await {
+                    validated.push(name);
                 }
             }
         }
-        vars.set_validated_domain(validated.unwrap_or_else(|| "unknown".into()).into_bytes());
+        self.validated = Some(validated);
+    }
+
+    /// `%{p}` while `domain` is evaluated (§7.3): `domain` itself if validated, else a
+    /// validated subdomain of it, else any validated name, else "unknown".
+    fn validated_name(&self, domain: &str) -> String {
+        let names = self.validated.as_deref().unwrap_or_default();
+        let domain = dns_name(domain);
+        let preferred = domain.as_ref().and_then(|d| {
+            names
+                .iter()
+                .find(|n| *n == d)
+                .or_else(|| names.iter().find(|n| d.zone_of(n)))
+        });
+        match preferred.or(names.first()) {
+            Some(name) => name
+                .to_lowercase()
+                .to_ascii()
+                .trim_end_matches('.')
+                .to_string(),
+            None => "unknown".into(),
+        }
     }
 
     /// The `exp=` explanation (§6.2); any problem fetching it just means no explanation.
-    async fn explanation(
-        &mut self,
-        record: &Spf,
-        domain: &str,
-        vars: &mut Variables<'static>,
-    ) -> Option<String> {
+    async fn explanation(&mut self, record: &Record, domain: &str) -> Option<String> {
         let exp = record.exp.as_ref()?;
-        let target = expand(exp, vars, domain, true);
-        let name = Name::from_str_relaxed(target.as_ref()).ok()?;
-        let lookup = self.dns.authenticator().resolver().txt_lookup(name).await.ok()?;
-        let mut texts = lookup.answers().iter().filter_map(|r| match &r.data {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .flat_map(|s| s.iter().copied())
-                    .collect::<Vec<u8>>(),
-            ),
-            _ => None,
-        });
-        let text = match (texts.next(), texts.next()) {
-            (Some(t), None) => t,
-            _ => return None,
+        let target = self.expand(exp, domain, true).await;
+        // §6.2: exactly one TXT record, or no explanation.
+        let Lookup::Answer(records) = self.query(dns_name(&target), RecordType::TXT).await else {
+            return None;
         };
-        let macro_string = mail_auth::spf::Macro::parse(&text).ok()?;
-        // exp text may use %{c}, %{r}, %{t} (§7.3).
-        let mut exp_vars = vars.clone();
-        exp_vars.set_host_domain(self.receiver.as_bytes().to_vec());
-        let out = expand(&macro_string, &exp_vars, domain, false).into_owned();
-        Some(out).filter(|s| s.is_ascii())
+        let [RData::TXT(txt)] = records.as_slice() else {
+            return None;
+        };
+        let text: Vec<u8> = txt.txt_data.iter().flatten().copied().collect();
+        // exp text may use %{c}, %{r}, %{t} (§7.1); a syntax error means no explanation.
+        let text = String::from_utf8(text).ok()?;
+        let explanation = MacroString::parse(&text, MacroContext::Explanation).ok()?;
+        let text = self.expand(&explanation, domain, false).await;
+        Some(text).filter(|s| s.is_ascii())
     }
 }
 
@@ -494,8 +576,14 @@ fn is_spf_record(text: &[u8]) -> bool {
         && (text.len() == 6 || text[6] == b' ')
 }
 
-fn expand<'z>(m: &'z Macro, vars: &'z Variables<'z>, domain: &'z str, fqdn: bool) -> Cow<'z, str> {
-    m.eval(vars, domain, fqdn)
+/// The DNS name for `text`, label by label as raw octets; `None` if it has an empty label or
+/// one over 63 octets, or is too long.
+fn dns_name(text: &str) -> Option<Name> {
+    let text = text.strip_suffix('.').unwrap_or(text);
+    if text.is_empty() {
+        return None;
+    }
+    Name::from_labels(text.split('.').map(str::as_bytes)).ok()
 }
 
 fn fqdn(domain: &str) -> String {
@@ -507,49 +595,24 @@ fn fqdn(domain: &str) -> String {
 }
 
 fn temperror(name: &str) -> SpfEvaluation {
-    SpfEvaluation::new(AuthResult::Temperror, format!("DNS error looking up {name}"))
+    SpfEvaluation::new(
+        AuthResult::Temperror,
+        format!("DNS error looking up {name}"),
+    )
 }
 
 /// NXDOMAIN and "no records of this type" are void lookups; everything else is an error.
+/// The negative-caching TTL of a void answer, when the server sent an SOA with it.
+fn negative_ttl(e: &NetError) -> Option<u32> {
+    match e {
+        NetError::Dns(HickoryDnsError::NoRecordsFound(nr)) => nr.negative_ttl,
+        _ => None,
+    }
+}
+
 fn is_void(e: &NetError) -> bool {
     matches!(e, NetError::Dns(HickoryDnsError::NoRecordsFound(nr))
         if matches!(nr.response_code.into(), 0u16 | 3u16))
-}
-
-fn classify<T: IsEmpty>(r: Result<T, Error>) -> Lookup<T> {
-    match r {
-        Ok(v) if v.is_empty() => Lookup::Void,
-        Ok(v) => Lookup::Answer(v),
-        Err(Error::Dns(DnsError::RecordNotFound(code))) if matches!(u16::from(code), 0 | 3) => {
-            Lookup::Void
-        }
-        // A name that macro expansion made unparsable cannot exist.
-        Err(Error::ParseError) => Lookup::Void,
-        Err(_) => Lookup::Error,
-    }
-}
-
-trait IsEmpty {
-    fn is_empty(&self) -> bool;
-}
-
-impl<T> IsEmpty for Vec<T> {
-    fn is_empty(&self) -> bool {
-        Vec::is_empty(self)
-    }
-}
-
-fn mechanism_name(m: &Mechanism) -> &'static str {
-    match m {
-        Mechanism::All => "all",
-        Mechanism::Include { .. } => "include",
-        Mechanism::A { .. } => "a",
-        Mechanism::Mx { .. } => "mx",
-        Mechanism::Ptr { .. } => "ptr",
-        Mechanism::Ip4 { .. } => "ip4",
-        Mechanism::Ip6 { .. } => "ip6",
-        Mechanism::Exists { .. } => "exists",
-    }
 }
 
 #[cfg(test)]

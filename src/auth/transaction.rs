@@ -211,6 +211,28 @@ async fn spf_at_mail_from(verifier: &Verifier, conn: &Connection, mail_from: &st
     let receiver = verifier.config().authserv_id.as_str();
     let sender = normalize_mail_from(mail_from);
     let helo = conn.helo.as_deref().unwrap_or("").trim();
+    if conn.ip.is_unspecified() {
+        // `check` without --ip: there is no client to authorise.
+        let unknown = SpfCheck {
+            result: AuthResult::None,
+            domain: sender
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_ascii_lowercase())
+                .unwrap_or_default(),
+            identity: if sender.is_empty() {
+                "<>".into()
+            } else {
+                sender.clone()
+            },
+            reason: "client address unknown".into(),
+            explanation: None,
+        };
+        return SpfOutcome {
+            mail_from: unknown,
+            null_sender: sender.is_empty(),
+            helo: None,
+        };
+    }
 
     // §2.3: the HELO identity, checked as postmaster@helo.
     let helo_sender = format!("postmaster@{helo}");

@@ -45,7 +45,9 @@ impl ConfigError {
             Some(span) => {
                 let mut e = ConfigError::at(file, text, span, message);
                 // For an unknown key, the key itself is the best name for the place.
-                if let Some(name) = backticked(&e.message).filter(|_| e.message.contains("unknown field")) {
+                if let Some(name) =
+                    backticked(&e.message).filter(|_| e.message.contains("unknown field"))
+                {
                     e.key = Some(match table_at(text, e.line.unwrap_or(1)) {
                         Some(table) => format!("{table}.{name}"),
                         None => name,
@@ -110,12 +112,15 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 
 /// The `[table]` (or `[[array]]`) header in force at `line_no`.
 fn table_at(text: &str, line_no: usize) -> Option<String> {
-    text.lines().take(line_no).filter_map(|l| {
-        let l = l.trim();
-        l.strip_prefix('[')
-            .and_then(|r| r.split(']').next())
-            .map(|t| t.trim_matches('[').trim().to_string())
-    }).last()
+    text.lines()
+        .take(line_no)
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')
+                .and_then(|r| r.split(']').next())
+                .map(|t| t.trim_matches('[').trim().to_string())
+        })
+        .last()
 }
 
 fn backticked(message: &str) -> Option<String> {

@@ -116,7 +116,8 @@ impl Config {
 
     fn from_raw(raw: RawConfig, text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
         let file = path.unwrap_or(Path::new("<config>"));
-        let err = |span: std::ops::Range<usize>, msg: String| ConfigError::at(file, text, span, msg);
+        let err =
+            |span: std::ops::Range<usize>, msg: String| ConfigError::at(file, text, span, msg);
         let mut config = Config {
             source: path.map(Path::to_path_buf),
             ..Config::default()
@@ -124,14 +125,20 @@ impl Config {
         if let Some(id) = raw.authserv_id {
             let value = id.get_ref().trim();
             if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == ';') {
-                return Err(err(id.span(), "must be a host name without spaces or ';'".into()));
+                return Err(err(
+                    id.span(),
+                    "must be a host name without spaces or ';'".into(),
+                ));
             }
             config.authserv_id = value.to_string();
         }
         if let Some(dns) = raw.dns {
             for ns in dns.nameservers.unwrap_or_default() {
                 let addr: SocketAddr = ns.get_ref().parse().map_err(|_| {
-                    err(ns.span(), format!("`{}` is not an ip:port address", ns.get_ref()))
+                    err(
+                        ns.span(),
+                        format!("`{}` is not an ip:port address", ns.get_ref()),
+                    )
                 })?;
                 config.dns.nameservers.push(addr);
             }
@@ -213,10 +220,7 @@ pub fn parse_network(text: &str) -> Result<IpNet, String> {
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are compared as IPv4.
 pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(std::net::IpAddr::V4)
-            .unwrap_or(ip),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     }
 }

@@ -47,7 +47,10 @@ fn unknown_key_names_file_line_and_key() {
     let e = Config::parse(text, Some(Path::new("x.toml"))).unwrap_err();
     assert_eq!(e.line, Some(4));
     assert_eq!(e.key.as_deref(), Some("dns.nameserver"));
-    assert!(e.to_string().starts_with("x.toml:4: key `dns.nameserver`"), "{e}");
+    assert!(
+        e.to_string().starts_with("x.toml:4: key `dns.nameserver`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -56,8 +59,16 @@ fn bad_values_name_their_key() {
         ("[dns]\nnameservers = [\"1.2.3.4\"]\n", 2, "dns.nameservers"),
         ("[dns]\n\ntimeout_ms = 0\n", 3, "dns.timeout_ms"),
         ("[dns]\nattempts = \"three\"\n", 2, "dns.attempts"),
-        ("trusted_networks = [\"10.0.0.0/33\"]\n", 1, "trusted_networks"),
-        ("[limits]\nmax_dkim_signatures = 0\n", 2, "limits.max_dkim_signatures"),
+        (
+            "trusted_networks = [\"10.0.0.0/33\"]\n",
+            1,
+            "trusted_networks",
+        ),
+        (
+            "[limits]\nmax_dkim_signatures = 0\n",
+            2,
+            "limits.max_dkim_signatures",
+        ),
         ("authserv_id = \"a b\"\n", 1, "authserv_id"),
     ];
     for (text, line, key) in cases {

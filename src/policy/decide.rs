@@ -14,12 +14,22 @@ struct Finding {
 /// (reject > tempfail > quarantine > accept); all of them are listed in `reasons`.
 pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
     if let Some(reason) = &outcome.skipped {
-        return verdict(Action::Accept, vec![format!("not verified: {reason}")], None, None, None);
+        return verdict(
+            Action::Accept,
+            vec![format!("not verified: {reason}")],
+            None,
+            None,
+            None,
+        );
     }
     let rules = policy.rules_for(outcome.from.domain().unwrap_or_default());
     let mut findings: Vec<Finding> = Vec::new();
     let mut note = |action: Action, reason: String, reply: Option<(u16, &'static str, String)>| {
-        findings.push(Finding { action, reason, reply })
+        findings.push(Finding {
+            action,
+            reason,
+            reply,
+        })
     };
 
     if outcome.oversized {
@@ -33,7 +43,11 @@ pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
         );
     }
     if let Some(why) = &outcome.malformed {
-        note(rules.malformed, format!("malformed message: {why}"), Some((550, "5.6.0", "Message is not RFC 5322".into())));
+        note(
+            rules.malformed,
+            format!("malformed message: {why}"),
+            Some((550, "5.6.0", "Message is not RFC 5322".into())),
+        );
     }
     if outcome.from.is_multiple() {
         note(
@@ -43,10 +57,19 @@ pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
                 outcome.from.fields,
                 outcome.from.addresses.len()
             ),
-            Some((550, "5.7.1", "Message must have exactly one From address".into())),
+            Some((
+                550,
+                "5.7.1",
+                "Message must have exactly one From address".into(),
+            )),
         );
-    } else if outcome.malformed.is_none() && !outcome.oversized && outcome.from.addresses.is_empty() {
-        note(rules.missing_from, "no From address".into(), Some((550, "5.6.0", "Message has no From address".into())));
+    } else if outcome.malformed.is_none() && !outcome.oversized && outcome.from.addresses.is_empty()
+    {
+        note(
+            rules.missing_from,
+            "no From address".into(),
+            Some((550, "5.6.0", "Message has no From address".into())),
+        );
     }
 
     let mut disposition = None;
@@ -62,37 +85,68 @@ pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
             };
             if let (Some(sealer), true) = (sealer, asked != Action::Accept) {
                 let why = format!("trusted ARC sealer {sealer}");
-                note(Action::Accept, format!("DMARC fail for {} overridden by local policy: {why}", dmarc.domain), None);
+                note(
+                    Action::Accept,
+                    format!(
+                        "DMARC fail for {} overridden by local policy: {why}",
+                        dmarc.domain
+                    ),
+                    None,
+                );
                 local_override = Some(why);
                 disposition = Some("none");
             } else {
-                let what = format!("DMARC fail for {} (p={})", dmarc.domain, policy_word(&dmarc.policy));
+                let what = format!(
+                    "DMARC fail for {} (p={})",
+                    dmarc.domain,
+                    policy_word(&dmarc.policy)
+                );
                 let reason = if rule != asked {
                     format!("{what}; local policy: {rule}")
                 } else {
                     what
                 };
                 if rule != asked {
-                    local_override = Some(format!("{} policy {} applied as {rule}", dmarc.domain, policy_word(&dmarc.policy)));
+                    local_override = Some(format!(
+                        "{} policy {} applied as {rule}",
+                        dmarc.domain,
+                        policy_word(&dmarc.policy)
+                    ));
                 }
                 disposition = Some(match rule {
                     Action::Reject => "reject",
                     Action::Quarantine => "quarantine",
                     _ => "none",
                 });
-                note(rule, reason, Some((550, "5.7.1", format!("Rejected by DMARC policy of {}", dmarc.domain))));
+                note(
+                    rule,
+                    reason,
+                    Some((
+                        550,
+                        "5.7.1",
+                        format!("Rejected by DMARC policy of {}", dmarc.domain),
+                    )),
+                );
             }
         }
         Some(dmarc) if dmarc.result == AuthResult::Temperror => {
             note(
                 rules.dns_temperror,
                 format!("DMARC temperror for {} (DNS)", dmarc.domain),
-                Some((451, "4.4.3", "Temporary DNS failure, try again later".into())),
+                Some((
+                    451,
+                    "4.4.3",
+                    "Temporary DNS failure, try again later".into(),
+                )),
             );
         }
         Some(dmarc) if dmarc.result == AuthResult::Pass => {
             disposition = Some("none");
-            note(Action::Accept, format!("DMARC pass for {}", dmarc.domain), None);
+            note(
+                Action::Accept,
+                format!("DMARC pass for {}", dmarc.domain),
+                None,
+            );
         }
         _ => {
             // No DMARC verdict: SPF alone may matter.
@@ -109,7 +163,11 @@ pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
                     note(
                         rules.dns_temperror,
                         "SPF temperror (DNS)".into(),
-                        Some((451, "4.4.3", "Temporary DNS failure, try again later".into())),
+                        Some((
+                            451,
+                            "4.4.3",
+                            "Temporary DNS failure, try again later".into(),
+                        )),
                     );
                 }
                 _ => {}
@@ -117,13 +175,23 @@ pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
         }
     }
 
-    let action = findings.iter().map(|f| f.action).max().unwrap_or(Action::Accept);
+    let action = findings
+        .iter()
+        .map(|f| f.action)
+        .max()
+        .unwrap_or(Action::Accept);
     let reply = findings
         .iter()
         .find(|f| f.action == action && f.reply.is_some())
         .and_then(|f| f.reply.clone());
     let reasons = findings.into_iter().map(|f| f.reason).collect();
-    let mut v = verdict(action, reasons, reply, disposition.map(str::to_string), local_override);
+    let mut v = verdict(
+        action,
+        reasons,
+        reply,
+        disposition.map(str::to_string),
+        local_override,
+    );
     if v.reasons.is_empty() {
         v.reasons.push("no rule applied".into());
     }
@@ -140,7 +208,10 @@ fn policy_word(p: &str) -> &str {
 
 /// The first trusted sealer of a passing ARC chain, if any.
 fn trusted_arc_sealer<'a>(outcome: &'a Outcome, policy: &Policy) -> Option<&'a str> {
-    let arc = outcome.arc.as_ref().filter(|a| a.result == AuthResult::Pass)?;
+    let arc = outcome
+        .arc
+        .as_ref()
+        .filter(|a| a.result == AuthResult::Pass)?;
     arc.sealers
         .iter()
         .find(|s| policy.trusted_sealers.iter().any(|t| t == *s))
@@ -158,7 +229,11 @@ fn verdict(
         (Action::Accept, _) => (250, "2.0.0", "OK".to_string()),
         (Action::Quarantine, _) => (250, "2.0.0", "OK, held for review".to_string()),
         (Action::Tempfail, Some(r)) if r.0 / 100 == 4 => r,
-        (Action::Tempfail, _) => (451, "4.7.0", "Temporary authentication failure, try again later".to_string()),
+        (Action::Tempfail, _) => (
+            451,
+            "4.7.0",
+            "Temporary authentication failure, try again later".to_string(),
+        ),
         (Action::Reject, Some(r)) if r.0 / 100 == 5 => r,
         (Action::Reject, _) => (550, "5.7.1", "Message rejected by local policy".to_string()),
     };

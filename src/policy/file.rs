@@ -97,7 +97,9 @@ impl Policy {
         let rules = Rules {
             dmarc_reject: raw.dmarc_reject.unwrap_or(d.dmarc_reject),
             dmarc_quarantine: raw.dmarc_quarantine.unwrap_or(d.dmarc_quarantine),
-            spf_fail_without_dmarc: raw.spf_fail_without_dmarc.unwrap_or(d.spf_fail_without_dmarc),
+            spf_fail_without_dmarc: raw
+                .spf_fail_without_dmarc
+                .unwrap_or(d.spf_fail_without_dmarc),
             dns_temperror: raw.dns_temperror.unwrap_or(d.dns_temperror),
             multiple_from: raw.multiple_from.unwrap_or(d.multiple_from),
             missing_from: raw.missing_from.unwrap_or(d.missing_from),
@@ -153,7 +155,9 @@ impl Policy {
         if let Some(o) = overrides {
             rules.dmarc_reject = o.dmarc_reject.unwrap_or(rules.dmarc_reject);
             rules.dmarc_quarantine = o.dmarc_quarantine.unwrap_or(rules.dmarc_quarantine);
-            rules.spf_fail_without_dmarc = o.spf_fail_without_dmarc.unwrap_or(rules.spf_fail_without_dmarc);
+            rules.spf_fail_without_dmarc = o
+                .spf_fail_without_dmarc
+                .unwrap_or(rules.spf_fail_without_dmarc);
             rules.dns_temperror = o.dns_temperror.unwrap_or(rules.dns_temperror);
         }
         rules

@@ -22,7 +22,12 @@ async fn arc_validation_suite() {
             .as_mapping()
             .map(|m| {
                 m.iter()
-                    .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().unwrap_or("").to_string()))
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().unwrap().to_string(),
+                            v.as_str().unwrap_or("").to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -32,9 +37,18 @@ async fn arc_validation_suite() {
         let verifier = Verifier::new(Arc::new(config)).unwrap();
         for (name, test) in scenario["tests"].as_mapping().unwrap() {
             total += 1;
-            let raw = test["message"].as_str().unwrap_or("").replace("\r\n", "\n").replace('\n', "\r\n");
+            let raw = test["message"]
+                .as_str()
+                .unwrap_or("")
+                .replace("\r\n", "\n")
+                .replace('\n', "\r\n");
             // An empty cv means the newest seal already said fail: read as fail (suite README).
-            let expected = match test["cv"].as_str().unwrap_or("").to_ascii_lowercase().as_str() {
+            let expected = match test["cv"]
+                .as_str()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+                .as_str()
+            {
                 "pass" => "pass",
                 "none" => "none",
                 _ => "fail",
@@ -43,16 +57,26 @@ async fn arc_validation_suite() {
             let mut tx = Transaction::begin(&verifier, &conn, "sender@example.org").await;
             tx.message(raw.as_bytes());
             let outcome = tx.finish(&verifier).await;
-            let got = outcome.arc.as_ref().map(|a| a.result.as_str()).unwrap_or("none");
+            let got = outcome
+                .arc
+                .as_ref()
+                .map(|a| a.result.as_str())
+                .unwrap_or("none");
             if got != expected {
                 failures.push((
                     name.as_str().unwrap().to_string(),
-                    format!("expected {expected}, got {got} ({:?})", outcome.arc.and_then(|a| a.reason)),
+                    format!(
+                        "expected {expected}, got {got} ({:?})",
+                        outcome.arc.and_then(|a| a.reason)
+                    ),
                 ));
             }
         }
     }
-    println!("ARC validation suite: {}/{total} passed", total - failures.len());
+    println!(
+        "ARC validation suite: {}/{total} passed",
+        total - failures.len()
+    );
     for (name, why) in &failures {
         println!("  {name}: {why}");
     }

@@ -28,7 +28,9 @@ async fn server() -> DnsServer {
 }
 
 fn sample() -> String {
-    testdata("messages/signed-example.com.eml").display().to_string()
+    testdata("messages/signed-example.com.eml")
+        .display()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +54,11 @@ async fn check_json_document_has_the_stable_keys() {
         sample(),
     ])
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(doc["verdict"], "accept");
     assert!(doc["reasons"].is_array());
@@ -69,7 +75,10 @@ async fn check_json_document_has_the_stable_keys() {
     assert_eq!(doc["dmarc"]["policy"], "reject");
     assert_eq!(doc["dmarc"]["domain"], "example.com");
     assert_eq!(doc["dmarc"]["disposition"], "none");
-    assert!(doc["authentication_results"].as_str().unwrap().starts_with("mx.cli.test;"));
+    assert!(doc["authentication_results"]
+        .as_str()
+        .unwrap()
+        .starts_with("mx.cli.test;"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +86,9 @@ async fn check_text_output_and_exit_status_for_a_reject() {
     let dns = server().await;
     // The same signed message from a host outside example.com's SPF, tampered with: reject,
     // and still exit status 0.
-    let tampered = std::fs::read_to_string(sample()).unwrap().replace("Hello Bob", "Pay Mallory");
+    let tampered = std::fs::read_to_string(sample())
+        .unwrap()
+        .replace("Hello Bob", "Pay Mallory");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tampered.eml");
     std::fs::write(&file, tampered).unwrap();
@@ -106,12 +117,29 @@ async fn check_reads_stdin_and_null_sender() {
     let out = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_authmilter"))
-            .args(["check", "--json", "--nameserver", &addr, "--ip", "192.0.2.1", "--helo", "example.com", "--mail-from", "<>", "-"])
+            .args([
+                "check",
+                "--json",
+                "--nameserver",
+                &addr,
+                "--ip",
+                "192.0.2.1",
+                "--helo",
+                "example.com",
+                "--mail-from",
+                "<>",
+                "-",
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(&message("a@example.org", "stdin", "x\r\n")).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&message("a@example.org", "stdin", "x\r\n"))
+            .unwrap();
         child.wait_with_output().unwrap()
     })
     .await
@@ -143,19 +171,41 @@ fn bad_arguments_and_input_are_one_line_errors() {
 
 #[test]
 fn validate_accepts_good_and_names_the_place_of_bad_configs() {
-    let out = authmilter(&["validate", "--config", testdata("config/full.toml").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = authmilter(&[
+        "validate",
+        "--config",
+        testdata("config/full.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 
-    let out = authmilter(&["validate", "--config", testdata("config/broken-unknown-key.toml").to_str().unwrap()]);
+    let out = authmilter(&[
+        "validate",
+        "--config",
+        testdata("config/broken-unknown-key.toml").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broken-unknown-key.toml:5: key `dns.nameserver`"), "{err}");
+    assert!(
+        err.contains("broken-unknown-key.toml:5: key `dns.nameserver`"),
+        "{err}"
+    );
 
-    let out = authmilter(&["validate", "--config", testdata("config/broken-value.toml").to_str().unwrap()]);
+    let out = authmilter(&[
+        "validate",
+        "--config",
+        testdata("config/broken-value.toml").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broken-value.toml:3: key `limits.max_dkim_signatures`"), "{err}");
+    assert!(
+        err.contains("broken-value.toml:3: key `limits.max_dkim_signatures`"),
+        "{err}"
+    );
 }
 
 /// Writes the sample messages in testdata/messages (run with AUTHMILTER_REGENERATE=1 after
@@ -165,6 +215,10 @@ fn regenerate_sample_messages() {
     if std::env::var_os("AUTHMILTER_REGENERATE").is_none() {
         return;
     }
-    let msg = message("Alice <alice@example.com>", "Lunch", "Hello Bob,\r\n\r\nLunch at noon?\r\n\r\nAlice\r\n");
+    let msg = message(
+        "Alice <alice@example.com>",
+        "Lunch",
+        "Hello Bob,\r\n\r\nLunch at noon?\r\n\r\nAlice\r\n",
+    );
     std::fs::write(sample(), sign_rsa("example.com", &msg)).unwrap();
 }

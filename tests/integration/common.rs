@@ -5,7 +5,7 @@ use crate::dns_server::DnsServer;
 use crate::dns_zone::Zone;
 use authmilter::auth::{Connection, Verifier};
 use authmilter::check::{check_message, Decision};
-use authmilter::config::Config;
+use authmilter::config::{Config, DnsConfig};
 use authmilter::policy::Policy;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
@@ -18,18 +18,24 @@ use std::time::Duration;
 pub const AUTHSERV_ID: &str = "mx.test.example";
 
 pub fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
 }
 
 /// A configuration that resolves only through the given loopback server, with short timeouts
 /// (the zone's TIMEOUT names must not slow the suite down).
 pub fn config_for(addr: SocketAddr) -> Config {
-    let mut c = Config::default();
-    c.authserv_id = AUTHSERV_ID.into();
-    c.dns.nameservers = vec![addr];
-    c.dns.timeout = Duration::from_millis(300);
-    c.dns.attempts = 1;
-    c
+    Config {
+        authserv_id: AUTHSERV_ID.into(),
+        dns: DnsConfig {
+            nameservers: vec![addr],
+            timeout: Duration::from_millis(300),
+            attempts: 1,
+            ..DnsConfig::default()
+        },
+        ..Config::default()
+    }
 }
 
 /// The loopback DNS server with the main test zone, and a verifier using it.
@@ -79,6 +85,8 @@ pub fn message(from: &str, subject: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+// mail-auth's PEM reader is deprecated in favour of DER; the tests only need the PEM key.
+#[allow(deprecated)]
 pub fn rsa_key() -> RsaKey<Sha256> {
     let pem = std::fs::read_to_string(testdata("keys/rsa2048.pem")).unwrap();
     RsaKey::<Sha256>::from_pkcs8_pem(&pem).unwrap()
@@ -91,7 +99,11 @@ pub fn ed_key() -> Ed25519Key {
 
 /// Signs `msg` (relaxed/relaxed unless `simple`) and returns the DKIM-Signature field.
 pub fn rsa_signature(domain: &str, headers: &[&str], msg: &[u8], simple: bool) -> String {
-    let c = if simple { Canonicalization::Simple } else { Canonicalization::Relaxed };
+    let c = if simple {
+        Canonicalization::Simple
+    } else {
+        Canonicalization::Relaxed
+    };
     DkimSigner::from_key(rsa_key())
         .domain(domain)
         .selector("rsa")
@@ -104,7 +116,12 @@ pub fn rsa_signature(domain: &str, headers: &[&str], msg: &[u8], simple: bool) -
 }
 
 pub fn sign_rsa(domain: &str, msg: &[u8]) -> Vec<u8> {
-    let sig = rsa_signature(domain, &["From", "To", "Subject", "Date", "Message-ID"], msg, false);
+    let sig = rsa_signature(
+        domain,
+        &["From", "To", "Subject", "Date", "Message-ID"],
+        msg,
+        false,
+    );
     [sig.as_bytes(), msg].concat()
 }
 

@@ -18,13 +18,25 @@ async fn rfc8463_both_signatures_pass() {
     let mut tx = Transaction::begin(&verifier, &conn, "joe@football.example.com").await;
     tx.message(&raw);
     let outcome = tx.finish(&verifier).await;
-    let mut results: Vec<_> = outcome.dkim.iter().map(|d| (d.algorithm.clone(), d.result, d.selector.clone())).collect();
+    let mut results: Vec<_> = outcome
+        .dkim
+        .iter()
+        .map(|d| (d.algorithm.clone(), d.result, d.selector.clone()))
+        .collect();
     results.sort();
     assert_eq!(
         results,
         vec![
-            ("ed25519-sha256".to_string(), AuthResult::Pass, "brisbane".to_string()),
-            ("rsa-sha256".to_string(), AuthResult::Pass, "test".to_string()),
+            (
+                "ed25519-sha256".to_string(),
+                AuthResult::Pass,
+                "brisbane".to_string()
+            ),
+            (
+                "rsa-sha256".to_string(),
+                AuthResult::Pass,
+                "test".to_string()
+            ),
         ]
     );
 }

@@ -14,6 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 // The conformance-suite loaders (`from_spf_suite_zonedata`, `from_txt_json`, ...).
+#[path = "dns_zone/suites.rs"]
 mod suites;
 
 /// RR type 99 (SPF). hickory has no variant for it, so it travels as `RecordType::Unknown(99)`.

@@ -31,9 +31,17 @@ async fn rfc7208_suite() {
             let mail_from = test["mailfrom"].as_str().unwrap_or("");
             let tx = Transaction::begin(&verifier, &conn, mail_from).await;
             let spf = &tx.spf().unwrap().mail_from;
-            let expected: Vec<&str> = test["result"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let expected: Vec<&str> = test["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
             let mut ok = expected.contains(&spf.result.as_str());
-            if let (true, Some(exp)) = (ok && spf.result.as_str() == "fail", test["explanation"].as_str()) {
+            if let (true, Some(exp)) = (
+                ok && spf.result.as_str() == "fail",
+                test["explanation"].as_str(),
+            ) {
                 // The suite's driver sets the default explanation to "DEFAULT".
                 ok = spf.explanation.as_deref().unwrap_or("DEFAULT") == exp;
             }
@@ -51,5 +59,10 @@ async fn rfc7208_suite() {
     }
     println!("RFC 7208 suite: {}/{total} passed", total - failures.len());
     assert_eq!(total, 203, "the suite has 203 tests");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

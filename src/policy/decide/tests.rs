@@ -36,7 +36,10 @@ fn policy(text: &str) -> Policy {
 
 #[test]
 fn dmarc_reject_is_honoured() {
-    let v = decide(&outcome(Some((AuthResult::Fail, "reject")), AuthResult::Fail), &Policy::default());
+    let v = decide(
+        &outcome(Some((AuthResult::Fail, "reject")), AuthResult::Fail),
+        &Policy::default(),
+    );
     assert_eq!(v.action, Action::Reject);
     assert_eq!((v.code, v.status.as_str()), (550, "5.7.1"));
     assert_eq!(v.dmarc_disposition.as_deref(), Some("reject"));
@@ -44,14 +47,20 @@ fn dmarc_reject_is_honoured() {
 
 #[test]
 fn dmarc_quarantine_is_honoured() {
-    let v = decide(&outcome(Some((AuthResult::Fail, "quarantine")), AuthResult::Pass), &Policy::default());
+    let v = decide(
+        &outcome(Some((AuthResult::Fail, "quarantine")), AuthResult::Pass),
+        &Policy::default(),
+    );
     assert_eq!(v.action, Action::Quarantine);
     assert_eq!(v.dmarc_disposition.as_deref(), Some("quarantine"));
 }
 
 #[test]
 fn dmarc_none_policy_accepts_and_records() {
-    let v = decide(&outcome(Some((AuthResult::Fail, "none")), AuthResult::Fail), &Policy::default());
+    let v = decide(
+        &outcome(Some((AuthResult::Fail, "none")), AuthResult::Fail),
+        &Policy::default(),
+    );
     assert_eq!(v.action, Action::Accept);
     assert!(v.reasons[0].contains("DMARC fail"), "{:?}", v.reasons);
 }
@@ -59,14 +68,31 @@ fn dmarc_none_policy_accepts_and_records() {
 #[test]
 fn per_domain_override_downgrades_reject() {
     let p = policy("[domains.\"example.com\"]\ndmarc_reject = \"quarantine\"\n");
-    let v = decide(&outcome(Some((AuthResult::Fail, "reject")), AuthResult::Fail), &p);
+    let v = decide(
+        &outcome(Some((AuthResult::Fail, "reject")), AuthResult::Fail),
+        &p,
+    );
     assert_eq!(v.action, Action::Quarantine);
     assert!(v.local_override.is_some());
     // A parent domain's override covers subdomains; others are untouched.
     let p = policy("[domains.\"com\"]\ndmarc_reject = \"accept\"\n");
-    assert_eq!(decide(&outcome(Some((AuthResult::Fail, "reject")), AuthResult::Pass), &p).action, Action::Accept);
+    assert_eq!(
+        decide(
+            &outcome(Some((AuthResult::Fail, "reject")), AuthResult::Pass),
+            &p
+        )
+        .action,
+        Action::Accept
+    );
     let p = policy("[domains.\"example.org\"]\ndmarc_reject = \"accept\"\n");
-    assert_eq!(decide(&outcome(Some((AuthResult::Fail, "reject")), AuthResult::Pass), &p).action, Action::Reject);
+    assert_eq!(
+        decide(
+            &outcome(Some((AuthResult::Fail, "reject")), AuthResult::Pass),
+            &p
+        )
+        .action,
+        Action::Reject
+    );
 }
 
 #[test]
@@ -83,9 +109,16 @@ fn spf_fail_without_dmarc_is_configurable() {
     let o = outcome(Some((AuthResult::None, "")), AuthResult::Fail);
     let v = decide(&o, &Policy::default());
     assert_eq!(v.action, Action::Accept);
-    assert!(v.reasons.iter().any(|r| r.contains("SPF fail")), "{:?}", v.reasons);
+    assert!(
+        v.reasons.iter().any(|r| r.contains("SPF fail")),
+        "{:?}",
+        v.reasons
+    );
     let v = decide(&o, &policy("spf_fail_without_dmarc = \"reject\"\n"));
-    assert_eq!((v.action, v.code, v.status.as_str()), (Action::Reject, 550, "5.7.23"));
+    assert_eq!(
+        (v.action, v.code, v.status.as_str()),
+        (Action::Reject, 550, "5.7.23")
+    );
 }
 
 #[test]
@@ -97,7 +130,10 @@ fn multiple_from_is_not_dmarc_none() {
     o.from.addresses.pop();
     o.from.fields = 2;
     assert_eq!(decide(&o, &Policy::default()).action, Action::Reject);
-    assert_eq!(decide(&o, &policy("multiple_from = \"quarantine\"\n")).action, Action::Quarantine);
+    assert_eq!(
+        decide(&o, &policy("multiple_from = \"quarantine\"\n")).action,
+        Action::Quarantine
+    );
 }
 
 #[test]
@@ -112,7 +148,10 @@ fn trusted_arc_sealer_overrides_dmarc_failure() {
     let p = policy("[arc]\ntrusted_sealers = [\"Lists.Example.Org\"]\n");
     let v = decide(&o, &p);
     assert_eq!(v.action, Action::Accept);
-    assert_eq!(v.local_override.as_deref(), Some("trusted ARC sealer lists.example.org"));
+    assert_eq!(
+        v.local_override.as_deref(),
+        Some("trusted ARC sealer lists.example.org")
+    );
     // An untrusted sealer, or a failing chain, changes nothing.
     assert_eq!(decide(&o, &Policy::default()).action, Action::Reject);
     o.arc.as_mut().unwrap().result = AuthResult::Fail;
@@ -142,7 +181,10 @@ fn oversized_and_malformed() {
     let mut o = Outcome::empty_for_tests();
     o.oversized = true;
     let v = decide(&o, &Policy::default());
-    assert_eq!((v.action, v.code, v.status.as_str()), (Action::Reject, 552, "5.3.4"));
+    assert_eq!(
+        (v.action, v.code, v.status.as_str()),
+        (Action::Reject, 552, "5.3.4")
+    );
     let v = decide(&o, &policy("oversized = \"tempfail\"\n"));
     assert_eq!((v.action, v.code), (Action::Tempfail, 452));
     let mut o = Outcome::empty_for_tests();
@@ -163,13 +205,24 @@ fn every_shipped_policy_file_loads() {
         Policy::parse(&text, &f).unwrap_or_else(|e| panic!("{e}"));
     }
     // The compiled-in default is the shipped file and equals the documented defaults.
-    assert_eq!(Policy::default().rules, super::super::file::Rules::default());
+    assert_eq!(
+        Policy::default().rules,
+        super::super::file::Rules::default()
+    );
 }
 
 #[test]
 fn policy_errors_name_file_line_and_key() {
-    let e = Policy::parse("dmarc_reject = \"reject\"\ndmarc_rejct = \"accept\"\n", Path::new("p.toml")).unwrap_err();
+    let e = Policy::parse(
+        "dmarc_reject = \"reject\"\ndmarc_rejct = \"accept\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap_err();
     assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("dmarc_rejct")));
-    let e = Policy::parse("\n[domains.\"x.org\"]\ndmarc_reject = \"bounce\"\n", Path::new("p.toml")).unwrap_err();
+    let e = Policy::parse(
+        "\n[domains.\"x.org\"]\ndmarc_reject = \"bounce\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap_err();
     assert_eq!(e.line, Some(3), "{e}");
 }
