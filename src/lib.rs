@@ -9,4 +9,6 @@ pub mod auth;
 pub mod check;
 pub mod config;
 pub mod dns;
+pub mod milter;
 pub mod policy;
+pub mod server;

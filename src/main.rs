@@ -4,8 +4,9 @@
 use anyhow::{bail, Context, Result};
 use authmilter::auth::{normalize_mail_from, Connection, Verifier};
 use authmilter::check::check_message;
-use authmilter::config::{parse_network, Config};
+use authmilter::config::{parse_network, Config, ListenAddr};
 use authmilter::policy::Policy;
+use authmilter::server::{run as run_server, Loader, MilterListener, Signal, Snapshot};
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the milter daemon (Postfix: `smtpd_milters = inet:127.0.0.1:8895`).
+    Serve(ServeArgs),
     /// Verify one message and print the verdict and the Authentication-Results header.
     Check(CheckArgs),
     /// Validate a configuration file (and the policy it names) without running anything.
@@ -51,6 +54,15 @@ struct Common {
     /// Trusted client network, CIDR (repeatable); replaces the configured list.
     #[arg(long = "trusted-network", value_name = "CIDR")]
     trusted_networks: Vec<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Milter listener: `ip:port` or `unix:/path/to/socket` (default 127.0.0.1:8895).
+    #[arg(long, value_name = "ADDR")]
+    milter: Option<String>,
 }
 
 #[derive(Args)]
@@ -80,7 +92,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "authmilter=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -96,6 +108,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Validate { config } => {
             let c = Config::load(&config)?;
@@ -112,6 +125,76 @@ fn run(cli: Cli) -> Result<()> {
             );
             drop(policy);
             Ok(())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let milter = args
+        .milter
+        .as_deref()
+        .map(ListenAddr::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    // The same file and flags are applied again on every reload.
+    let build = move |common: &Common| -> Result<Config> {
+        let mut config = load_config(common)?;
+        if let Some(addr) = &milter {
+            config.milter.listen = addr.clone();
+        }
+        Ok(config)
+    };
+    let config = build(&args.common)?;
+    let snapshot = Snapshot::new(config.clone()).map_err(anyhow::Error::msg)?;
+    let common = Arc::new(args.common);
+    let loader: Loader = Arc::new(move || {
+        let config = build(&common).map_err(|e| format!("{e:#}"))?;
+        Snapshot::new(config)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = MilterListener::bind(&config.milter.listen, config.milter.socket_mode)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
+        tracing::info!(milter = %listener.local_addr(), authserv_id = %config.authserv_id, "listening");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(forward_signals(tx));
+        run_server(snapshot, loader, listener, rx).await;
+        Ok(())
+    })
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once.
+async fn forward_signals(tx: tokio::sync::mpsc::Sender<Signal>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let mut stopping = false;
+    loop {
+        let sig = tokio::select! {
+            _ = hup.recv() => Signal::Reload,
+            _ = term.recv() => Signal::Graceful,
+            _ = int.recv() => Signal::Graceful,
+        };
+        let sig = match sig {
+            Signal::Graceful if stopping => Signal::Immediate,
+            Signal::Graceful => {
+                stopping = true;
+                Signal::Graceful
+            }
+            other => other,
+        };
+        if tx.send(sig).await.is_err() {
+            return;
         }
     }
 }

@@ -156,6 +156,11 @@ impl Transaction {
         self.message.extend_from_slice(bytes);
     }
 
+    /// Whether the message went over the size limit (nothing more is kept).
+    pub fn is_oversized(&self) -> bool {
+        self.oversized
+    }
+
     /// Bytes received so far (0 once the message went over the size limit).
     pub fn size(&self) -> usize {
         self.message.len()

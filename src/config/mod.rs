@@ -22,6 +22,11 @@ pub const DEFAULT_DNS_ATTEMPTS: usize = 2;
 pub const DEFAULT_DNS_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
 pub const DEFAULT_MAX_DKIM_SIGNATURES: usize = 10;
+pub const DEFAULT_MILTER_LISTEN: &str = "127.0.0.1:8895";
+pub const DEFAULT_MILTER_MAX_CONNECTIONS: usize = 1000;
+pub const DEFAULT_MILTER_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// The validated configuration. Cheap to clone; sessions keep the one they started with.
 #[derive(Debug, Clone)]
@@ -40,6 +45,65 @@ pub struct Config {
     pub received_spf: bool,
     /// Run the iprev check (RFC 8601 §3) on the client address.
     pub iprev: bool,
+    pub milter: MilterConfig,
+    /// How long a graceful shutdown waits for messages in flight.
+    pub shutdown_grace: Duration,
+}
+
+/// Where a listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    /// A Unix socket, created with the configured mode.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// `ip:port` or `unix:/path`.
+    pub fn parse(text: &str) -> Result<ListenAddr, String> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("`unix:` needs a socket path".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        text.parse()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| format!("`{text}` is neither ip:port nor unix:/path"))
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// The milter listener.
+#[derive(Debug, Clone)]
+pub struct MilterConfig {
+    pub listen: ListenAddr,
+    /// Permission bits of a Unix socket.
+    pub socket_mode: u32,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long to wait for the MTA's next command.
+    pub timeout: Duration,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            listen: ListenAddr::parse(DEFAULT_MILTER_LISTEN).expect("literal"),
+            socket_mode: DEFAULT_SOCKET_MODE,
+            max_connections: DEFAULT_MILTER_MAX_CONNECTIONS,
+            timeout: DEFAULT_MILTER_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +157,8 @@ impl Default for Config {
             limits: Limits::default(),
             received_spf: false,
             iprev: false,
+            milter: MilterConfig::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -187,6 +253,38 @@ impl Config {
         }
         if let Some(checks) = raw.checks {
             config.iprev = checks.iprev.unwrap_or(false);
+        }
+        if let Some(milter) = raw.milter {
+            if let Some(listen) = milter.listen {
+                config.milter.listen =
+                    ListenAddr::parse(listen.get_ref()).map_err(|m| err(listen.span(), m))?;
+            }
+            if let Some(mode) = milter.socket_mode {
+                config.milter.socket_mode =
+                    u32::from_str_radix(mode.get_ref().trim_start_matches("0o"), 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| {
+                            err(mode.span(), "must be an octal mode such as \"0660\"".into())
+                        })?;
+            }
+            if let Some(n) = milter.max_connections {
+                if *n.get_ref() == 0 {
+                    return Err(err(n.span(), "must be at least 1".into()));
+                }
+                config.milter.max_connections = *n.get_ref();
+            }
+            if let Some(s) = milter.timeout_secs {
+                if *s.get_ref() == 0 {
+                    return Err(err(s.span(), "must be greater than 0".into()));
+                }
+                config.milter.timeout = Duration::from_secs(*s.get_ref());
+            }
+        }
+        if let Some(server) = raw.server {
+            if let Some(s) = server.shutdown_grace_secs {
+                config.shutdown_grace = Duration::from_secs(s);
+            }
         }
         Ok(config)
     }

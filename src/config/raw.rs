@@ -14,6 +14,23 @@ pub(super) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub headers: Option<RawHeaders>,
     pub checks: Option<RawChecks>,
+    pub milter: Option<RawMilter>,
+    pub server: Option<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMilter {
+    pub listen: Option<Spanned<String>>,
+    pub socket_mode: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub timeout_secs: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub shutdown_grace_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -84,3 +84,27 @@ fn unreadable_file_is_an_error_naming_it() {
     assert!(e.to_string().contains("/nonexistent/authmilter.toml"));
     assert!(e.line.is_none());
 }
+
+#[test]
+fn milter_and_server_sections() {
+    let text = "[milter]\nlisten = \"unix:/run/am.sock\"\nsocket_mode = \"0600\"\nmax_connections = 5\ntimeout_secs = 9\n[server]\nshutdown_grace_secs = 3\n";
+    let c = Config::parse(text, None).unwrap();
+    assert_eq!(c.milter.listen, ListenAddr::Unix("/run/am.sock".into()));
+    assert_eq!(c.milter.socket_mode, 0o600);
+    assert_eq!(c.milter.max_connections, 5);
+    assert_eq!(c.milter.timeout, Duration::from_secs(9));
+    assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+    let d = Config::default();
+    assert_eq!(
+        d.milter.listen,
+        ListenAddr::Tcp("127.0.0.1:8895".parse().unwrap())
+    );
+    for (text, key) in [
+        ("[milter]\nlisten = \"8895\"\n", "milter.listen"),
+        ("[milter]\nsocket_mode = \"999\"\n", "milter.socket_mode"),
+        ("[milter]\nmax_connections = 0\n", "milter.max_connections"),
+    ] {
+        let e = Config::parse(text, None).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+    }
+}

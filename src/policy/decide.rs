@@ -1,7 +1,7 @@
 //! The decision function. Pure: same outcome and policy, same verdict.
 
 use super::{Action, Policy, Verdict};
-use crate::auth::{AuthResult, Outcome};
+use crate::auth::{AuthResult, Outcome, SpfOutcome};
 
 /// A rule that fired: the action it asks for and how to say it over SMTP.
 struct Finding {
@@ -196,6 +196,35 @@ pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
         v.reasons.push("no rule applied".into());
     }
     v
+}
+
+/// The decision possible at MAIL FROM, before any header is known: only SPF `fail` can refuse
+/// the sender there, and only if `spf_fail_at_mail` says so. `None` means carry on.
+pub fn decide_at_mail(spf: &SpfOutcome, policy: &Policy) -> Option<Verdict> {
+    let check = &spf.mail_from;
+    if check.result != AuthResult::Fail || policy.rules.spf_fail_at_mail == Action::Accept {
+        return None;
+    }
+    let reason = format!("SPF fail for {} at MAIL FROM", check.domain);
+    let reply = match policy.rules.spf_fail_at_mail {
+        Action::Tempfail => (
+            451,
+            "4.7.23",
+            format!("SPF check failed for {}", check.domain),
+        ),
+        _ => (
+            550,
+            "5.7.23",
+            format!("SPF check failed for {}", check.domain),
+        ),
+    };
+    Some(verdict(
+        policy.rules.spf_fail_at_mail,
+        vec![reason],
+        Some(reply),
+        None,
+        None,
+    ))
 }
 
 fn policy_word(p: &str) -> &str {

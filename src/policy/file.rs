@@ -30,6 +30,7 @@ pub struct Rules {
     pub missing_from: Action,
     pub malformed: Action,
     pub oversized: Action,
+    pub spf_fail_at_mail: Action,
 }
 
 /// Per-domain replacements for some rules.
@@ -53,6 +54,7 @@ struct RawPolicy {
     missing_from: Option<Action>,
     malformed: Option<Action>,
     oversized: Option<Action>,
+    spf_fail_at_mail: Option<Action>,
     arc: Option<RawArc>,
     #[serde(default)]
     domains: BTreeMap<String, Overrides>,
@@ -75,7 +77,8 @@ impl Default for Rules {
             multiple_from: Action::Reject,
             missing_from: Action::Accept,
             malformed: Action::Reject,
-            oversized: Action::Reject,
+            oversized: Action::Tempfail,
+            spf_fail_at_mail: Action::Accept,
         }
     }
 }
@@ -105,7 +108,14 @@ impl Policy {
             missing_from: raw.missing_from.unwrap_or(d.missing_from),
             malformed: raw.malformed.unwrap_or(d.malformed),
             oversized: raw.oversized.unwrap_or(d.oversized),
+            spf_fail_at_mail: raw.spf_fail_at_mail.unwrap_or(d.spf_fail_at_mail),
         };
+        if rules.spf_fail_at_mail == Action::Quarantine {
+            return Err(ConfigError::file(
+                file,
+                "key `spf_fail_at_mail`: a sender cannot be quarantined before its message arrives; use accept, reject or tempfail".into(),
+            ));
+        }
         if rules.oversized == Action::Quarantine {
             return Err(ConfigError::file(
                 file,

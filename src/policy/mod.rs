@@ -6,7 +6,7 @@
 mod decide;
 mod file;
 
-pub use decide::decide;
+pub use decide::{decide, decide_at_mail};
 pub use file::{Policy, DEFAULT_POLICY};
 
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,8 @@ mod dkim_vectors;
 mod dns_server;
 mod dns_server_selftest;
 mod dns_zone;
+mod milter;
+mod milter_client;
 mod pipeline;
 mod regressions;
 mod spf_suite;

@@ -253,5 +253,5 @@ async fn oversized_message_is_refused() {
         .check("203.0.113.1", "h.example", "a@example.org", &raw)
         .await;
     assert!(d.outcome.oversized);
-    assert_eq!((d.verdict.action, d.verdict.code), (Action::Reject, 552));
+    assert_eq!((d.verdict.action, d.verdict.code), (Action::Tempfail, 452));
 }

@@ -183,10 +183,13 @@ fn oversized_and_malformed() {
     let v = decide(&o, &Policy::default());
     assert_eq!(
         (v.action, v.code, v.status.as_str()),
+        (Action::Tempfail, 452, "4.3.1")
+    );
+    let v = decide(&o, &policy("oversized = \"reject\"\n"));
+    assert_eq!(
+        (v.action, v.code, v.status.as_str()),
         (Action::Reject, 552, "5.3.4")
     );
-    let v = decide(&o, &policy("oversized = \"tempfail\"\n"));
-    assert_eq!((v.action, v.code), (Action::Tempfail, 452));
     let mut o = Outcome::empty_for_tests();
     o.malformed = Some("no header fields".into());
     assert_eq!(decide(&o, &Policy::default()).action, Action::Reject);
@@ -225,4 +228,23 @@ fn policy_errors_name_file_line_and_key() {
     )
     .unwrap_err();
     assert_eq!(e.line, Some(3), "{e}");
+}
+
+#[test]
+fn spf_fail_at_mail_is_off_by_default() {
+    let o = outcome(None, AuthResult::Fail);
+    let spf = o.spf.as_ref().unwrap();
+    assert!(decide_at_mail(spf, &Policy::default()).is_none());
+    let v = decide_at_mail(spf, &policy("spf_fail_at_mail = \"reject\"\n")).unwrap();
+    assert_eq!(
+        (v.action, v.code, v.status.as_str()),
+        (Action::Reject, 550, "5.7.23")
+    );
+    let pass = outcome(None, AuthResult::Pass);
+    assert!(decide_at_mail(
+        pass.spf.as_ref().unwrap(),
+        &policy("spf_fail_at_mail = \"reject\"\n")
+    )
+    .is_none());
+    assert!(Policy::parse("spf_fail_at_mail = \"quarantine\"\n", Path::new("p.toml")).is_err());
 }

@@ -1,0 +1,98 @@
+//! The I/O side of a milter connection: read bytes, let the codec cut frames, let the
+//! session answer, write every reply of a command in one write.
+
+use super::codec::{Decoded, Decoder};
+use super::command::Command;
+use super::reply::Reply;
+use super::session::{Flow, Session};
+use crate::server::Snapshot;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Largest packet accepted: a 64 KiB body chunk (we never negotiate bigger ones) or a long
+/// header line, with room to spare. A bigger length prefix ends the connection.
+pub const MAX_PACKET: u32 = 1024 * 1024;
+
+/// Serves one MTA connection until it quits, misbehaves, goes quiet past the timeout, or a
+/// graceful stop finds it between messages.
+pub async fn serve_connection<S>(
+    mut stream: S,
+    snapshot: Arc<Snapshot>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let timeout = snapshot.config.milter.timeout;
+    let mut session = Session::new(snapshot);
+    let mut decoder = Decoder::new(MAX_PACKET);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut replies: Vec<Reply> = Vec::with_capacity(8);
+    let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
+    loop {
+        // Answer every whole command already buffered.
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Decoded::Frame(frame) => frame,
+                Decoded::Incomplete => break,
+                Decoded::TooLarge(len) => {
+                    tracing::warn!(
+                        len,
+                        queue_id = session.queue_id(),
+                        "milter packet over the size cap; closing"
+                    );
+                    return;
+                }
+                Decoded::Invalid => {
+                    tracing::warn!(
+                        queue_id = session.queue_id(),
+                        "milter packet of length 0; closing"
+                    );
+                    return;
+                }
+            };
+            let command = match Command::parse(frame) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, queue_id = session.queue_id(), "malformed milter command; closing");
+                    return;
+                }
+            };
+            replies.clear();
+            let flow = session.handle(command, &mut replies).await;
+            if !replies.is_empty() {
+                out.clear();
+                for r in &replies {
+                    r.encode(&mut out);
+                }
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            if flow == Flow::Close {
+                let _ = stream.shutdown().await;
+                return;
+            }
+        }
+        if *stop.borrow() && !session.in_message() {
+            return;
+        }
+        buf.reserve(8 * 1024);
+        tokio::select! {
+            read = tokio::time::timeout(timeout, stream.read_buf(&mut buf)) => match read {
+                Ok(Ok(0)) => return,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "milter read failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(queue_id = session.queue_id(), "milter connection idle past the timeout; closing");
+                    return;
+                }
+            },
+            // Wake up to close an idle session when a graceful stop begins.
+            _ = stop.changed(), if !*stop.borrow() => {}
+        }
+    }
+}

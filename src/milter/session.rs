@@ -1,0 +1,466 @@
+//! One milter connection as an explicit state machine, driving the verification core.
+//!
+//! The session owns no socket: [`Session::handle`] takes a parsed command and pushes the
+//! replies to send, so the listener can write all replies of one command (in particular the
+//! end-of-message batch: header edits plus verdict) in a single write. Whether a command is
+//! legal in the current state is decided in one place, [`Session::accepts`]; anything out of
+//! order ends the connection, never a panic.
+
+use super::command::{Command, Family};
+use super::consts::*;
+use super::reply::{lf_folded, Reply, ReplyText};
+use crate::auth::{Connection, Transaction};
+use crate::check::{conclude, Decision};
+use crate::policy::{decide_at_mail, Action, Verdict};
+use crate::server::Snapshot;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+/// Actions we may ask for: add/insert headers, delete forged ones, quarantine.
+const WANTED_ACTIONS: u32 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST;
+
+/// Stages we answer without a round trip when the MTA allows it, and ones we skip entirely.
+const WANTED_PROTOCOL: u32 = SMFIP_NR_CONN
+    | SMFIP_NR_HELO
+    | SMFIP_NR_RCPT
+    | SMFIP_NR_DATA
+    | SMFIP_NR_HDR
+    | SMFIP_NR_EOH
+    | SMFIP_NR_BODY
+    | SMFIP_NR_UNKN
+    | SMFIP_NODATA
+    | SMFIP_NOUNKNOWN
+    | SMFIP_SKIP
+    | SMFIP_HDR_LEADSPC;
+
+/// Macros we ask for, per stage (Postfix sends some of these without being asked).
+const WANTED_MACROS: &[(u32, &str)] = &[
+    (SMFIM_CONNECT, "j {daemon_name} {client_addr} {client_name}"),
+    (SMFIM_HELO, "{tls_version}"),
+    (SMFIM_ENVFROM, "i {auth_authen} {auth_type}"),
+    (SMFIM_EOM, "i"),
+];
+
+/// Where the conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for option negotiation.
+    Negotiate,
+    /// Negotiated; waiting for an SMTP client (also after QUIT_NC).
+    AwaitConnect,
+    /// An SMTP client is connected; no message.
+    Connected,
+    /// Between MAIL FROM and end of message.
+    Message,
+    /// Over: close the socket.
+    Closed,
+}
+
+/// What the listener should do after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// A message in progress.
+struct Message {
+    tx: Transaction,
+    queue_id: Option<String>,
+    /// The body went over the size limit and the MTA was asked to skip the rest.
+    skip_sent: bool,
+}
+
+/// One milter connection.
+pub struct Session {
+    snapshot: Arc<Snapshot>,
+    state: State,
+    protocol: u32,
+    actions: u32,
+    conn: Connection,
+    /// Macros of the current stage: `i`, `{auth_authen}`, ...
+    macros: Vec<(String, String)>,
+    queue_id: Option<String>,
+    message: Option<Message>,
+}
+
+impl Session {
+    /// A new session that will use `snapshot` (configuration, resolver, policy) until it ends.
+    pub fn new(snapshot: Arc<Snapshot>) -> Session {
+        Session {
+            snapshot,
+            state: State::Negotiate,
+            protocol: 0,
+            actions: 0,
+            conn: Connection::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            macros: Vec::new(),
+            queue_id: None,
+            message: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// True between MAIL FROM and end of message: a graceful shutdown waits for this.
+    pub fn in_message(&self) -> bool {
+        self.state == State::Message
+    }
+
+    /// The queue id of the message in progress (the `i` macro), for logs.
+    pub fn queue_id(&self) -> Option<&str> {
+        self.queue_id.as_deref()
+    }
+
+    /// Is `command` legal now? The single place the protocol order is enforced.
+    pub fn accepts(&self, command: &Command) -> bool {
+        use Command::*;
+        match (self.state, command) {
+            (State::Closed, _) => false,
+            (State::Negotiate, OptNeg { .. }) => true,
+            (State::Negotiate, _) => false,
+            // Quitting, aborting and macros are legal at any point after negotiation.
+            (_, Quit | QuitNewConnection | Abort | Macro { .. }) => true,
+            (_, OptNeg { .. }) => false,
+            (State::AwaitConnect, Connect { .. }) => true,
+            (State::AwaitConnect, _) => false,
+            (State::Connected, Helo { .. } | Mail { .. } | Unknown { .. }) => true,
+            (State::Connected, _) => false,
+            // A MAIL inside a message starts over (some MTAs omit the abort after RSET).
+            (
+                State::Message,
+                Mail { .. }
+                | Rcpt { .. }
+                | Data
+                | Header { .. }
+                | EndOfHeaders
+                | Body { .. }
+                | EndOfMessage { .. }
+                | Unknown { .. },
+            ) => true,
+            (State::Message, _) => false,
+        }
+    }
+
+    /// Handles one command, pushing the replies to send (possibly none).
+    pub async fn handle(&mut self, command: Command, replies: &mut Vec<Reply>) -> Flow {
+        if !self.accepts(&command) {
+            tracing::warn!(
+                state = ?self.state,
+                command = command_name(&command),
+                "milter command out of order; closing the connection"
+            );
+            self.state = State::Closed;
+            return Flow::Close;
+        }
+        match command {
+            Command::OptNeg {
+                version,
+                actions,
+                protocol,
+            } => self.negotiate(version, actions, protocol, replies),
+            Command::Macro { pairs, .. } => self.macros = pairs,
+            Command::Connect {
+                hostname,
+                family,
+                address,
+                ..
+            } => self.connect(hostname, family, address, replies),
+            Command::Helo { name } => {
+                self.conn.helo = Some(name);
+                self.reply_unless(SMFIP_NR_HELO, Reply::Continue, replies);
+            }
+            Command::Mail { args } => self.mail(args, replies).await,
+            Command::Rcpt { .. } => self.reply_unless(SMFIP_NR_RCPT, Reply::Continue, replies),
+            Command::Data => self.reply_unless(SMFIP_NR_DATA, Reply::Continue, replies),
+            Command::Header { name, value } => self.header(&name, &value, replies),
+            Command::EndOfHeaders => {
+                if let Some(m) = &mut self.message {
+                    m.tx.end_of_headers();
+                }
+                self.reply_unless(SMFIP_NR_EOH, Reply::Continue, replies);
+            }
+            Command::Body { chunk } => self.body(&chunk, replies),
+            Command::EndOfMessage { chunk } => self.end_of_message(&chunk, replies).await,
+            Command::Abort => self.abort(),
+            Command::Unknown { .. } => self.reply_unless(SMFIP_NR_UNKN, Reply::Continue, replies),
+            Command::Quit => {
+                self.state = State::Closed;
+                return Flow::Close;
+            }
+            Command::QuitNewConnection => {
+                self.abort();
+                self.conn = Connection::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                self.state = State::AwaitConnect;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn negotiate(&mut self, version: u32, actions: u32, protocol: u32, replies: &mut Vec<Reply>) {
+        // Answer with no more than was offered: version, actions and protocol steps alike.
+        self.actions = actions & WANTED_ACTIONS;
+        self.protocol = protocol & WANTED_PROTOCOL;
+        let macros = if self.actions & SMFIF_SETSYMLIST != 0 {
+            WANTED_MACROS
+                .iter()
+                .map(|(s, m)| (*s, m.to_string()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        replies.push(Reply::OptNeg {
+            version: version.min(SMFI_PROT_VERSION),
+            actions: self.actions,
+            protocol: self.protocol,
+            macros,
+        });
+        self.state = State::AwaitConnect;
+    }
+
+    fn connect(
+        &mut self,
+        hostname: String,
+        family: Family,
+        address: String,
+        replies: &mut Vec<Reply>,
+    ) {
+        let ip = match family {
+            Family::Inet4 | Family::Inet6 => address.parse().ok(),
+            _ => None,
+        }
+        .or_else(|| {
+            self.macro_value("{client_addr}")
+                .and_then(|a| a.parse().ok())
+        })
+        // A local (Unix socket or unknown) client: treat as loopback, i.e. trusted by default.
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        tracing::debug!(%ip, %hostname, "milter connect");
+        self.conn = Connection::new(ip);
+        self.state = State::Connected;
+        self.reply_unless(SMFIP_NR_CONN, Reply::Continue, replies);
+    }
+
+    async fn mail(&mut self, args: Vec<String>, replies: &mut Vec<Reply>) {
+        if self.message.is_some() {
+            tracing::debug!("MAIL without abort; starting over");
+            self.abort();
+        }
+        self.conn.authenticated = self
+            .macro_value("{auth_authen}")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        self.queue_id = self.macro_value("i").map(str::to_string);
+        let sender = args.first().map(String::as_str).unwrap_or("<>");
+        let snapshot = Arc::clone(&self.snapshot);
+        let tx = Transaction::begin(&snapshot.verifier, &self.conn, sender).await;
+        if let Some(reason) = tx.skipped() {
+            // Outbound mail is not verified: let the MTA take it without asking us again.
+            tracing::debug!(queue_id = self.queue_id(), %reason, "not verified");
+            replies.push(Reply::Accept);
+            self.message = None;
+            self.state = State::Connected;
+            return;
+        }
+        if let Some(verdict) = tx
+            .spf()
+            .and_then(|spf| decide_at_mail(spf, &snapshot.policy))
+        {
+            tracing::info!(queue_id = self.queue_id(), sender, verdict = %verdict.action, reasons = ?verdict.reasons, "refused at MAIL");
+            replies.push(refusal(&verdict));
+            self.state = State::Connected;
+            return;
+        }
+        self.message = Some(Message {
+            tx,
+            queue_id: self.queue_id.clone(),
+            skip_sent: false,
+        });
+        self.state = State::Message;
+        replies.push(Reply::Continue);
+    }
+
+    fn header(&mut self, name: &str, value: &[u8], replies: &mut Vec<Reply>) {
+        let leading_space = self.protocol & SMFIP_HDR_LEADSPC != 0;
+        if let Some(m) = &mut self.message {
+            m.tx.header(name, &restore_crlf(value, !leading_space));
+        }
+        self.reply_unless(SMFIP_NR_HDR, Reply::Continue, replies);
+    }
+
+    fn body(&mut self, chunk: &[u8], replies: &mut Vec<Reply>) {
+        let mut skip = false;
+        if let Some(m) = &mut self.message {
+            m.tx.body(chunk);
+            // Over the limit: nothing more is kept, so stop the MTA sending it (SKIP is a
+            // reply, impossible when body chunks are negotiated as no-reply).
+            if m.tx.is_oversized()
+                && !m.skip_sent
+                && self.protocol & SMFIP_SKIP != 0
+                && self.protocol & SMFIP_NR_BODY == 0
+            {
+                m.skip_sent = true;
+                skip = true;
+            }
+        }
+        if skip {
+            replies.push(Reply::Skip);
+        } else {
+            self.reply_unless(SMFIP_NR_BODY, Reply::Continue, replies);
+        }
+    }
+
+    async fn end_of_message(&mut self, chunk: &[u8], replies: &mut Vec<Reply>) {
+        self.state = State::Connected;
+        let Some(mut m) = self.message.take() else {
+            replies.push(Reply::Continue);
+            return;
+        };
+        m.tx.body(chunk);
+        let snapshot = Arc::clone(&self.snapshot);
+        let outcome = m.tx.finish(&snapshot.verifier).await;
+        let decision = conclude(&snapshot.verifier, &snapshot.policy, &self.conn, outcome);
+        tracing::info!(
+            queue_id = m.queue_id.as_deref().unwrap_or("-"),
+            client = %self.conn.ip,
+            verdict = %decision.verdict.action,
+            reasons = ?decision.verdict.reasons,
+            "milter verdict"
+        );
+        self.eom_replies(&decision, replies);
+    }
+
+    /// The one place a [`Decision`] becomes milter replies: header edits (only when the
+    /// message is kept), then the verdict.
+    fn eom_replies(&self, decision: &Decision, replies: &mut Vec<Reply>) {
+        let verdict = &decision.verdict;
+        let keeps_message = matches!(verdict.action, Action::Accept | Action::Quarantine);
+        if keeps_message {
+            if self.actions & SMFIF_CHGHDRS != 0 {
+                // Delete from the highest index down so earlier deletions don't renumber later ones;
+                // before our insertion, which would otherwise count as the first A-R field.
+                let mut removals = decision.edits.remove.clone();
+                removals.sort_by_key(|r| std::cmp::Reverse(r.1));
+                for (name, index) in removals {
+                    replies.push(Reply::ChangeHeader {
+                        index: index as u32,
+                        name,
+                        value: String::new(),
+                    });
+                }
+            }
+            if self.actions & SMFIF_ADDHDRS != 0 {
+                let space = if self.protocol & SMFIP_HDR_LEADSPC != 0 {
+                    " "
+                } else {
+                    ""
+                };
+                for (i, (name, value)) in decision.edits.add.iter().enumerate() {
+                    replies.push(Reply::InsertHeader {
+                        index: i as u32,
+                        name: name.clone(),
+                        value: format!("{space}{}", lf_folded(value)),
+                    });
+                }
+            }
+        }
+        match verdict.action {
+            Action::Accept => replies.push(Reply::Continue),
+            Action::Quarantine => {
+                if self.actions & SMFIF_QUARANTINE != 0 {
+                    replies.push(Reply::Quarantine {
+                        reason: format!("authmilter: {}", verdict.reasons.join("; ")),
+                    });
+                }
+                replies.push(Reply::Continue);
+            }
+            Action::Reject | Action::Tempfail => replies.push(refusal(verdict)),
+        }
+    }
+
+    fn abort(&mut self) {
+        self.message = None;
+        if self.state == State::Message {
+            self.state = State::Connected;
+        }
+    }
+
+    fn reply_unless(&self, no_reply_flag: u32, reply: Reply, replies: &mut Vec<Reply>) {
+        if self.protocol & no_reply_flag == 0 {
+            replies.push(reply);
+        }
+    }
+
+    fn macro_value(&self, name: &str) -> Option<&str> {
+        self.macros
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A reject or tempfail verdict as SMFIR_REPLYCODE (`550 5.7.1 text`).
+fn refusal(verdict: &Verdict) -> Reply {
+    let text = format!(
+        "{} {} {}",
+        verdict.code,
+        verdict.status,
+        verdict.text.replace(['\r', '\n'], " ")
+    );
+    match ReplyText::new(text) {
+        Ok(text) => Reply::ReplyCode { text },
+        // Our own codes are always valid; fall back to the MTA's default text if not.
+        Err(_) if verdict.action == Action::Tempfail => Reply::Tempfail,
+        Err(_) => Reply::Reject,
+    }
+}
+
+/// Milter header values have folds joined with a bare LF; DKIM needs the CRLF back. Without
+/// `SMFIP_HDR_LEADSPC` the MTA also dropped the space after the colon.
+fn restore_crlf(value: &[u8], add_space: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 8);
+    if add_space {
+        out.push(b' ');
+    }
+    let mut prev = 0u8;
+    for &b in value {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::OptNeg { .. } => "optneg",
+        Command::Macro { .. } => "macro",
+        Command::Connect { .. } => "connect",
+        Command::Helo { .. } => "helo",
+        Command::Mail { .. } => "mail",
+        Command::Rcpt { .. } => "rcpt",
+        Command::Data => "data",
+        Command::Header { .. } => "header",
+        Command::EndOfHeaders => "eoh",
+        Command::Body { .. } => "body",
+        Command::EndOfMessage { .. } => "eom",
+        Command::Abort => "abort",
+        Command::Quit => "quit",
+        Command::QuitNewConnection => "quit_nc",
+        Command::Unknown { .. } => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restore_crlf;
+
+    #[test]
+    fn folds_get_their_cr_back() {
+        assert_eq!(restore_crlf(b" a\n\tb", false), b" a\r\n\tb");
+        assert_eq!(restore_crlf(b"a\r\n b", true), b" a\r\n b");
+    }
+}
