@@ -11,4 +11,5 @@ mod milter;
 mod milter_client;
 mod pipeline;
 mod regressions;
+mod serve;
 mod spf_suite;

@@ -1,0 +1,105 @@
+//! The real binary: `authmilter serve` on a Unix socket, answering a milter negotiation,
+//! reloading on SIGHUP, and exiting 0 on SIGTERM.
+
+use crate::common::*;
+use authmilter::milter::codec::{Decoded, Decoder};
+use authmilter::milter::command::Command;
+use authmilter::milter::reply::Reply;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+fn negotiate(path: &std::path::Path) -> Reply {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff }.encode(&mut out);
+    s.write_all(&out).unwrap();
+    let (mut buf, mut decoder, mut chunk) = (Vec::new(), Decoder::new(1 << 16), [0u8; 4096]);
+    loop {
+        if let Decoded::Frame(f) = decoder.decode(&mut buf) {
+            return Reply::decode(f).unwrap();
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed without a reply");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let ok = Process::new("kill").args([signal, &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill {signal} failed");
+}
+
+#[test]
+fn serve_on_a_unix_socket_reloads_and_stops_on_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("milter.sock");
+    let config = dir.path().join("authmilter.toml");
+    std::fs::write(&config, "authserv_id = \"mx.serve.test\"\n[milter]\nsocket_mode = \"0600\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n").unwrap();
+    let log = dir.path().join("log");
+    let mut child = Process::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--config", config.to_str().unwrap(), "--milter", &format!("unix:{}", socket.display())])
+        .env("AUTHMILTER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "socket never appeared: {}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(matches!(negotiate(&socket), Reply::OptNeg { version: 6, .. }));
+
+    // SIGHUP with a broken file: logged, the old configuration stays, still serving.
+    std::fs::write(&config, "authserv_id = \"mx.serve.test\"\n[dns]\ntimeout = 3\n").unwrap();
+    kill(child.id(), "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(matches!(negotiate(&socket), Reply::OptNeg { .. }));
+    // SIGHUP with a good file: reloaded.
+    std::fs::write(&config, "authserv_id = \"mx.reloaded.test\"\n").unwrap();
+    kill(child.id(), "-HUP");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("configuration reloaded") {
+            assert!(text.contains("reload failed"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload logged: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    kill(child.id(), "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(!socket.exists(), "socket left behind");
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[milter]\nlisten = \"nowhere\"\n").unwrap();
+    let out = Process::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:2: key `milter.listen`"), "{err}");
+    let _ = testdata("");
+}
