@@ -66,7 +66,6 @@ pub enum Flow {
 /// A message in progress.
 struct Message {
     tx: Transaction,
-    queue_id: Option<String>,
     /// The body went over the size limit and the MTA was asked to skip the rest.
     skip_sent: bool,
 }
@@ -160,7 +159,14 @@ impl Session {
                 actions,
                 protocol,
             } => self.negotiate(version, actions, protocol, replies),
-            Command::Macro { pairs, .. } => self.macros = pairs,
+            Command::Macro { pairs, .. } => {
+                self.macros = pairs;
+                // Postfix assigns the queue id only once a recipient is accepted, so `i`
+                // may first arrive with the end-of-message macros.
+                if let Some(id) = self.macro_value("i").filter(|i| !i.is_empty()) {
+                    self.queue_id = Some(id.to_string());
+                }
+            }
             Command::Connect {
                 hostname,
                 family,
@@ -251,7 +257,7 @@ impl Session {
             .macro_value("{auth_authen}")
             .filter(|v| !v.is_empty())
             .map(str::to_string);
-        self.queue_id = self.macro_value("i").map(str::to_string);
+        self.queue_id = self.macro_value("i").filter(|i| !i.is_empty()).map(str::to_string);
         let sender = args.first().map(String::as_str).unwrap_or("<>");
         let snapshot = Arc::clone(&self.snapshot);
         let tx = Transaction::begin(&snapshot.verifier, &self.conn, sender).await;
@@ -274,7 +280,6 @@ impl Session {
         }
         self.message = Some(Message {
             tx,
-            queue_id: self.queue_id.clone(),
             skip_sent: false,
         });
         self.state = State::Message;
@@ -322,7 +327,7 @@ impl Session {
         let outcome = m.tx.finish(&snapshot.verifier).await;
         let decision = conclude(&snapshot.verifier, &snapshot.policy, &self.conn, outcome);
         tracing::info!(
-            queue_id = m.queue_id.as_deref().unwrap_or("-"),
+            queue_id = self.queue_id.as_deref().unwrap_or("-"),
             client = %self.conn.ip,
             verdict = %decision.verdict.action,
             reasons = ?decision.verdict.reasons,
@@ -456,7 +461,23 @@ fn command_name(c: &Command) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::restore_crlf;
+    use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn queue_id_comes_from_whichever_macros_carry_it() {
+        let mut config = Config::default();
+        config.dns.nameservers = vec!["127.0.0.1:9".parse().unwrap()];
+        let mut session = Session::new(Arc::new(Snapshot::new(config).unwrap()));
+        let mut replies = Vec::new();
+        let optneg = Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff };
+        session.handle(optneg, &mut replies).await;
+        assert_eq!(session.queue_id(), None);
+        // Postfix sends `i` first with the end-of-message macros.
+        let pairs = vec![("i".to_string(), "4XQ1".to_string())];
+        session.handle(Command::Macro { stage: SMFIC_BODYEOB, pairs }, &mut replies).await;
+        assert_eq!(session.queue_id(), Some("4XQ1"));
+    }
 
     #[test]
     fn folds_get_their_cr_back() {
