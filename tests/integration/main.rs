@@ -14,4 +14,5 @@ mod pipeline;
 mod postfix;
 mod regressions;
 mod serve;
+mod smtp_client;
 mod spf_suite;

@@ -14,9 +14,9 @@
 use crate::common::*;
 use crate::dns_server::DnsServer;
 use crate::milter_client::Daemon;
+use crate::smtp_client::*;
 use authmilter::server::Signal;
-use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -407,137 +407,6 @@ fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The SMTP stage at which a transaction ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Greeting,
-    Ehlo,
-    Xclient,
-    Mail,
-    Rcpt,
-    Data,
-    EndOfData,
-}
-
-/// One SMTP reply: the code and each line's text after `NNN-`/`NNN `.
-#[derive(Debug, Clone)]
-pub struct SmtpReply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl SmtpReply {
-    /// The queue id from Postfix's `250 2.0.0 Ok: queued as 4Xb2...`.
-    pub fn queue_id(&self) -> Option<&str> {
-        self.lines
-            .last()?
-            .split_once("queued as ")
-            .map(|(_, id)| id.trim())
-    }
-
-    pub fn text(&self) -> &str {
-        self.lines.last().map(String::as_str).unwrap_or("")
-    }
-}
-
-/// How a transaction ended: the stage and the server's reply there.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub stage: Stage,
-    pub reply: SmtpReply,
-}
-
-impl fmt::Display for Sent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?}: {} {}",
-            self.stage,
-            self.reply.code,
-            self.reply.lines.join(" / ")
-        )
-    }
-}
-
-/// Just enough SMTP (RFC 5321, plus Postfix's XCLIENT) to hand Postfix one message as if it
-/// came from `client` (address, name): much faster than starting swaks per message.
-pub fn send_mail(port: u16, client: (&str, &str), from: &str, to: &str, raw: &[u8]) -> Sent {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("postfix smtpd accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream.set_nodelay(true).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut read_reply = || -> SmtpReply {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("an SMTP reply line");
-            let line = line.trim_end();
-            assert!(line.len() >= 3, "short SMTP reply line {line:?}");
-            let code = line[..3].parse().expect("an SMTP reply code");
-            lines.push(line.get(4..).unwrap_or("").to_string());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return SmtpReply { code, lines };
-            }
-        }
-    };
-    let greeting = read_reply();
-    if greeting.code != 220 {
-        return Sent {
-            stage: Stage::Greeting,
-            reply: greeting,
-        };
-    }
-    let (addr, name) = client;
-    let steps = [
-        (Stage::Ehlo, "EHLO relay.test".to_string(), 250),
-        (
-            Stage::Xclient,
-            format!("XCLIENT ADDR={addr} NAME={name}"),
-            220,
-        ),
-        (Stage::Ehlo, format!("EHLO {name}"), 250),
-        (Stage::Mail, format!("MAIL FROM:<{from}>"), 250),
-        (Stage::Rcpt, format!("RCPT TO:<{to}>"), 250),
-        (Stage::Data, "DATA".to_string(), 354),
-    ];
-    for (stage, command, expected) in steps {
-        writer
-            .write_all(format!("{command}\r\n").as_bytes())
-            .unwrap();
-        let reply = read_reply();
-        if reply.code != expected {
-            let _ = writer.write_all(b"QUIT\r\n");
-            return Sent { stage, reply };
-        }
-    }
-    writer.write_all(&dot_stuffed(raw)).unwrap();
-    writer.write_all(b".\r\n").unwrap();
-    let reply = read_reply();
-    let _ = writer.write_all(b"QUIT\r\n");
-    Sent {
-        stage: Stage::EndOfData,
-        reply,
-    }
-}
-
-/// RFC 5321 4.5.2: a line starting with `.` gets another; the text ends with CRLF.
-fn dot_stuffed(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 8);
-    for line in raw.split_inclusive(|&b| b == b'\n') {
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// A delivered message's header fields as `(name, value)`, the value as stored: the text after
