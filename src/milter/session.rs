@@ -257,7 +257,10 @@ impl Session {
             .macro_value("{auth_authen}")
             .filter(|v| !v.is_empty())
             .map(str::to_string);
-        self.queue_id = self.macro_value("i").filter(|i| !i.is_empty()).map(str::to_string);
+        self.queue_id = self
+            .macro_value("i")
+            .filter(|i| !i.is_empty())
+            .map(str::to_string);
         let sender = args.first().map(String::as_str).unwrap_or("<>");
         let snapshot = Arc::clone(&self.snapshot);
         let tx = Transaction::begin(&snapshot.verifier, &self.conn, sender).await;
@@ -470,12 +473,24 @@ mod tests {
         config.dns.nameservers = vec!["127.0.0.1:9".parse().unwrap()];
         let mut session = Session::new(Arc::new(Snapshot::new(config).unwrap()));
         let mut replies = Vec::new();
-        let optneg = Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff };
+        let optneg = Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0x1fffff,
+        };
         session.handle(optneg, &mut replies).await;
         assert_eq!(session.queue_id(), None);
         // Postfix sends `i` first with the end-of-message macros.
         let pairs = vec![("i".to_string(), "4XQ1".to_string())];
-        session.handle(Command::Macro { stage: SMFIC_BODYEOB, pairs }, &mut replies).await;
+        session
+            .handle(
+                Command::Macro {
+                    stage: SMFIC_BODYEOB,
+                    pairs,
+                },
+                &mut replies,
+            )
+            .await;
         assert_eq!(session.queue_id(), Some("4XQ1"));
     }
 

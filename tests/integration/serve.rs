@@ -15,7 +15,12 @@ fn negotiate(path: &std::path::Path) -> Reply {
     let mut s = UnixStream::connect(path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut out = Vec::new();
-    Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1fffff }.encode(&mut out);
+    Command::OptNeg {
+        version: 6,
+        actions: 0x1ff,
+        protocol: 0x1fffff,
+    }
+    .encode(&mut out);
     s.write_all(&out).unwrap();
     let (mut buf, mut decoder, mut chunk) = (Vec::new(), Decoder::new(1 << 16), [0u8; 4096]);
     loop {
@@ -29,7 +34,11 @@ fn negotiate(path: &std::path::Path) -> Reply {
 }
 
 fn kill(pid: u32, signal: &str) {
-    let ok = Process::new("kill").args([signal, &pid.to_string()]).status().unwrap().success();
+    let ok = Process::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "kill {signal} failed");
 }
 
@@ -41,7 +50,13 @@ fn serve_on_a_unix_socket_reloads_and_stops_on_signals() {
     std::fs::write(&config, "authserv_id = \"mx.serve.test\"\n[milter]\nsocket_mode = \"0600\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n").unwrap();
     let log = dir.path().join("log");
     let mut child = Process::new(env!("CARGO_BIN_EXE_authmilter"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--milter", &format!("unix:{}", socket.display())])
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--milter",
+            &format!("unix:{}", socket.display()),
+        ])
         .env("AUTHMILTER_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -49,15 +64,26 @@ fn serve_on_a_unix_socket_reloads_and_stops_on_signals() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !socket.exists() {
-        assert!(Instant::now() < deadline, "socket never appeared: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "socket never appeared: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert!(matches!(negotiate(&socket), Reply::OptNeg { version: 6, .. }));
+    assert!(matches!(
+        negotiate(&socket),
+        Reply::OptNeg { version: 6, .. }
+    ));
 
     // SIGHUP with a broken file: logged, the old configuration stays, still serving.
-    std::fs::write(&config, "authserv_id = \"mx.serve.test\"\n[dns]\ntimeout = 3\n").unwrap();
+    std::fs::write(
+        &config,
+        "authserv_id = \"mx.serve.test\"\n[dns]\ntimeout = 3\n",
+    )
+    .unwrap();
     kill(child.id(), "-HUP");
     std::thread::sleep(Duration::from_millis(300));
     assert!(matches!(negotiate(&socket), Reply::OptNeg { .. }));
