@@ -12,3 +12,4 @@ pub mod dns;
 pub mod milter;
 pub mod policy;
 pub mod server;
+pub mod sign;

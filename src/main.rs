@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod sign_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "authmilter",
@@ -37,6 +39,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// DKIM-sign one message and print it (exit 1 if no key applies).
+    Sign(sign_cmd::SignArgs),
+    /// Generate a DKIM key pair: the private key (mode 0600) and its DNS record.
+    Keygen(sign_cmd::KeygenArgs),
+    /// Print the DNS record (zone-file line) publishing a private key's public half.
+    DnsRecord(sign_cmd::DnsRecordArgs),
+    /// Check that the DKIM record published in DNS matches a private key (exit 1 if not).
+    DnsCheck(sign_cmd::DnsCheckArgs),
 }
 
 /// Settings every subcommand that resolves or verifies accepts.
@@ -98,7 +108,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("authmilter: {e:#}");
             ExitCode::from(2)
@@ -106,10 +116,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Check(args) => check(args),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => check(args).map(|()| ExitCode::SUCCESS),
+        Command::Sign(args) => sign_cmd::sign(args),
+        Command::Keygen(args) => sign_cmd::keygen(args),
+        Command::DnsRecord(args) => sign_cmd::dns_record(args),
+        Command::DnsCheck(args) => sign_cmd::dns_check(args),
         Command::Validate { config } => {
             let c = Config::load(&config)?;
             let policy = load_policy(&c)?;
@@ -124,7 +138,7 @@ fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|| "built-in".into())
             );
             drop(policy);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -266,6 +280,11 @@ fn check(args: CheckArgs) -> Result<()> {
 }
 
 fn read_input(file: &str) -> Result<Vec<u8>> {
+    Ok(to_crlf(read_raw(file)?))
+}
+
+/// The bytes of a file, or of standard input for `-`.
+fn read_raw(file: &str) -> Result<Vec<u8>> {
     let mut raw = Vec::new();
     if file == "-" {
         std::io::stdin()
@@ -274,7 +293,11 @@ fn read_input(file: &str) -> Result<Vec<u8>> {
     } else {
         raw = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
     }
-    // Accept LF-only files (as editors save them): mail on the wire is CRLF.
+    Ok(raw)
+}
+
+/// Accepts LF-only files (as editors save them): mail on the wire is CRLF.
+fn to_crlf(mut raw: Vec<u8>) -> Vec<u8> {
     if !raw.windows(2).any(|w| w == b"\r\n") {
         let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 32);
         for &b in &raw {
@@ -285,7 +308,7 @@ fn read_input(file: &str) -> Result<Vec<u8>> {
         }
         raw = crlf;
     }
-    Ok(raw)
+    raw
 }
 
 /// The envelope sender recorded by the last MTA (`Return-Path:`), for `check` without

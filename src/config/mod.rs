@@ -7,8 +7,13 @@
 
 mod error;
 mod raw;
+mod signing;
 
 pub use error::ConfigError;
+pub use signing::{
+    check_domain, check_selector, identity_in_domain, parse_sign_flag, IdentityMode, KeySpec,
+    OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS, DEFAULT_SIGNED_HEADERS,
+};
 
 use ipnet::IpNet;
 use raw::RawConfig;
@@ -48,6 +53,8 @@ pub struct Config {
     pub milter: MilterConfig,
     /// How long a graceful shutdown waits for messages in flight.
     pub shutdown_grace: Duration,
+    /// DKIM signing of outbound mail (no keys: nothing is signed).
+    pub signing: SigningConfig,
 }
 
 /// Where a listener listens.
@@ -159,6 +166,7 @@ impl Default for Config {
             iprev: false,
             milter: MilterConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            signing: SigningConfig::default(),
         }
     }
 }
@@ -285,6 +293,10 @@ impl Config {
             if let Some(s) = server.shutdown_grace_secs {
                 config.shutdown_grace = Duration::from_secs(s);
             }
+        }
+        if let Some(signing) = raw.signing {
+            let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+            config.signing = signing::from_raw(signing, base, file, text, &err)?;
         }
         Ok(config)
     }

@@ -2,6 +2,7 @@
 //! Values that need range checks are `Spanned` so errors can point at their line.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -16,6 +17,29 @@ pub(super) struct RawConfig {
     pub checks: Option<RawChecks>,
     pub milter: Option<RawMilter>,
     pub server: Option<RawServer>,
+    pub signing: Option<RawSigning>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigning {
+    pub keys: Option<Vec<RawSigningKey>>,
+    pub headers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub oversign: Option<Vec<Spanned<String>>>,
+    pub canonicalization: Option<Spanned<String>>,
+    pub expire_secs: Option<Spanned<u64>>,
+    pub identity: Option<Spanned<String>>,
+    pub users: Option<BTreeMap<String, Spanned<Vec<Spanned<String>>>>>,
+    pub on_unauthorised: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigningKey {
+    pub domain: Spanned<String>,
+    pub selector: Spanned<String>,
+    pub key_file: Spanned<String>,
+    pub identity: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,5 +14,7 @@ mod pipeline;
 mod postfix;
 mod regressions;
 mod serve;
+mod signing;
+mod signing_interop;
 mod smtp_client;
 mod spf_suite;
