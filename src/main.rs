@@ -73,6 +73,8 @@ struct ServeArgs {
     /// Milter listener: `ip:port` or `unix:/path/to/socket` (default 127.0.0.1:8895).
     #[arg(long, value_name = "ADDR")]
     milter: Option<String>,
+    #[command(flatten)]
+    sign: sign_cmd::SignFlags,
 }
 
 #[derive(Args)]
@@ -151,11 +153,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     // The same file and flags are applied again on every reload.
+    let sign = args.sign;
     let build = move |common: &Common| -> Result<Config> {
         let mut config = load_config(common)?;
         if let Some(addr) = &milter {
             config.milter.listen = addr.clone();
         }
+        sign.apply(&mut config);
         Ok(config)
     };
     let config = build(&args.common)?;

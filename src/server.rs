@@ -10,6 +10,7 @@ use crate::auth::Verifier;
 use crate::config::{Config, ListenAddr};
 use crate::milter::listener::serve_connection;
 use crate::policy::Policy;
+use crate::sign::Signer;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -22,21 +23,26 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     pub verifier: Verifier,
     pub policy: Arc<Policy>,
+    /// Keys for outbound mail (empty: nothing is signed).
+    pub signer: Arc<Signer>,
 }
 
 impl Snapshot {
-    /// Builds the resolver and loads the policy the configuration names.
+    /// Builds the resolver and loads the policy and the signing keys the configuration
+    /// names; a missing, unreadable or too widely readable key refuses to start (or reload).
     pub fn new(config: Config) -> Result<Snapshot, String> {
         let policy = match &config.policy_dir {
             Some(dir) => Policy::load_dir(dir).map_err(|e| e.to_string())?,
             None => Policy::default(),
         };
+        let signer = Signer::new(&config.signing).map_err(|e| e.to_string())?;
         let config = Arc::new(config);
         let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
         Ok(Snapshot {
             config,
             verifier,
             policy: Arc::new(policy),
+            signer: Arc::new(signer),
         })
     }
 }

@@ -156,6 +156,11 @@ impl Transaction {
         self.message.extend_from_slice(bytes);
     }
 
+    /// The message as received so far (empty once it went over the size limit).
+    pub fn raw(&self) -> &[u8] {
+        &self.message
+    }
+
     /// Whether the message went over the size limit (nothing more is kept).
     pub fn is_oversized(&self) -> bool {
         self.oversized

@@ -10,7 +10,7 @@ use super::command::{Command, Family};
 use super::consts::*;
 use super::reply::{lf_folded, Reply, ReplyText};
 use crate::auth::{Connection, Transaction};
-use crate::check::{conclude, Decision};
+use crate::check::{conclude, sign_outbound, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
 use crate::server::Snapshot;
 use std::net::{IpAddr, Ipv4Addr};
@@ -66,6 +66,8 @@ pub enum Flow {
 /// A message in progress.
 struct Message {
     tx: Transaction,
+    /// Outbound (trusted or authenticated client): signed, not verified.
+    outbound: bool,
     /// The body went over the size limit and the MTA was asked to skip the rest.
     skip_sent: bool,
 }
@@ -264,13 +266,16 @@ impl Session {
         let sender = args.first().map(String::as_str).unwrap_or("<>");
         let snapshot = Arc::clone(&self.snapshot);
         let tx = Transaction::begin(&snapshot.verifier, &self.conn, sender).await;
+        let outbound = tx.skipped().is_some();
         if let Some(reason) = tx.skipped() {
-            // Outbound mail is not verified: let the MTA take it without asking us again.
-            tracing::debug!(queue_id = self.queue_id(), %reason, "not verified");
-            replies.push(Reply::Accept);
-            self.message = None;
-            self.state = State::Connected;
-            return;
+            tracing::debug!(queue_id = self.queue_id(), %reason, "outbound: not verified");
+            if snapshot.signer.is_empty() {
+                // Nothing to sign either: let the MTA take it without asking us again.
+                replies.push(Reply::Accept);
+                self.message = None;
+                self.state = State::Connected;
+                return;
+            }
         }
         if let Some(verdict) = tx
             .spf()
@@ -283,6 +288,7 @@ impl Session {
         }
         self.message = Some(Message {
             tx,
+            outbound,
             skip_sent: false,
         });
         self.state = State::Message;
@@ -327,6 +333,10 @@ impl Session {
         };
         m.tx.body(chunk);
         let snapshot = Arc::clone(&self.snapshot);
+        if m.outbound {
+            self.sign(&m.tx, replies);
+            return;
+        }
         let outcome = m.tx.finish(&snapshot.verifier).await;
         let decision = conclude(&snapshot.verifier, &snapshot.policy, &self.conn, outcome);
         tracing::info!(
@@ -384,6 +394,49 @@ impl Session {
                 replies.push(Reply::Continue);
             }
             Action::Reject | Action::Tempfail => replies.push(refusal(verdict)),
+        }
+    }
+
+    /// Outbound end of message: the signatures go on top, in one write with the verdict.
+    fn sign(&self, tx: &Transaction, replies: &mut Vec<Reply>) {
+        let queue_id = self.queue_id.as_deref().unwrap_or("-");
+        if tx.is_oversized() {
+            tracing::warn!(
+                queue_id,
+                "outbound message over the size limit: passed on unsigned"
+            );
+            replies.push(Reply::Continue);
+            return;
+        }
+        let user = self.conn.authenticated.as_deref();
+        match sign_outbound(&self.snapshot.signer, user, tx.raw()) {
+            Outbound::Signed(values) => {
+                tracing::info!(queue_id, signatures = values.len(), "signed");
+                if self.actions & SMFIF_ADDHDRS != 0 {
+                    // What was signed is `DKIM-Signature: <value>`: one space after the colon.
+                    let space = if self.protocol & SMFIP_HDR_LEADSPC != 0 {
+                        " "
+                    } else {
+                        ""
+                    };
+                    for (i, value) in values.iter().enumerate() {
+                        replies.push(Reply::InsertHeader {
+                            index: i as u32,
+                            name: "DKIM-Signature".into(),
+                            value: format!("{space}{}", lf_folded(value)),
+                        });
+                    }
+                }
+                replies.push(Reply::Continue);
+            }
+            Outbound::Unsigned(why) => {
+                tracing::info!(queue_id, user, reason = %why, "outbound message not signed");
+                replies.push(Reply::Continue);
+            }
+            Outbound::Refused(verdict) => {
+                tracing::warn!(queue_id, user, reasons = ?verdict.reasons, "outbound message refused");
+                replies.push(refusal(&verdict));
+            }
         }
     }
 

@@ -420,3 +420,120 @@ async fn oversized_body_gets_skip_when_body_chunks_are_answered() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The example.com test keys (selectors `rsa` and `ed`), copied with mode 0600.
+fn keys(dir: &std::path::Path) -> Vec<authmilter::config::KeySpec> {
+    use std::os::unix::fs::PermissionsExt;
+    [("rsa", "rsa2048.pem"), ("ed", "ed25519.pem")]
+        .into_iter()
+        .map(|(selector, file)| {
+            let key_file = dir.join(file);
+            std::fs::copy(testdata(&format!("keys/{file}")), &key_file).unwrap();
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            authmilter::config::KeySpec {
+                domain: "example.com".into(),
+                selector: selector.into(),
+                key_file,
+                identity: None,
+                origin: None,
+            }
+        })
+        .collect()
+}
+
+/// Rebuilds the message as the MTA will write it: inserted fields on top.
+fn with_inserted(replies: &[Reply], raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in replies {
+        if let Reply::InsertHeader { name, value, .. } = r {
+            out.extend_from_slice(format!("{name}:{}\r\n", value.replace('\n', "\r\n")).as_bytes());
+        }
+    }
+    out.extend_from_slice(raw);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_mail_is_dual_signed_in_one_reply_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let d = Daemon::start(move |c| c.signing.add_keys(keys)).await;
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("127.0.0.1", "localhost").await;
+    let raw = message("Alice <alice@example.com>", "out", "Hello \r\n \r\n");
+    let r = mta.message("S1", "alice@example.com", None, &raw).await;
+    let names: Vec<_> = r
+        .iter()
+        .map(|x| match x {
+            Reply::InsertHeader { index, name, .. } => format!("{index}:{name}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["0:DKIM-Signature", "1:DKIM-Signature", "Continue"]);
+    assert_eq!(d.dns.queries(), 0, "outbound mail is not verified");
+
+    // Both signatures verify as an inbound receiver sees them.
+    let env = Env::new().await;
+    let signed = with_inserted(&r, &raw);
+    let v = env
+        .check("203.0.113.5", "relay.example", "alice@example.com", &signed)
+        .await;
+    let results: Vec<_> = v
+        .outcome
+        .dkim
+        .iter()
+        .map(|x| (x.selector.as_str(), x.result.as_str()))
+        .collect();
+    assert_eq!(results, [("rsa", "pass"), ("ed", "pass")]);
+
+    // A From domain without keys is passed on unsigned.
+    let r = mta
+        .message(
+            "S2",
+            "a@example.org",
+            None,
+            &message("a@example.org", "o", "x\r\n"),
+        )
+        .await;
+    assert_eq!(r, vec![Reply::Continue]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorised_sender_is_refused_when_policy_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = keys(dir.path());
+    let d = Daemon::start(move |c| {
+        c.signing.add_keys(first);
+        c.signing.users = Some([("bob".to_string(), vec!["example.net".to_string()])].into());
+        c.signing.on_unauthorised = authmilter::config::OnUnauthorised::Reject;
+    })
+    .await;
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("203.0.113.9", "laptop").await;
+    let raw = message("ceo@example.com", "spoof", "x\r\n");
+    let r = mta
+        .message("U1", "bob@example.net", Some("bob"), &raw)
+        .await;
+    match r.as_slice() {
+        [Reply::ReplyCode { text }] => assert!(text.as_str().starts_with("550 5.7.1 "), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    let d2 = Daemon::start({
+        let second = keys(dir.path());
+        move |c| {
+            c.signing.add_keys(second);
+            c.signing.users = Some([("bob".to_string(), vec!["example.net".to_string()])].into());
+        }
+    })
+    .await;
+    // With the default (skip), the message goes through unsigned.
+    let mut mta = d2.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("203.0.113.9", "laptop").await;
+    let r = mta
+        .message("U2", "bob@example.net", Some("bob"), &raw)
+        .await;
+    assert_eq!(r, vec![Reply::Continue]);
+}

@@ -15,6 +15,7 @@ use crate::common::*;
 use crate::dns_server::DnsServer;
 use crate::milter_client::Daemon;
 use crate::smtp_client::*;
+use authmilter::config::KeySpec;
 use authmilter::server::Signal;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -77,7 +78,8 @@ fn running_as_root() -> bool {
 /// Which daemon a message goes through: each has its own smtpd listener in Postfix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Door {
-    /// The default policy (main.cf's `smtpd_milters`).
+    /// The default policy (main.cf's `smtpd_milters`), signing example.com with the RSA and
+    /// Ed25519 test keys (selectors `rsa` and `ed`).
     Default,
     /// A policy folder whose default.toml says `dns_temperror = "accept"`; also writes
     /// Received-SPF (a second inserted field).
@@ -144,14 +146,19 @@ impl Lab {
             "dns_temperror = \"accept\"\n",
         )
         .unwrap();
+        let keys = signing_keys(&scratch);
         let milters: Vec<Milter> = runtime.block_on(async {
             let mut milters = Vec::new();
             for door in DOORS {
                 let dir = policy_dir.clone();
+                let keys = keys.clone();
                 let d = Daemon::start(move |c| {
                     if door == Door::FailOpen {
                         c.policy_dir = Some(dir);
                         c.received_spf = true;
+                    }
+                    if door == Door::Default {
+                        c.signing.add_keys(keys);
                     }
                 })
                 .await;
@@ -188,6 +195,27 @@ impl Lab {
     fn port(&self, door: Door) -> u16 {
         self.ports[DOORS.iter().position(|d| *d == door).unwrap()]
     }
+}
+
+/// The test keys, copied with mode 0600 (a checkout does not keep modes, and the daemon
+/// refuses keys others can read).
+fn signing_keys(scratch: &Path) -> Vec<KeySpec> {
+    use std::os::unix::fs::PermissionsExt;
+    [("rsa", "rsa2048.pem"), ("ed", "ed25519.pem")]
+        .into_iter()
+        .map(|(selector, file)| {
+            let key_file = scratch.join(file);
+            std::fs::copy(testdata(&format!("keys/{file}")), &key_file).unwrap();
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            KeySpec {
+                domain: "example.com".into(),
+                selector: selector.into(),
+                key_file,
+                identity: None,
+                origin: None,
+            }
+        })
+        .collect()
 }
 
 fn free_port() -> u16 {
@@ -628,4 +656,66 @@ fn forged_results_are_removed_and_foreign_ones_kept() {
     assert!(ar[0].starts_with(" mx.test.example;") && ar[0].contains("dkim=pass"));
     let foreign = " other.example; spf=pass smtp.mailfrom=example.com";
     assert_eq!(ar[1], foreign, "{mail}");
+}
+
+#[test]
+fn trusted_mail_is_dual_signed_and_verifies_when_it_comes_back() {
+    let Some(lab) = lab() else { return };
+    let raw = message(
+        "Alice <alice@example.com>",
+        "pf-dual",
+        "Signed on the way out.\r\n",
+    );
+    // From the loopback (a trusted network): outbound, signed, not verified.
+    let local = ("127.0.0.1", "localhost");
+    lab.send(
+        Door::Default,
+        local,
+        ("alice@example.com", "dual-out@example.net"),
+        &raw,
+        250,
+    );
+    let out = lab.delivered("pf-dual");
+    let fields = queued_fields(&out);
+    let signatures: Vec<&str> = fields
+        .iter()
+        .filter(|(name, _)| name == "DKIM-Signature")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(signatures.len(), 2, "{out}");
+    assert!(
+        signatures.iter().any(|v| v.contains("a=rsa-sha256")),
+        "{out}"
+    );
+    assert!(
+        signatures.iter().any(|v| v.contains("a=ed25519-sha256")),
+        "{out}"
+    );
+    assert!(
+        results(&fields).is_empty(),
+        "outbound mail was verified: {out}"
+    );
+
+    // The delivered copy, fed back in from outside, verifies twice.
+    let back = out.replace("\r\n", "\n").replace('\n', "\r\n");
+    let envelope = ("alice@example.com", "dual-back@example.net");
+    lab.send(Door::Default, GOOD_HOST, envelope, back.as_bytes(), 250);
+    let maildir = lab.postfix.dir.join("mail/inbox/new");
+    let inbound = poll(DELIVERY, || {
+        std::fs::read_dir(&maildir)
+            .ok()?
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .find(|t| t.contains("<pf-dual@test>") && t.contains("dual-back@example.net"))
+    })
+    .unwrap_or_else(|| panic!("not delivered back\n{}", lab.postfix.maillog()));
+    let fields = queued_fields(&inbound);
+    let ar = results(&fields);
+    assert_eq!(ar.len(), 1, "{inbound}");
+    let passes = ar[0].matches("dkim=pass").count();
+    assert_eq!(passes, 2, "{}", ar[0]);
+    assert!(
+        ar[0].contains("header.s=rsa") && ar[0].contains("header.s=ed"),
+        "{}",
+        ar[0]
+    );
 }
