@@ -121,7 +121,9 @@ fn pipeline(c: &mut Criterion) {
 
     // The floor: RSA-2048 verify (ring) + SHA-256 over the whole message.
     let pem = std::fs::read_to_string(testdata("keys/rsa2048.pem")).unwrap();
-    let der = pem_body(&pem);
+    let der = authmilter::sign::der::pem_decode(pem.as_bytes())
+        .unwrap()
+        .der;
     let pair = RsaKeyPair::from_pkcs8(&der).unwrap();
     let rng = ring::rand::SystemRandom::new();
     let mut sig = vec![0; pair.public().modulus_len()];
@@ -138,32 +140,6 @@ fn pipeline(c: &mut Criterion) {
             digest
         })
     });
-}
-
-fn pem_body(pem: &str) -> Vec<u8> {
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    decode_base64(&b64)
-}
-
-fn decode_base64(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= (val(c) as u32) << (18 - 6 * i);
-        }
-        let n = chunk.len() * 6 / 8;
-        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
-    }
-    out
 }
 
 criterion_group! {
