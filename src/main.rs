@@ -6,7 +6,9 @@ use authmilter::auth::{normalize_mail_from, Connection, Verifier};
 use authmilter::check::check_message;
 use authmilter::config::{parse_network, Config, ListenAddr};
 use authmilter::policy::Policy;
-use authmilter::server::{run as run_server, Loader, MilterListener, Signal, Snapshot};
+use authmilter::server::{
+    run_with as run_server, Loader, MilterListener, Services, Signal, Snapshot,
+};
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +49,8 @@ enum Command {
     DnsRecord(sign_cmd::DnsRecordArgs),
     /// Check that the DKIM record published in DNS matches a private key (exit 1 if not).
     DnsCheck(sign_cmd::DnsCheckArgs),
+    #[command(flatten)]
+    Bench(authmilter::loadgen::BenchCommand),
 }
 
 /// Settings every subcommand that resolves or verifies accepts.
@@ -73,6 +77,13 @@ struct ServeArgs {
     /// Milter listener: `ip:port` or `unix:/path/to/socket` (default 127.0.0.1:8895).
     #[arg(long, value_name = "ADDR")]
     milter: Option<String>,
+    /// HTTP API listener, `ip:port` (bare `--http`: 127.0.0.1:8896). A non-loopback address
+    /// needs [[http.tokens]] in the configuration.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = authmilter::config::DEFAULT_HTTP_LISTEN)]
+    http: Option<SocketAddr>,
+    /// Record verdicts in this SQLite file (the verdict store).
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
     #[command(flatten)]
     sign: sign_cmd::SignFlags,
 }
@@ -126,6 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keygen(args) => sign_cmd::keygen(args),
         Command::DnsRecord(args) => sign_cmd::dns_record(args),
         Command::DnsCheck(args) => sign_cmd::dns_check(args),
+        Command::Bench(bench) => Ok(bench.run()?),
         Command::Validate { config } => {
             let c = Config::load(&config)?;
             let policy = load_policy(&c)?;
@@ -154,11 +166,19 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     // The same file and flags are applied again on every reload.
     let sign = args.sign;
+    let (http, store) = (args.http, args.store);
     let build = move |common: &Common| -> Result<Config> {
         let mut config = load_config(common)?;
         if let Some(addr) = &milter {
             config.milter.listen = addr.clone();
         }
+        if let Some(addr) = http {
+            config.http.listen = Some(addr);
+        }
+        if let Some(path) = &store {
+            config.store.path = Some(path.clone());
+        }
+        config.http.check().map_err(anyhow::Error::msg)?;
         sign.apply(&mut config);
         Ok(config)
     };
@@ -178,9 +198,17 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
         tracing::info!(milter = %listener.local_addr(), authserv_id = %config.authserv_id, "listening");
+        let http = match config.http.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (HTTP API)"))?,
+            ),
+            None => None,
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(forward_signals(tx));
-        run_server(snapshot, loader, listener, rx).await;
+        run_server(snapshot, loader, listener, rx, Services { http }).await;
         Ok(())
     })
 }

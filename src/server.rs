@@ -5,12 +5,19 @@
 //! comes through a channel of [`Signal`]s: `main` feeds it from SIGHUP/SIGTERM/SIGINT, tests
 //! feed it directly. A graceful stop closes the listeners, lets every session finish the
 //! message in flight (within the grace period), then returns.
+//!
+//! Beside the milter, [`run_with`] starts the verdict store's writer and the HTTP API; every
+//! snapshot (the first and each reloaded one) carries the same [`Journal`], so recording
+//! survives reloads and the metrics keep counting.
 
-use crate::auth::Verifier;
+use crate::auth::{Connection, Transaction, Verifier};
+use crate::check::{conclude, Decision};
 use crate::config::{Config, ListenAddr};
+use crate::http::metrics::Metrics;
 use crate::milter::listener::serve_connection;
 use crate::policy::Policy;
 use crate::sign::Signer;
+use crate::store::{spawn_writer, Envelope, Journal, Record, Transport, Writer};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -25,6 +32,8 @@ pub struct Snapshot {
     pub policy: Arc<Policy>,
     /// Keys for outbound mail (empty: nothing is signed).
     pub signer: Arc<Signer>,
+    /// Where verdicts are recorded (the server sets it; a bare snapshot only counts metrics).
+    pub journal: Journal,
 }
 
 impl Snapshot {
@@ -43,7 +52,27 @@ impl Snapshot {
             verifier,
             policy: Arc::new(policy),
             signer: Arc::new(signer),
+            journal: Journal::disabled(Arc::new(Metrics::default())),
         })
+    }
+
+    /// End of message for a transport that built the message itself (the milter): DKIM,
+    /// ARC, DMARC, policy, then the verdict recorded without waiting on the store.
+    pub async fn conclude_recorded(
+        &self,
+        transport: Transport,
+        conn: &Connection,
+        envelope: Envelope<'_>,
+        tx: Transaction,
+    ) -> Decision {
+        let started = std::time::Instant::now();
+        let message_id = crate::store::message_id(tx.raw());
+        let outcome = tx.finish(&self.verifier).await;
+        let decision = conclude(&self.verifier, &self.policy, conn, outcome);
+        let mut record = Record::new(transport, conn, envelope, b"", &decision, started.elapsed());
+        record.message_id = message_id;
+        self.journal.record(record, &decision.outcome);
+        decision
     }
 }
 
@@ -96,27 +125,85 @@ impl MilterListener {
     }
 }
 
+/// What runs beside the milter listener.
+#[derive(Default)]
+pub struct Services {
+    /// The HTTP API's bound listener (`None`: no API).
+    pub http: Option<TcpListener>,
+}
+
+/// The snapshot in force, swapped on reload; the HTTP API reads it per request.
+pub type Current = Arc<RwLock<Arc<Snapshot>>>;
+
 /// Serves milter connections until told to stop.
 pub async fn run(
     initial: Snapshot,
     loader: Loader,
     listener: MilterListener,
-    mut control: mpsc::Receiver<Signal>,
+    control: mpsc::Receiver<Signal>,
 ) {
-    let current = Arc::new(RwLock::new(Arc::new(initial)));
+    run_with(initial, loader, listener, control, Services::default()).await
+}
+
+/// Serves milter connections, and the HTTP API and verdict store when configured, until told
+/// to stop. The store is opened from the first snapshot's configuration; a store that cannot
+/// be opened is logged and the server runs without one (mail must keep flowing).
+pub async fn run_with(
+    mut initial: Snapshot,
+    loader: Loader,
+    listener: MilterListener,
+    mut control: mpsc::Receiver<Signal>,
+    services: Services,
+) {
+    let metrics = Arc::new(Metrics::default());
+    let store_config = initial.config.store.clone();
+    let writer: Option<Writer> = store_config.path.as_ref().and_then(|path| {
+        match spawn_writer(path, &store_config, Arc::clone(&metrics)) {
+            Ok(w) => {
+                tracing::info!(path = %path.display(), "verdict store open");
+                Some(w)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "verdict store unavailable; verdicts are not recorded");
+                None
+            }
+        }
+    });
+    let journal = match &writer {
+        Some(w) => w.journal.clone(),
+        None => Journal::disabled(Arc::clone(&metrics)),
+    };
+    initial.journal = journal.clone();
+    let current: Current = Arc::new(RwLock::new(Arc::new(initial)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = current
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .config
         .shutdown_grace;
+    // The API's reload requests arrive here, beside the signals.
+    let (reload_tx, mut reload_rx) = mpsc::channel::<Signal>(4);
+    let http = services.http.map(|l| {
+        let state = crate::http::AppState::new(
+            Arc::clone(&current),
+            reload_tx.clone(),
+            store_config.path.clone().filter(|_| writer.is_some()),
+            journal.clone(),
+        );
+        tokio::spawn(crate::http::serve(l, state, stop_rx.clone()))
+    });
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
 
     let immediate = loop {
-        match control.recv().await {
+        let signal = tokio::select! {
+            s = control.recv() => s,
+            Some(s) = reload_rx.recv() => Some(s),
+        };
+        match signal {
             Some(Signal::Reload) => match loader() {
-                Ok(snapshot) => {
+                Ok(mut snapshot) => {
+                    snapshot.journal = journal.clone();
                     *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
                     tracing::info!("configuration reloaded; new sessions use it");
                 }
@@ -129,6 +216,9 @@ pub async fn run(
         }
     };
     let _ = stop_tx.send(true);
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     let mut sessions = match accept.await {
         Ok(sessions) => sessions,
         Err(_) => return,
@@ -151,6 +241,9 @@ pub async fn run(
             "grace period over; closing remaining sessions"
         );
         sessions.abort_all();
+    }
+    if let Some(writer) = writer {
+        writer.shutdown().await;
     }
 }
 
@@ -184,13 +277,17 @@ async fn accept_loop(
                 Ok(Accepted::Tcp(stream)) => {
                     // End-of-message replies go out in one write; don't let Nagle hold them.
                     let _ = stream.set_nodelay(true);
+                    let metrics = Arc::clone(snapshot.journal.metrics());
                     sessions.spawn(async move {
+                        let _open = metrics.connection_opened();
                         serve_connection(stream, snapshot, stop_rx).await;
                         drop(permit);
                     });
                 }
                 Ok(Accepted::Unix(stream)) => {
+                    let metrics = Arc::clone(snapshot.journal.metrics());
                     sessions.spawn(async move {
+                        let _open = metrics.connection_opened();
                         serve_connection(stream, snapshot, stop_rx).await;
                         drop(permit);
                     });

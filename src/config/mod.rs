@@ -7,9 +7,15 @@
 
 mod error;
 mod raw;
+mod service;
 mod signing;
 
 pub use error::ConfigError;
+pub use service::parse_sha256;
+pub use service::{
+    ApiToken, HttpConfig, Scope, StoreConfig, DEFAULT_HTTP_LISTEN, DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_RETENTION_DAYS, DEFAULT_STORE_QUEUE,
+};
 pub use signing::{
     check_domain, check_selector, identity_in_domain, parse_sign_flag, IdentityMode, KeySpec,
     OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS, DEFAULT_SIGNED_HEADERS,
@@ -55,6 +61,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// DKIM signing of outbound mail (no keys: nothing is signed).
     pub signing: SigningConfig,
+    /// The HTTP API (off unless configured or `--http` is given).
+    pub http: HttpConfig,
+    /// The verdict store (off unless a path is configured or `--store` is given).
+    pub store: StoreConfig,
 }
 
 /// Where a listener listens.
@@ -167,6 +177,8 @@ impl Default for Config {
             milter: MilterConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             signing: SigningConfig::default(),
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -297,6 +309,13 @@ impl Config {
         if let Some(signing) = raw.signing {
             let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
             config.signing = signing::from_raw(signing, base, file, text, &err)?;
+        }
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+        if let Some(http) = raw.http {
+            config.http = service::http_from_raw(http, &err)?;
+        }
+        if let Some(store) = raw.store {
+            config.store = service::store_from_raw(store, base, &err)?;
         }
         Ok(config)
     }

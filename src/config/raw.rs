@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     pub milter: Option<RawMilter>,
     pub server: Option<RawServer>,
     pub signing: Option<RawSigning>,
+    pub http: Option<RawHttp>,
+    pub store: Option<RawStore>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,4 +85,28 @@ pub(super) struct RawHeaders {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawChecks {
     pub iprev: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub listen: Option<Spanned<String>>,
+    pub request_timeout_secs: Option<Spanned<u64>>,
+    pub tokens: Option<Vec<RawToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    pub name: Spanned<String>,
+    pub sha256: Spanned<String>,
+    pub scopes: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub path: Option<Spanned<String>>,
+    pub retention_days: Option<u32>,
+    pub queue_size: Option<Spanned<usize>>,
 }

@@ -108,3 +108,38 @@ fn milter_and_server_sections() {
         assert_eq!(e.key.as_deref(), Some(key), "{e}");
     }
 }
+
+#[test]
+fn http_and_store_sections() {
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let text = format!(
+        "[http]\nlisten = \"0.0.0.0:9000\"\nrequest_timeout_secs = 5\n[[http.tokens]]\nname = \"ops\"\nsha256 = \"{hash}\"\nscopes = [\"read\", \"check\"]\n[store]\npath = \"v.sqlite\"\nretention_days = 7\nqueue_size = 50\n"
+    );
+    let c = Config::parse(&text, Some(Path::new("/etc/am/a.toml"))).unwrap();
+    assert_eq!(c.http.listen, Some("0.0.0.0:9000".parse().unwrap()));
+    assert_eq!(c.http.request_timeout, Duration::from_secs(5));
+    assert!(c.http.tokens[0].allows(Scope::Check) && !c.http.tokens[0].allows(Scope::Sign));
+    assert_eq!(c.store.path, Some(PathBuf::from("/etc/am/v.sqlite")));
+    assert_eq!((c.store.retention_days, c.store.queue_size), (7, 50));
+    let d = Config::parse("[http]\n", None).unwrap();
+    assert_eq!(d.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
+    assert!(Config::default().http.listen.is_none() && Config::default().store.path.is_none());
+    for (text, line, key) in [
+        ("[http]\nlisten = \"0.0.0.0:80\"\n", 2, "http.listen"),
+        ("[http]\nlisten = \"nowhere\"\n", 2, "http.listen"),
+        (
+            "[[http.tokens]]\nname = \"x\"\nsha256 = \"abc\"\nscopes = [\"read\"]\n",
+            3,
+            "http.tokens.sha256",
+        ),
+        (
+            &format!("[[http.tokens]]\nname = \"x\"\nsha256 = \"{hash}\"\nscopes = [\"write\"]\n"),
+            4,
+            "http.tokens.scopes",
+        ),
+        ("[store]\nqueue_size = 0\n", 2, "store.queue_size"),
+    ] {
+        let e = Config::parse(text, None).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(line), Some(key)), "{e}");
+    }
+}

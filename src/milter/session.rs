@@ -10,9 +10,10 @@ use super::command::{Command, Family};
 use super::consts::*;
 use super::reply::{lf_folded, Reply, ReplyText};
 use crate::auth::{Connection, Transaction};
-use crate::check::{conclude, sign_outbound, Decision, Outbound};
+use crate::check::{sign_outbound, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
 use crate::server::Snapshot;
+use crate::store::{Envelope, Transport};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -66,6 +67,8 @@ pub enum Flow {
 /// A message in progress.
 struct Message {
     tx: Transaction,
+    /// RCPT TO addresses, for the verdict journal.
+    rcpts: Vec<String>,
     /// Outbound (trusted or authenticated client): signed, not verified.
     outbound: bool,
     /// The body went over the size limit and the MTA was asked to skip the rest.
@@ -180,7 +183,13 @@ impl Session {
                 self.reply_unless(SMFIP_NR_HELO, Reply::Continue, replies);
             }
             Command::Mail { args } => self.mail(args, replies).await,
-            Command::Rcpt { .. } => self.reply_unless(SMFIP_NR_RCPT, Reply::Continue, replies),
+            Command::Rcpt { args } => {
+                if let (Some(m), Some(rcpt)) = (&mut self.message, args.into_iter().next()) {
+                    m.rcpts
+                        .push(rcpt.trim_matches(|c| c == '<' || c == '>').to_string());
+                }
+                self.reply_unless(SMFIP_NR_RCPT, Reply::Continue, replies);
+            }
             Command::Data => self.reply_unless(SMFIP_NR_DATA, Reply::Continue, replies),
             Command::Header { name, value } => self.header(&name, &value, replies),
             Command::EndOfHeaders => {
@@ -288,6 +297,7 @@ impl Session {
         }
         self.message = Some(Message {
             tx,
+            rcpts: Vec::new(),
             outbound,
             skip_sent: false,
         });
@@ -337,8 +347,14 @@ impl Session {
             self.sign(&m.tx, replies);
             return;
         }
-        let outcome = m.tx.finish(&snapshot.verifier).await;
-        let decision = conclude(&snapshot.verifier, &snapshot.policy, &self.conn, outcome);
+        let envelope = Envelope {
+            queue_id: self.queue_id(),
+            mail_from: None,
+            rcpts: &m.rcpts,
+        };
+        let decision = snapshot
+            .conclude_recorded(Transport::Milter, &self.conn, envelope, m.tx)
+            .await;
         tracing::info!(
             queue_id = self.queue_id.as_deref().unwrap_or("-"),
             client = %self.conn.ip,

@@ -1,12 +1,14 @@
 //! Integration tests: one binary, one module per area (see each module's doc comment).
 
 mod arc_suite;
+mod bench_milter;
 mod cli;
 mod common;
 mod dkim_vectors;
 mod dns_server;
 mod dns_server_selftest;
 mod dns_zone;
+mod http;
 mod milter;
 mod milter_client;
 mod miltertest;

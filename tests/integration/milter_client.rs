@@ -10,7 +10,7 @@ use authmilter::milter::codec::{Decoded, Decoder};
 use authmilter::milter::command::{Command, Family};
 use authmilter::milter::consts::*;
 use authmilter::milter::reply::Reply;
-use authmilter::server::{run, Loader, MilterListener, Signal, Snapshot};
+use authmilter::server::{run_with, Loader, MilterListener, Services, Signal, Snapshot};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,15 +31,33 @@ pub struct Daemon {
     pub task: JoinHandle<()>,
     /// The configuration a reload will load next.
     pub next: Arc<Mutex<Config>>,
+    /// The HTTP API, when started with [`Daemon::start_with_api`].
+    pub http: Option<SocketAddr>,
+    /// Holds the verdict store's temporary folder (deleted when the daemon is dropped).
+    #[allow(dead_code)]
+    pub store_dir: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> Daemon {
+        Daemon::start_inner(adjust, false).await
+    }
+
+    /// Also the HTTP API on a loopback port 0 and a verdict store in a temporary folder.
+    pub async fn start_with_api(adjust: impl FnOnce(&mut Config)) -> Daemon {
+        Daemon::start_inner(adjust, true).await
+    }
+
+    async fn start_inner(adjust: impl FnOnce(&mut Config), api: bool) -> Daemon {
+        let store_dir = api.then(|| tempfile::tempdir().unwrap());
         let dns = DnsServer::start(Zone::from_file(testdata("dns/main.zone")).unwrap()).await;
         let mut config = config_for(dns.addr);
         config.milter.listen = ListenAddr::Tcp("127.0.0.1:0".parse().unwrap());
         config.milter.timeout = Duration::from_secs(5);
         config.shutdown_grace = Duration::from_secs(5);
+        if let Some(dir) = &store_dir {
+            config.store.path = Some(dir.path().join("verdicts.sqlite"));
+        }
         adjust(&mut config);
         let listener = MilterListener::bind(&config.milter.listen, 0o600)
             .await
@@ -50,13 +68,23 @@ impl Daemon {
         let loader: Loader = Arc::new(move || Snapshot::new(for_loader.lock().unwrap().clone()));
         let snapshot = Snapshot::new(config).unwrap();
         let (control, rx) = mpsc::channel(4);
-        let task = tokio::spawn(run(snapshot, loader, listener, rx));
+        let http_listener = match api {
+            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let http = http_listener.as_ref().map(|l| l.local_addr().unwrap());
+        let services = Services {
+            http: http_listener,
+        };
+        let task = tokio::spawn(run_with(snapshot, loader, listener, rx, services));
         Daemon {
             addr,
             dns,
             control,
             task,
             next,
+            http,
+            store_dir,
         }
     }
 

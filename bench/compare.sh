@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# authmilter against the filters people run today, on one machine, in one run, with the same
+# message and the same load generator (`authmilter bench-milter` / `bench-smtp`):
+#
+#   1. verify: authmilter (SPF + DKIM + DMARC) vs OpenDKIM (verify mode) vs OpenDMARC
+#      (its own SPF + DMARC), at 1, 16 and 64 milter connections;
+#   2. sign: authmilter RSA-2048 and Ed25519 vs OpenDKIM RSA-2048;
+#   3. Postfix end to end: concurrent SMTP sessions (XCLIENT from 192.0.2.10) into a private
+#      Postfix instance with no milter, with authmilter, with OpenDKIM + OpenDMARC;
+#   4. memory: peak RSS with 1,000 idle milter connections (authmilter and OpenDKIM).
+#
+# and prints one table: messages/s, p99 latency, filter CPU seconds per 1,000 messages
+# (utime + stime from /proc/PID/stat, before/after), peak RSS (VmHWM of a filter process
+# started fresh for that row) and the ratio to the peer.
+#
+# The message: ~3 KB, signed by example.com with RSA-2048 (selector rsa, the test key in
+# testdata/keys/), sent from 192.0.2.10, which example.com's SPF authorizes; example.com
+# publishes DMARC p=reject. DNS: dnsmasq on 127.0.0.1:53, authoritative for com and net
+# (negative answers carry an SOA, so resolvers may cache them as on the Internet), loaded
+# with example.com's records from testdata/dns/main.zone. authmilter and OpenDKIM (libunbound,
+# `Nameservers`) query it directly; OpenDMARC uses the system resolver, so it runs in a private
+# mount namespace where /etc/resolv.conf says `nameserver 127.0.0.1`.
+#
+# Usage:   cargo build --release && sudo bench/compare.sh [--quick]
+# Needs:   root (Postfix, port 53, unshare), Debian packages opendkim opendkim-tools opendmarc
+#          dnsmasq postfix, util-linux (unshare). Runs in about 4 minutes (--quick: about 2).
+# Tuning:  DURATION (seconds per row, default 8), CONNS ("1 16 64"), SIGN_CONNS (16),
+#          SMTP_CONNS (8), IDLE_CONNS (1000), AUTHMILTER (binary, default target/release),
+#          OUT (also write the table and the raw JSON lines to this directory), KEEP=1 (keep
+#          the scratch directory).
+#
+# Everything listens on 127.0.0.1; every process started here is stopped on exit (trap).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+AM=${AUTHMILTER:-$ROOT/target/release/authmilter}
+DURATION=${DURATION:-8}
+CONNS=${CONNS:-"1 16 64"}
+SIGN_CONNS=${SIGN_CONNS:-16}
+SMTP_CONNS=${SMTP_CONNS:-8}
+IDLE_CONNS=${IDLE_CONNS:-1000}
+OUT=${OUT:-}
+KEEP=${KEEP:-0}
+if [ "${1:-}" = "--quick" ]; then
+    DURATION=3
+fi
+WARMUP=200          # messages before each measured row (caches, connections, page faults)
+CLIENT_IP=192.0.2.10
+AUTHSERV=mx.bench.example
+
+die() {
+    echo "compare.sh: $*" >&2
+    exit 2
+}
+note() { echo "# $*" >&2; }
+
+# ---------------------------------------------------------------- preflight
+
+[ "$(id -u)" = 0 ] || die "needs root (private Postfix instance, DNS on port 53, unshare)"
+[ -x "$AM" ] || die "no authmilter binary at $AM (cargo build --release, or set AUTHMILTER)"
+"$AM" bench-milter --help >/dev/null 2>&1 || die "$AM has no bench-milter command (rebuild)"
+for tool in opendkim opendmarc dnsmasq postfix postconf unshare mount awk sed; do
+    command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "$tool not found: apt-get install -y --no-install-recommends opendkim opendkim-tools opendmarc dnsmasq postfix"
+done
+for f in testdata/dns/main.zone testdata/keys/rsa2048.pem testdata/keys/ed25519.pem; do
+    [ -r "$ROOT/$f" ] || die "missing $ROOT/$f"
+done
+TICK=$(getconf CLK_TCK)
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS * 2 + 256)) ]; then
+    ulimit -n $((IDLE_CONNS * 2 + 256)) 2>/dev/null || die "ulimit -n too low for $IDLE_CONNS connections"
+fi
+
+B=$(mktemp -d /tmp/authmilter-bench.XXXXXX)
+chmod 755 "$B"
+PIDS=()
+POSTFIX_UP=0
+
+cleanup() {
+    local pid
+    set +e
+    if [ "$POSTFIX_UP" = 1 ]; then
+        postfix -c "$B/pf/etc" stop >/dev/null 2>&1
+    fi
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "$pid" 2>/dev/null
+    done
+    if [ "$KEEP" = 1 ]; then
+        echo "scratch directory kept: $B" >&2
+    else
+        rm -rf "$B"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts a command in the background, logging to $B/NAME.log; sets $LAST_PID.
+start_bg() {
+    local name=$1
+    shift
+    "$@" >"$B/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# Stops one process started by start_bg (by its id), waits for it, and forgets it.
+stop_pid() {
+    local pid=$1 i
+    for i in "${!PIDS[@]}"; do
+        [ "${PIDS[$i]}" != "$pid" ] || unset 'PIDS[i]'
+    done
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+    local port=$1 pid=$2 name=$3
+    for _ in $(seq 100); do
+        port_open "$port" && return 0
+        kill -0 "$pid" 2>/dev/null || die "$name exited at start: $(tail -5 "$B/$name.log")"
+        sleep 0.1
+    done
+    die "$name does not listen on 127.0.0.1:$port: $(tail -5 "$B/$name.log")"
+}
+
+NEXT_PORT=17100
+free_port() {
+    while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    echo "$NEXT_PORT"
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# A number from the generator's one-line JSON.
+jnum() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+# ---------------------------------------------------------------- machine, versions
+
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
+echo "versions: $("$AM" --version), $(opendkim -V 2>&1 | head -1 | sed 's/^opendkim: //'), $(opendmarc -V 2>&1 | head -1 | sed 's/^opendmarc: //'), Postfix $(postconf -d -h mail_version), $(dnsmasq --version | head -1 | sed 's/ Copyright.*//')"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+busy=$(ps -eo comm= | grep -cE '^(rustc|cargo|cc1|cc1plus|ld)$' || true)
+[ "${busy:-0}" = 0 ] || note "warning: $busy compiler processes running; figures will be low and noisy"
+
+# ---------------------------------------------------------------- fixtures
+
+mkdir -p "$B/keys"
+cp "$ROOT/testdata/keys/rsa2048.pem" "$ROOT/testdata/keys/ed25519.pem" "$B/keys/"
+chmod 600 "$B/keys/"*.pem
+{
+    printf 'From: Alice <alice@example.com>\r\nTo: Bob <bob@example.net>\r\n'
+    printf 'Subject: Quarterly figures\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\n'
+    printf 'Message-ID: <bench-1@example.com>\r\nMIME-Version: 1.0\r\n'
+    printf 'Content-Type: text/plain; charset=utf-8\r\n\r\n'
+    for _ in $(seq 30); do
+        printf 'Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n'
+    done
+} >"$B/unsigned.eml"
+"$AM" sign --domain example.com --selector rsa --key "$B/keys/rsa2048.pem" \
+    "$B/unsigned.eml" >"$B/signed.eml" || die "authmilter sign failed"
+echo "message: $(wc -c <"$B/signed.eml") bytes signed (rsa-sha256, relaxed/relaxed), $(wc -c <"$B/unsigned.eml") bytes unsigned for the signing rows"
+
+# example.com's records from the test zone, as dnsmasq options (TXT strings of <= 255 bytes).
+mapfile -t TXT < <(awk '$1 ~ /(^|\.)example\.com$/ && toupper($2) == "TXT" {
+    v = $0; sub(/^[ \t]*[^ \t]+[ \t]+[^ \t]+[ \t]+/, "", v); sub(/[ \t]+$/, "", v)
+    out = "--txt-record=" $1
+    while (length(v) > 0) { out = out "," substr(v, 1, 255); v = substr(v, 256) }
+    print out }' "$ROOT/testdata/dns/main.zone")
+[ "${#TXT[@]}" -ge 3 ] || die "no example.com TXT records in testdata/dns/main.zone"
+port_open 53 && die "127.0.0.1:53 is taken: stop the DNS server there (OpenDMARC's resolver can only use port 53)"
+start_bg dnsmasq dnsmasq --keep-in-foreground --conf-file=/dev/null --port=53 \
+    --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts --pid-file= \
+    --auth-server=ns.bench.test,127.0.0.1 --auth-zone=com --auth-zone=net \
+    --auth-ttl=3600 --neg-ttl=3600 --local-ttl=3600 --log-facility="$B/dnsmasq.stats" \
+    "${TXT[@]}" "--txt-record=mail.example.com,v=spf1 ip4:192.0.2.0/24 -all"
+DNSMASQ=$LAST_PID
+sleep 0.5
+kill -0 "$DNSMASQ" 2>/dev/null || die "dnsmasq did not start: $(tail -3 "$B/dnsmasq.log" "$B/dnsmasq.stats" 2>/dev/null)"
+echo "nameserver 127.0.0.1" >"$B/resolv.conf"
+
+# dnsmasq's count of authoritative answers so far (it logs its statistics on SIGUSR1).
+dns_queries() {
+    kill -USR1 "$DNSMASQ"
+    sleep 0.2
+    awk '/queries for authoritative zones/ { n = $NF } END { print n + 0 }' "$B/dnsmasq.stats"
+}
+
+# ---------------------------------------------------------------- filters
+
+write_opendkim_conf() { # NAME PORT MODE
+    {
+        echo "Syslog no"
+        echo "Socket inet:$2@127.0.0.1"
+        echo "AuthservID $AUTHSERV"
+        echo "Canonicalization relaxed/relaxed"
+        echo "Nameservers 127.0.0.1"
+        echo "Mode $3"
+        if [ "$3" = s ]; then
+            echo "Domain example.com"
+            echo "Selector rsa"
+            echo "KeyFile $B/keys/rsa2048.pem"
+            # The key is ours (0600) but lives under /tmp, which OpenDKIM calls unsafe.
+            echo "RequireSafeKeys no"
+            echo "SignatureAlgorithm rsa-sha256"
+        fi
+    } >"$B/$1.conf"
+}
+
+write_opendmarc_conf() { # NAME PORT
+    cat >"$B/$1.conf" <<EOF
+Syslog false
+Socket inet:$2@127.0.0.1
+AuthservID $AUTHSERV
+TrustedAuthservIDs $AUTHSERV
+SPFSelfValidate true
+RejectFailures true
+PublicSuffixList /usr/share/publicsuffix/public_suffix_list.dat
+EOF
+}
+
+# start_filter KIND PORT -> FILTER_PID. KIND: am-verify am-rsa am-ed dkim-verify dkim-sign dmarc
+start_filter() {
+    local kind=$1 port=$2
+    case $kind in
+    am-verify) start_bg "$kind" "$AM" serve --milter "127.0.0.1:$port" \
+        --nameserver 127.0.0.1:53 --authserv-id "$AUTHSERV" ;;
+    am-rsa) start_bg "$kind" "$AM" serve --milter "127.0.0.1:$port" \
+        --nameserver 127.0.0.1:53 --authserv-id "$AUTHSERV" \
+        --sign "example.com:rsa:$B/keys/rsa2048.pem" ;;
+    am-ed) start_bg "$kind" "$AM" serve --milter "127.0.0.1:$port" \
+        --nameserver 127.0.0.1:53 --authserv-id "$AUTHSERV" \
+        --sign "example.com:ed:$B/keys/ed25519.pem" ;;
+    dkim-verify | dkim-sign)
+        write_opendkim_conf "$kind" "$port" "$([ "$kind" = dkim-sign ] && echo s || echo v)"
+        start_bg "$kind" opendkim -f -x "$B/$kind.conf" ;;
+    dmarc)
+        write_opendmarc_conf "$kind" "$port"
+        # The system resolver, pointed at dnsmasq in this process's own mount namespace.
+        start_bg "$kind" unshare -m sh -c \
+            "mount --bind '$B/resolv.conf' /etc/resolv.conf && exec opendmarc -f -c '$B/$kind.conf'" ;;
+    *) die "unknown filter $kind" ;;
+    esac
+    FILTER_PID=$LAST_PID
+    wait_port "$port" "$FILTER_PID" "$kind"
+}
+
+RESULTS="$B/results.jsonl"
+TABLE="$B/table.txt"
+: >"$RESULTS"
+declare -A MPS P99 CPU RSS
+
+# measure LABEL KIND CONNS IP MESSAGE [extra bench args]: one row, filter started fresh.
+measure() {
+    local label=$1 kind=$2 conns=$3 ip=$4 msg=$5
+    shift 5
+    local port json c0 c1 q0 q1 msgs errors
+    port=$(free_port)
+    start_filter "$kind" "$port"
+    "$AM" bench-milter --target "127.0.0.1:$port" -c "$conns" -n "$WARMUP" --ip "$ip" \
+        --message "$msg" "$@" >/dev/null || note "$label: errors during warm-up"
+    q0=$(dns_queries)
+    c0=$(cpu_ticks "$FILTER_PID")
+    json=$("$AM" bench-milter --target "127.0.0.1:$port" -c "$conns" -d "$DURATION" \
+        --ip "$ip" --message "$msg" --json "$@") || true
+    c1=$(cpu_ticks "$FILTER_PID")
+    q1=$(dns_queries)
+    record "$label" "$json" $((c1 - c0)) "$(hwm_kb "$FILTER_PID")" $((q1 - q0))
+    stop_pid "$FILTER_PID"
+}
+
+# record LABEL JSON CPU_TICKS HWM_KB DNS_QUERIES
+record() {
+    local label=$1 json=$2 ticks=$3 hwm=$4 queries=$5 msgs
+    [ -n "$json" ] || die "$label: the load generator printed nothing"
+    echo "{\"row\":\"$label\",\"cpu_ticks\":$ticks,\"vmhwm_kb\":$hwm,\"dns_queries\":$queries,\"run\":$json}" >>"$RESULTS"
+    msgs=$(jnum messages "$json")
+    MPS[$label]=$(jnum msgs_per_sec "$json")
+    P99[$label]=$(jnum p99_ms "$json")
+    RSS[$label]=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
+    CPU[$label]=$(awk -v t="$ticks" -v hz="$TICK" -v m="$msgs" \
+        'BEGIN { if (m > 0) printf "%.3f", t / hz / m * 1000; else print "n/a" }')
+    local errors
+    errors=$(jnum errors "$json")
+    [ "${errors:-0}" = 0 ] || note "$label: $errors errors: $(sed -n 's/.*"error_kinds":\({[^}]*}\).*/\1/p' <<<"$json")"
+    note "$label: $msgs messages, ${MPS[$label]}/s, p99 ${P99[$label]} ms, CPU ${CPU[$label]} s/1k, RSS ${RSS[$label]} MB, $queries DNS queries, replies $(sed -n 's/.*"replies":\({[^}]*}\).*/\1/p' <<<"$json")"
+}
+
+# ---------------------------------------------------------------- 1. verify
+
+for c in $CONNS; do
+    measure "verify authmilter c=$c" am-verify "$c" "$CLIENT_IP" "$B/signed.eml"
+    measure "verify OpenDKIM c=$c" dkim-verify "$c" "$CLIENT_IP" "$B/signed.eml"
+    measure "verify OpenDMARC c=$c" dmarc "$c" "$CLIENT_IP" "$B/signed.eml"
+done
+
+# ---------------------------------------------------------------- 2. sign (client 127.0.0.1: trusted)
+
+measure "sign authmilter RSA-2048 c=$SIGN_CONNS" am-rsa "$SIGN_CONNS" 127.0.0.1 "$B/unsigned.eml"
+measure "sign authmilter Ed25519 c=$SIGN_CONNS" am-ed "$SIGN_CONNS" 127.0.0.1 "$B/unsigned.eml"
+measure "sign OpenDKIM RSA-2048 c=$SIGN_CONNS" dkim-sign "$SIGN_CONNS" 127.0.0.1 "$B/unsigned.eml"
+
+# ---------------------------------------------------------------- 3. idle connections (RSS)
+
+idle() { # LABEL KIND
+    local port base
+    port=$(free_port)
+    start_filter "$2" "$port"
+    base=$(rss_kb "$FILTER_PID")
+    json=$("$AM" bench-milter --target "127.0.0.1:$port" -c "$IDLE_CONNS" --idle 5 --json) || true
+    note "$1: RSS $((base / 1024)) MB before, sessions $(jnum sessions "$json"), errors $(jnum errors "$json")"
+    RSS[$1]=$(awk -v k="$(hwm_kb "$FILTER_PID")" 'BEGIN { printf "%.1f", k / 1024 }')
+    echo "{\"row\":\"$1\",\"vmhwm_kb\":$(hwm_kb "$FILTER_PID"),\"rss_before_kb\":$base,\"run\":$json}" >>"$RESULTS"
+    stop_pid "$FILTER_PID"
+}
+idle "idle authmilter c=$IDLE_CONNS" am-verify
+idle "idle OpenDKIM c=$IDLE_CONNS" dkim-verify
+
+# ---------------------------------------------------------------- 4. Postfix end to end
+
+P_AM=$(free_port)
+P_DKIM=$(free_port)
+P_DMARC=$(free_port)
+S_NONE=$(free_port)
+S_AM=$(free_port)
+S_PEERS=$(free_port)
+PF=$B/pf
+mkdir -p "$PF/etc" "$PF/spool" "$PF/data" "$PF/mail"
+chown postfix:postfix "$PF/data"
+chown 65534:65534 "$PF/mail"
+chmod 755 "$PF"
+cp /etc/postfix/master.cf "$PF/etc/"
+cat >"$PF/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/spool
+data_directory = $PF/data
+myhostname = $AUTHSERV
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+maillog_file = $PF/maillog
+maillog_file_prefixes = $B
+biff = no
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+virtual_mailbox_domains = example.com example.net example.org
+virtual_mailbox_base = $PF/mail
+virtual_mailbox_maps = static:inbox/
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+milter_default_action = tempfail
+milter_protocol = 6
+EOF
+postconf -c "$PF/etc" -M# smtp/inet
+postconf -c "$PF/etc" -F '*/*/chroot = n'
+{
+    echo "127.0.0.1:$S_NONE inet n - n - - smtpd"
+    echo "127.0.0.1:$S_AM inet n - n - - smtpd -o smtpd_milters=inet:127.0.0.1:$P_AM"
+    echo "127.0.0.1:$S_PEERS inet n - n - - smtpd -o smtpd_milters=inet:127.0.0.1:$P_DKIM,inet:127.0.0.1:$P_DMARC"
+} >>"$PF/etc/master.cf"
+postfix -c "$PF/etc" check || die "postfix check failed"
+postfix -c "$PF/etc" start >"$B/postfix-start.log" 2>&1 || die "postfix start: $(cat "$B/postfix-start.log") $(tail -3 "$PF/maillog" 2>/dev/null)"
+POSTFIX_UP=1
+for p in $S_NONE $S_AM $S_PEERS; do
+    for _ in $(seq 100); do
+        port_open "$p" && break
+        sleep 0.1
+    done
+    port_open "$p" || die "postfix does not listen on 127.0.0.1:$p: $(tail -5 "$PF/maillog" 2>/dev/null)"
+done
+
+queue_empty() { [ -z "$(find "$PF/spool/incoming" "$PF/spool/active" "$PF/spool/deferred" -type f 2>/dev/null | head -1)" ]; }
+drain() {
+    for _ in $(seq 600); do
+        queue_empty && return 0
+        sleep 0.1
+    done
+    note "queue not empty after 60 s; going on"
+}
+
+# e2e LABEL SMTP_PORT FILTER_PIDS...
+e2e() {
+    local label=$1 port=$2 json c0=0 c1=0 hwm=0 pid
+    shift 2
+    "$AM" bench-smtp --target "127.0.0.1:$port" -c "$SMTP_CONNS" -n "$WARMUP" --xclient \
+        --ip "$CLIENT_IP" --message "$B/signed.eml" >/dev/null || note "$label: errors during warm-up"
+    drain
+    for pid in "$@"; do c0=$((c0 + $(cpu_ticks "$pid"))); done
+    json=$("$AM" bench-smtp --target "127.0.0.1:$port" -c "$SMTP_CONNS" -d "$DURATION" \
+        --xclient --ip "$CLIENT_IP" --message "$B/signed.eml" --json) || true
+    for pid in "$@"; do
+        c1=$((c1 + $(cpu_ticks "$pid")))
+        hwm=$((hwm + $(hwm_kb "$pid")))
+    done
+    record "$label" "$json" $((c1 - c0)) "$hwm" 0
+    drain
+}
+
+e2e "postfix no milter c=$SMTP_CONNS" "$S_NONE"
+CPU["postfix no milter c=$SMTP_CONNS"]=n/a
+RSS["postfix no milter c=$SMTP_CONNS"]=n/a
+start_filter am-verify "$P_AM"
+AMP=$FILTER_PID
+e2e "postfix + authmilter c=$SMTP_CONNS" "$S_AM" "$AMP"
+stop_pid "$AMP"
+start_filter dkim-verify "$P_DKIM"
+DKP=$FILTER_PID
+start_filter dmarc "$P_DMARC"
+DMP=$FILTER_PID
+e2e "postfix + OpenDKIM + OpenDMARC c=$SMTP_CONNS" "$S_PEERS" "$DKP" "$DMP"
+stop_pid "$DKP"
+stop_pid "$DMP"
+delivered=$(find "$PF/mail/inbox/new" -type f | wc -l)
+note "Postfix delivered $delivered messages; held/deferred: $(find "$PF/spool/hold" "$PF/spool/deferred" -type f | wc -l)"
+
+# ---------------------------------------------------------------- the table
+
+ratio() { # A B -> A/B as "x.x×"
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "n/a" && b != "n/a") printf "%.1f×", a / b; else printf "-" }'
+}
+pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.0f %%", 100 * a / b; else printf "-" }'
+}
+row() { # LABEL VS
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "${MPS[$1]:--}" "${P99[$1]:--}" "${CPU[$1]:--}" "${RSS[$1]:--}" "$2"
+}
+{
+    echo
+    echo "| test | msgs/s | p99 ms | filter CPU s / 1,000 msgs | peak RSS MB | vs peer (msgs/s; CPU per msg) |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    for c in $CONNS; do
+        a="verify authmilter c=$c" k="verify OpenDKIM c=$c" m="verify OpenDMARC c=$c"
+        row "$a" "OpenDKIM $(ratio "${MPS[$a]}" "${MPS[$k]}"); $(ratio "${CPU[$k]}" "${CPU[$a]}") · OpenDMARC $(ratio "${MPS[$a]}" "${MPS[$m]}"); $(ratio "${CPU[$m]}" "${CPU[$a]}")"
+        row "$k" ""
+        row "$m" ""
+    done
+    k="sign OpenDKIM RSA-2048 c=$SIGN_CONNS"
+    for a in "sign authmilter RSA-2048 c=$SIGN_CONNS" "sign authmilter Ed25519 c=$SIGN_CONNS"; do
+        row "$a" "OpenDKIM RSA $(ratio "${MPS[$a]}" "${MPS[$k]}"); $(ratio "${CPU[$k]}" "${CPU[$a]}")"
+    done
+    row "$k" ""
+    n="postfix no milter c=$SMTP_CONNS" a="postfix + authmilter c=$SMTP_CONNS" p="postfix + OpenDKIM + OpenDMARC c=$SMTP_CONNS"
+    row "$n" ""
+    row "$a" "$(pct "${MPS[$a]}" "${MPS[$n]}") of no milter; OpenDKIM+OpenDMARC $(ratio "${MPS[$a]}" "${MPS[$p]}"); $(ratio "${CPU[$p]}" "${CPU[$a]}")"
+    row "$p" "$(pct "${MPS[$p]}" "${MPS[$n]}") of no milter"
+    a="idle authmilter c=$IDLE_CONNS" k="idle OpenDKIM c=$IDLE_CONNS"
+    printf '| %s | - | - | - | %s | OpenDKIM: %s |\n' "$a" "${RSS[$a]}" "$(ratio "${RSS[$k]}" "${RSS[$a]}") less memory"
+    printf '| %s | - | - | - | %s | |\n' "$k" "${RSS[$k]}"
+    echo
+    echo "Each row: a fresh filter process, $WARMUP warm-up messages, then ${DURATION} s of load (bench-milter, one"
+    echo "generator thread, one message in flight per connection). OpenDMARC evaluates SPF itself and DMARC"
+    echo "(no DKIM: in production it reads OpenDKIM's Authentication-Results); authmilter evaluates SPF"
+    echo "(MAIL FROM and HELO), DKIM, ARC and DMARC. Postfix rows: bench-smtp, $SMTP_CONNS sessions, XCLIENT"
+    echo "from $CLIENT_IP, CPU of the filter processes only. load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$TABLE"
+
+if [ -n "$OUT" ]; then
+    mkdir -p "$OUT"
+    stamp=$(date -u +%Y%m%d-%H%M%S)
+    cp "$TABLE" "$OUT/compare-$stamp.md"
+    cp "$RESULTS" "$OUT/compare-$stamp.jsonl"
+    echo "written: $OUT/compare-$stamp.md, $OUT/compare-$stamp.jsonl"
+fi

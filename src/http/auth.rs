@@ -1,0 +1,160 @@
+//! Who may call what: loopback clients may use the read and check routes without a token;
+//! a listener on any other address needs a token for every request; signing and reloading
+//! always need one. Tokens are configured as SHA-256 hashes and compared in constant time.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::config::{ApiToken, Scope};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use ring::digest;
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who may reach the API at all (health, the OpenAPI document).
+    Open,
+    /// This scope; a loopback listener lets tokenless requests through.
+    Scoped(Scope),
+    /// This scope, always by token (signing, reloading).
+    Token(Scope),
+}
+
+/// The access rule of each route (one table: the OpenAPI test checks it covers every route).
+pub fn access(path: &str) -> Access {
+    match path {
+        "/v1/check" => Access::Scoped(Scope::Check),
+        "/v1/verdicts" | "/v1/verdicts/{id}" | "/v1/stats" | "/metrics" => {
+            Access::Scoped(Scope::Read)
+        }
+        "/v1/sign" => Access::Token(Scope::Sign),
+        "/v1/reload" => Access::Token(Scope::Admin),
+        _ => Access::Open,
+    }
+}
+
+/// The middleware: checks the bearer token against the route's rule.
+pub async fn require(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or(ApiError::Unauthorized(
+                    "the Authorization header must be `Bearer <token>`",
+                ))
+        })
+        .transpose()?;
+    let tokens = state.snapshot().config.http.tokens.clone();
+    check(&tokens, presented, access(&path), state.loopback())?;
+    Ok(next.run(request).await)
+}
+
+/// The decision, apart from HTTP for the unit tests.
+pub fn check(
+    tokens: &[ApiToken],
+    presented: Option<&str>,
+    access: Access,
+    loopback: bool,
+) -> Result<(), ApiError> {
+    let Some(text) = presented else {
+        return match access {
+            Access::Token(_) => Err(ApiError::Unauthorized("this route needs a bearer token")),
+            _ if !loopback => Err(ApiError::Unauthorized(
+                "a bearer token is required on this listener",
+            )),
+            _ => Ok(()),
+        };
+    };
+    let token = find(tokens, text).ok_or(ApiError::Unauthorized("unknown bearer token"))?;
+    match access {
+        Access::Open => Ok(()),
+        Access::Scoped(scope) | Access::Token(scope) if token.allows(scope) => Ok(()),
+        Access::Scoped(scope) | Access::Token(scope) => Err(ApiError::Forbidden(scope.as_str())),
+    }
+}
+
+/// The token whose hash matches. Every configured hash is compared, each in constant time, so
+/// timing tells neither which token nor how much of one matched.
+fn find<'t>(tokens: &'t [ApiToken], presented: &str) -> Option<&'t ApiToken> {
+    let hash = digest::digest(&digest::SHA256, presented.as_bytes());
+    let mut found = None;
+    for token in tokens {
+        if constant_time_eq(hash.as_ref(), &token.sha256) && found.is_none() {
+            found = Some(token);
+        }
+    }
+    found
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// The SHA-256 of a token, as the configuration wants it (64 hex digits).
+pub fn token_hash_hex(token: &str) -> String {
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str, scopes: &[Scope]) -> ApiToken {
+        let hex = token_hash_hex(text);
+        ApiToken {
+            name: text.into(),
+            sha256: crate::config::parse_sha256(&hex).unwrap(),
+            scopes: scopes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn rules() {
+        let tokens = [token("r", &[Scope::Read]), token("a", &[Scope::Admin])];
+        let read = Access::Scoped(Scope::Read);
+        let sign = Access::Token(Scope::Sign);
+        assert!(check(&tokens, None, read, true).is_ok());
+        assert!(matches!(
+            check(&tokens, None, read, false),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            check(&tokens, None, sign, true),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(check(&tokens, Some("r"), read, false).is_ok());
+        assert!(matches!(
+            check(&tokens, Some("r"), sign, true),
+            Err(ApiError::Forbidden("sign"))
+        ));
+        assert!(check(&tokens, Some("a"), sign, false).is_ok());
+        assert!(matches!(
+            check(&tokens, Some("x"), Access::Open, true),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(check(&tokens, Some("r"), Access::Open, false).is_ok());
+    }
+}

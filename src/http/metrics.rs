@@ -1,0 +1,245 @@
+//! Prometheus metrics, kept in atomics and written out in the text exposition format by hand
+//! (a handful of fixed-label families does not need a metrics library).
+//!
+//! The hot path touches only relaxed atomic adds: [`Metrics::observe_verdict`] once per
+//! message, the connection gauge once per connection.
+
+use crate::auth::{AuthResult, Outcome};
+use crate::store::{Record, Transport};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+const ACTIONS: [&str; 4] = ["accept", "quarantine", "tempfail", "reject"];
+const METHODS: [&str; 4] = ["spf", "dkim", "arc", "dmarc"];
+const RESULTS: [AuthResult; 7] = [
+    AuthResult::Pass,
+    AuthResult::Fail,
+    AuthResult::Softfail,
+    AuthResult::Neutral,
+    AuthResult::None,
+    AuthResult::Temperror,
+    AuthResult::Permerror,
+];
+/// End-of-message latency buckets, in seconds (DNS dominates: milliseconds to the timeout).
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Process-wide counters; one per server, shared by every session and the API.
+#[derive(Default)]
+pub struct Metrics {
+    messages: [[AtomicU64; ACTIONS.len()]; 3],
+    results: [[AtomicU64; RESULTS.len()]; METHODS.len()],
+    eom: [Histogram; 3],
+    open_connections: AtomicI64,
+    store_written: AtomicU64,
+    store_batches: AtomicU64,
+    store_dropped: AtomicU64,
+    store_failed: AtomicU64,
+}
+
+/// Decrements the open-connection gauge when the connection ends, however it ends.
+pub struct ConnectionGuard<'a>(&'a Metrics);
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Relaxed);
+    }
+}
+
+fn transport_index(t: Transport) -> usize {
+    match t {
+        Transport::Milter => 0,
+        Transport::Smtp => 1,
+        Transport::Http => 2,
+    }
+}
+
+impl Metrics {
+    /// Counts one verdict: by transport and action, each method's results, and the time the
+    /// end-of-message check took.
+    pub fn observe_verdict(&self, record: &Record, outcome: &Outcome) {
+        let t = transport_index(record.transport);
+        if let Some(a) = ACTIONS.iter().position(|a| *a == record.verdict) {
+            self.messages[t][a].fetch_add(1, Relaxed);
+        }
+        self.eom[t].observe(record.duration);
+        let count = |method: usize, result: AuthResult| {
+            if let Some(r) = RESULTS.iter().position(|&x| x == result) {
+                self.results[method][r].fetch_add(1, Relaxed);
+            }
+        };
+        if let Some(spf) = &outcome.spf {
+            count(0, spf.mail_from.result);
+        }
+        for d in &outcome.dkim {
+            count(1, d.result);
+        }
+        if let Some(arc) = &outcome.arc {
+            count(2, arc.result);
+        }
+        if let Some(dmarc) = &outcome.dmarc {
+            count(3, dmarc.result);
+        }
+    }
+
+    /// A milter (or SMTP) connection opened; the guard closes it.
+    pub fn connection_opened(&self) -> ConnectionGuard<'_> {
+        self.open_connections.fetch_add(1, Relaxed);
+        ConnectionGuard(self)
+    }
+
+    pub fn store_written(&self, n: usize) {
+        self.store_written.fetch_add(n as u64, Relaxed);
+        self.store_batches.fetch_add(1, Relaxed);
+    }
+
+    pub fn store_failed(&self, n: usize) {
+        self.store_failed.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn store_dropped(&self) {
+        self.store_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// (records written, transactions) so far.
+    pub fn store_counts(&self) -> (u64, u64) {
+        (
+            self.store_written.load(Relaxed),
+            self.store_batches.load(Relaxed),
+        )
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.store_dropped.load(Relaxed)
+    }
+
+    /// The text exposition format (version 0.0.4).
+    pub fn render(&self, queue_depth: usize) -> String {
+        let mut out = String::with_capacity(8192);
+        family(
+            &mut out,
+            "authmilter_messages_total",
+            "counter",
+            "Verdicts by transport and verdict.",
+        );
+        for t in Transport::ALL {
+            for (a, action) in ACTIONS.iter().enumerate() {
+                let n = self.messages[transport_index(t)][a].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "authmilter_messages_total{{transport=\"{}\",verdict=\"{action}\"}} {n}",
+                    t.as_str()
+                );
+            }
+        }
+        family(
+            &mut out,
+            "authmilter_auth_results_total",
+            "counter",
+            "Authentication results per method (DKIM: per signature).",
+        );
+        for (m, method) in METHODS.iter().enumerate() {
+            for (r, result) in RESULTS.iter().enumerate() {
+                let n = self.results[m][r].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "authmilter_auth_results_total{{method=\"{method}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        family(
+            &mut out,
+            "authmilter_eom_duration_seconds",
+            "histogram",
+            "Time from end of message to verdict (DKIM, ARC, DMARC and policy).",
+        );
+        for t in Transport::ALL {
+            self.eom[transport_index(t)].render(
+                &mut out,
+                "authmilter_eom_duration_seconds",
+                &format!("transport=\"{}\"", t.as_str()),
+            );
+        }
+        let gauges = [
+            (
+                "authmilter_open_connections",
+                "gauge",
+                "Milter connections open now.",
+                self.open_connections.load(Relaxed).max(0) as u64,
+            ),
+            (
+                "authmilter_store_queue_depth",
+                "gauge",
+                "Verdict records waiting for the store writer.",
+                queue_depth as u64,
+            ),
+            (
+                "authmilter_store_dropped_total",
+                "counter",
+                "Verdict records dropped because the store queue was full.",
+                self.store_dropped.load(Relaxed),
+            ),
+            (
+                "authmilter_store_written_total",
+                "counter",
+                "Verdict records written to the store.",
+                self.store_written.load(Relaxed),
+            ),
+            (
+                "authmilter_store_batches_total",
+                "counter",
+                "Store transactions (batches) committed.",
+                self.store_batches.load(Relaxed),
+            ),
+            (
+                "authmilter_store_failed_total",
+                "counter",
+                "Verdict records lost to store write errors.",
+                self.store_failed.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}

@@ -1,0 +1,215 @@
+//! The OpenAPI 3.1 description of the API, served at `/openapi.json`. A test checks that its
+//! paths are exactly the router's routes.
+
+use super::auth::{access, Access};
+use serde_json::{json, Map, Value};
+
+fn param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+}
+
+fn error_ref() -> Value {
+    json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn json_ok(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}})
+}
+
+/// One operation: summary, parameters, request body type, success response.
+fn op(
+    method: &str,
+    path: &str,
+    summary: &str,
+    params: Vec<Value>,
+    body: Option<&str>,
+    ok: Value,
+) -> (String, String, Value) {
+    let mut o = Map::new();
+    o.insert("summary".into(), summary.into());
+    o.insert(
+        "operationId".into(),
+        format!("{method}{}", path.replace(['/', '{', '}', '.'], "_")).into(),
+    );
+    if !params.is_empty() {
+        o.insert("parameters".into(), params.into());
+    }
+    if let Some(media) = body {
+        o.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {media: {"schema": {"type": "string", "format": "binary"}}}}),
+        );
+    }
+    let mut responses = Map::new();
+    responses.insert(
+        if method == "post" && path == "/v1/reload" {
+            "202"
+        } else {
+            "200"
+        }
+        .into(),
+        ok,
+    );
+    responses.insert("default".into(), error_ref());
+    o.insert("responses".into(), responses.into());
+    let security = match access(path) {
+        Access::Open => json!([{}, {"bearer": []}]),
+        Access::Scoped(s) => json!([{}, {"bearer": [s.as_str()]}]),
+        Access::Token(s) => json!([{"bearer": [s.as_str()]}]),
+    };
+    o.insert("security".into(), security);
+    (path.to_string(), method.to_string(), Value::Object(o))
+}
+
+/// The document.
+pub fn document() -> Value {
+    let filters = [
+        (
+            "since",
+            "RFC 3339 time, Unix seconds, or a duration ago (24h, 7d)",
+        ),
+        ("until", "as since; exclusive"),
+        ("queue_id", "MTA queue id"),
+        ("message_id", "Message-ID, with angle brackets"),
+        ("from_domain", "RFC 5322.From domain"),
+        ("client_ip", "SMTP client address"),
+        ("verdict", "accept, quarantine, tempfail or reject"),
+        (
+            "dmarc",
+            "DMARC result: pass, fail, none, temperror, permerror",
+        ),
+        ("limit", "items per page, 1 to 1000 (default 100)"),
+        ("next", "cursor from the previous page"),
+    ];
+    let ops = vec![
+        op("get", "/healthz", "Liveness", vec![], None, json_ok("alive")),
+        op("get", "/readyz", "Readiness (the verdict store answers)", vec![], None, json_ok("ready")),
+        op(
+            "post",
+            "/v1/check",
+            "Verify a message: the `authmilter check --json` document",
+            vec![
+                param("ip", "SMTP client address (SPF is not evaluated without one)"),
+                param("helo", "HELO/EHLO name"),
+                param("mail_from", "envelope sender; empty or <> for the null sender"),
+                param("rcpt", "envelope recipient (repeatable; recorded only)"),
+            ],
+            Some("message/rfc822"),
+            json!({"description": "verdict", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckDocument"}}}}),
+        ),
+        op(
+            "post",
+            "/v1/sign",
+            "DKIM-sign a message with the configured keys",
+            vec![
+                param("domain", "sign with this domain's keys instead of the From domain's"),
+                param("selector", "only this selector (with domain)"),
+                param("output", "message (default: the signed message) or fields (JSON list of DKIM-Signature fields)"),
+            ],
+            Some("message/rfc822"),
+            json!({"description": "signed message, or the signatures", "content": {"message/rfc822": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}}}),
+        ),
+        op(
+            "get",
+            "/v1/verdicts",
+            "Past verdicts, newest first, with cursor pagination",
+            filters.iter().map(|(n, d)| param(n, d)).collect(),
+            None,
+            json!({"description": "a page", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Verdict"}}, "next": {"type": ["string", "null"]}}}}}}),
+        ),
+        op(
+            "get",
+            "/v1/verdicts/{id}",
+            "One past verdict",
+            vec![json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}})],
+            None,
+            json!({"description": "the verdict", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verdict"}}}}),
+        ),
+        op(
+            "get",
+            "/v1/stats",
+            "Counts since a time, grouped, each group split by DMARC result",
+            vec![
+                param("since", "as for /v1/verdicts (default: 24h)"),
+                param("group_by", "from_domain, verdict (default) or dmarc"),
+                param("from_domain", "only this From domain"),
+            ],
+            None,
+            json_ok("counts"),
+        ),
+        op("post", "/v1/reload", "Reload configuration and policy (as SIGHUP)", vec![], None, json_ok("reload requested")),
+        op(
+            "get",
+            "/metrics",
+            "Prometheus metrics",
+            vec![],
+            None,
+            json!({"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ),
+        op("get", "/openapi.json", "This document", vec![], None, json_ok("OpenAPI 3.1")),
+    ];
+    let mut paths = Map::new();
+    for (path, method, operation) in ops {
+        let entry = paths
+            .entry(path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[method.as_str()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "authmilter HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "license": {"name": "MIT OR Apache-2.0", "identifier": "MIT OR Apache-2.0"},
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "CheckDocument": {"type": "object", "required": ["verdict", "smtp", "reasons", "dkim"], "properties": {
+                    "verdict": {"enum": ["accept", "quarantine", "tempfail", "reject"]},
+                    "smtp": {"type": "object"}, "reasons": {"type": "array", "items": {"type": "string"}},
+                    "spf": {"type": ["object", "null"]}, "dkim": {"type": "array"}, "arc": {"type": ["object", "null"]},
+                    "dmarc": {"type": ["object", "null"]}, "iprev": {"type": ["string", "null"]},
+                    "authentication_results": {"type": ["string", "null"]}, "received_spf": {"type": ["string", "null"]}}},
+                "Verdict": {"allOf": [{"$ref": "#/components/schemas/CheckDocument"}, {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "received_at": {"type": "string", "format": "date-time"},
+                    "transport": {"enum": ["milter", "smtp", "http"]}, "queue_id": {"type": ["string", "null"]},
+                    "message_id": {"type": ["string", "null"]}, "client_ip": {"type": "string"},
+                    "helo": {"type": ["string", "null"]}, "mail_from": {"type": ["string", "null"]},
+                    "rcpts": {"type": "array", "items": {"type": "string"}}, "from_domain": {"type": ["string", "null"]},
+                    "duration_ms": {"type": "number"}}}]},
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), p.clone()))
+            })
+            .collect();
+        let mut routed: Vec<(String, String)> = super::super::route_list()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

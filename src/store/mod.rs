@@ -1,0 +1,194 @@
+//! The verdict journal: every verdict (milter, SMTP, HTTP check) becomes a [`Record`] that goes
+//! through a bounded channel to a writer task, which batches records into SQLite.
+//!
+//! The hot path only ever calls [`Journal::record`], which never waits: when the channel is
+//! full the record is dropped and counted (`authmilter_store_dropped_total`). Mail is never
+//! held up by the database (DESIGN.md, "side effects leave the hot path").
+
+mod sqlite;
+pub mod time;
+mod writer;
+
+pub use sqlite::{Filter, GroupBy, Page, Store, StoreError, SCHEMA_VERSION};
+pub use writer::{spawn_writer, Writer};
+
+use crate::auth::{Connection, Outcome};
+use crate::check::Decision;
+use crate::http::metrics::Metrics;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Which door a message came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Milter,
+    Smtp,
+    Http,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Milter, Transport::Smtp, Transport::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Milter => "milter",
+            Transport::Smtp => "smtp",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// One verdict, as stored.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Unix milliseconds.
+    pub received_at: i64,
+    pub transport: Transport,
+    pub queue_id: Option<String>,
+    pub message_id: Option<String>,
+    pub client_ip: String,
+    pub helo: Option<String>,
+    /// Envelope sender ("" for the null sender); `None` when not known.
+    pub mail_from: Option<String>,
+    pub rcpts: Vec<String>,
+    /// RFC 5322.From domain.
+    pub from_domain: Option<String>,
+    pub verdict: String,
+    /// The DMARC result, when DMARC was evaluated.
+    pub dmarc: Option<String>,
+    /// How long the end-of-message check took.
+    pub duration: Duration,
+    /// The `check --json` document.
+    pub document: serde_json::Value,
+}
+
+/// Where a message came from, for [`Record::new`].
+#[derive(Debug, Clone, Default)]
+pub struct Envelope<'a> {
+    pub queue_id: Option<&'a str>,
+    pub mail_from: Option<&'a str>,
+    pub rcpts: &'a [String],
+}
+
+impl Record {
+    /// Builds the record of a decision about `raw` (whose header gives the Message-ID).
+    pub fn new(
+        transport: Transport,
+        conn: &Connection,
+        envelope: Envelope<'_>,
+        raw: &[u8],
+        decision: &Decision,
+        duration: Duration,
+    ) -> Record {
+        let outcome: &Outcome = &decision.outcome;
+        let mail_from = envelope.mail_from.map(str::to_string).or_else(|| {
+            outcome.spf.as_ref().map(|s| {
+                if s.null_sender {
+                    String::new()
+                } else {
+                    s.mail_from.identity.clone()
+                }
+            })
+        });
+        Record {
+            received_at: time::now_ms(),
+            transport,
+            queue_id: envelope.queue_id.map(str::to_string),
+            message_id: message_id(raw),
+            client_ip: conn.ip.to_string(),
+            helo: conn.helo.clone(),
+            mail_from,
+            rcpts: envelope.rcpts.to_vec(),
+            from_domain: outcome.from.domain().map(str::to_ascii_lowercase),
+            verdict: decision.verdict.action.as_str().to_string(),
+            dmarc: outcome
+                .dmarc
+                .as_ref()
+                .map(|d| d.result.as_str().to_string()),
+            duration,
+            document: serde_json::to_value(decision.report()).unwrap_or_default(),
+        }
+    }
+}
+
+/// The Message-ID field's value, angle brackets kept, from the header section.
+pub fn message_id(raw: &[u8]) -> Option<String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let header = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = header.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("Message-ID") {
+            let mut value = value.trim().to_string();
+            while let Some(fold) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
+                value.push_str(fold.trim());
+            }
+            return (!value.is_empty()).then_some(value);
+        }
+    }
+    None
+}
+
+/// The hot path's handle: cheap to clone; recording never blocks.
+#[derive(Clone)]
+pub struct Journal {
+    tx: Option<mpsc::Sender<Record>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Journal {
+    /// Metrics only, no store.
+    pub fn disabled(metrics: Arc<Metrics>) -> Journal {
+        Journal { tx: None, metrics }
+    }
+
+    pub fn new(tx: mpsc::Sender<Record>, metrics: Arc<Metrics>) -> Journal {
+        Journal {
+            tx: Some(tx),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Counts the verdict in the metrics and hands the record to the writer, or drops it
+    /// (counted) when the writer is behind.
+    pub fn record(&self, record: Record, outcome: &Outcome) {
+        self.metrics.observe_verdict(&record, outcome);
+        if let Some(tx) = &self.tx {
+            if tx.try_send(record).is_err() {
+                self.metrics.store_dropped();
+            }
+        }
+    }
+
+    /// Records waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_id_is_read_from_the_header_only() {
+        let raw = b"From: a@b\r\nMessage-Id:\r\n <x@y>\r\n\r\nMessage-ID: <body@z>\r\n";
+        assert_eq!(message_id(raw).as_deref(), Some("<x@y>"));
+        assert_eq!(message_id(b"From: a@b\r\n\r\nMessage-ID: <b@z>\r\n"), None);
+    }
+}

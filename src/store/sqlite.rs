@@ -1,0 +1,366 @@
+//! The embedded SQLite store: schema and migrations, batched inserts, the queries behind the
+//! HTTP API, and retention pruning.
+//!
+//! One [`Store`] is one connection. The writer task owns one; the HTTP API opens its own for
+//! reads. WAL mode lets the readers run while the writer commits.
+
+use super::time::format_rfc3339;
+use super::Record;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+use std::path::Path;
+use std::time::Duration;
+
+/// Migrations, in order; `schema_version` holds how many have been applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    transport TEXT NOT NULL,
+    queue_id TEXT,
+    message_id TEXT,
+    client_ip TEXT NOT NULL,
+    helo TEXT,
+    mail_from TEXT,
+    rcpts TEXT NOT NULL,
+    from_domain TEXT,
+    verdict TEXT NOT NULL,
+    dmarc TEXT,
+    duration_us INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE INDEX verdicts_received_at ON verdicts (received_at);
+CREATE INDEX verdicts_queue_id ON verdicts (queue_id);
+CREATE INDEX verdicts_message_id ON verdicts (message_id);
+CREATE INDEX verdicts_from_domain ON verdicts (from_domain, received_at);
+CREATE INDEX verdicts_client_ip ON verdicts (client_ip);
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// A store failure: the database file is unusable (configuration) or a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("verdict store {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("verdict store {path} has schema version {found}, newer than this build's {known}")]
+    TooNew {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error("verdict store query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+}
+
+/// Filters of `GET /v1/verdicts` (all optional, combined with AND).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub queue_id: Option<String>,
+    pub message_id: Option<String>,
+    pub from_domain: Option<String>,
+    pub client_ip: Option<String>,
+    pub verdict: Option<String>,
+    pub dmarc: Option<String>,
+    /// Only ids below this (the cursor: pages go from newest to oldest).
+    pub before_id: Option<i64>,
+}
+
+/// What `GET /v1/stats` counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    FromDomain,
+    Verdict,
+    Dmarc,
+}
+
+impl GroupBy {
+    pub fn parse(text: &str) -> Option<GroupBy> {
+        match text {
+            "from_domain" => Some(GroupBy::FromDomain),
+            "verdict" => Some(GroupBy::Verdict),
+            "dmarc" => Some(GroupBy::Dmarc),
+            _ => None,
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::FromDomain => "from_domain",
+            GroupBy::Verdict => "verdict",
+            GroupBy::Dmarc => "dmarc",
+        }
+    }
+}
+
+/// One page of verdicts, newest first; `next` is the cursor for the following page.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub next: Option<i64>,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // WAL: readers (the HTTP API) do not block the writer; NORMAL sync is safe in WAL and
+        // a lost last batch after a power cut is acceptable for a journal.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        migrate(&mut conn).map_err(|e| match e {
+            StoreError::Query(source) => open_err(source),
+            StoreError::TooNew { found, known, .. } => StoreError::TooNew {
+                path: shown.clone(),
+                found,
+                known,
+            },
+            other => other,
+        })?;
+        Ok(Store { conn })
+    }
+
+    /// The schema version in the file.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        Ok(version(&self.conn)?)
+    }
+
+    /// Writes records in one transaction (one fsync per batch, not per message).
+    pub fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO verdicts (received_at, transport, queue_id, message_id, client_ip, \
+                 helo, mail_from, rcpts, from_domain, verdict, dmarc, duration_us, document) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
+            for r in records {
+                stmt.execute(params![
+                    r.received_at,
+                    r.transport.as_str(),
+                    r.queue_id,
+                    r.message_id,
+                    r.client_ip,
+                    r.helo,
+                    r.mail_from,
+                    serde_json::to_string(&r.rcpts).unwrap_or_else(|_| "[]".into()),
+                    r.from_domain,
+                    r.verdict,
+                    r.dmarc,
+                    r.duration.as_micros() as i64,
+                    r.document.to_string(),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes verdicts received before `before_ms`; returns how many.
+    pub fn prune(&mut self, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM verdicts WHERE received_at < ?1", [before_ms])?)
+    }
+
+    /// A page of verdicts matching `filter`, newest first.
+    pub fn list(&self, filter: &Filter, limit: usize) -> Result<Page, StoreError> {
+        let (clause, args) = where_clause(filter);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM verdicts {clause} ORDER BY id DESC LIMIT {}",
+            limit + 1
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut items = stmt
+            .query_map(params_from_iter(args.iter()), item)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().and_then(|i| i["id"].as_i64())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// One verdict by id.
+    pub fn get(&self, id: i64) -> Result<Option<Value>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM verdicts WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], item).optional()?)
+    }
+
+    /// Counts since `since` grouped by `group_by`, each group split by DMARC result
+    /// ("how much of example.com's mail fails DMARC?"). Sorted by count, largest first.
+    pub fn stats(
+        &self,
+        since: Option<i64>,
+        group_by: GroupBy,
+        from_domain: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let filter = Filter {
+            since,
+            from_domain: from_domain.map(str::to_string),
+            ..Filter::default()
+        };
+        let (clause, args) = where_clause(&filter);
+        let col = group_by.column();
+        let sql =
+            format!("SELECT {col}, dmarc, COUNT(*) FROM verdicts {clause} GROUP BY {col}, dmarc");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut groups: Vec<(Option<String>, i64, Map<String, Value>)> = Vec::new();
+        let mut total = 0;
+        for row in rows {
+            let (key, dmarc, count) = row?;
+            total += count;
+            let i = match groups.iter().position(|g| g.0 == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, 0, Map::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[i].1 += count;
+            groups[i].2.insert(
+                dmarc.unwrap_or_else(|| "none_evaluated".into()),
+                count.into(),
+            );
+        }
+        groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .map(|(key, count, dmarc)| json!({"key": key, "count": count, "dmarc": dmarc}))
+            .collect();
+        Ok(json!({"total": total, "groups": groups}))
+    }
+}
+
+const COLUMNS: &str = "id, received_at, transport, queue_id, message_id, client_ip, helo, \
+                       mail_from, rcpts, from_domain, duration_us, document";
+
+/// A row as the API returns it: the check document plus the record's own fields.
+fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let document: String = r.get(11)?;
+    let mut v = match serde_json::from_str::<Value>(&document) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let rcpts: String = r.get(8)?;
+    v.insert("id".into(), r.get::<_, i64>(0)?.into());
+    v.insert(
+        "received_at".into(),
+        format_rfc3339(r.get::<_, i64>(1)?).into(),
+    );
+    v.insert("transport".into(), r.get::<_, String>(2)?.into());
+    v.insert("queue_id".into(), r.get::<_, Option<String>>(3)?.into());
+    v.insert("message_id".into(), r.get::<_, Option<String>>(4)?.into());
+    v.insert("client_ip".into(), r.get::<_, String>(5)?.into());
+    v.insert("helo".into(), r.get::<_, Option<String>>(6)?.into());
+    v.insert("mail_from".into(), r.get::<_, Option<String>>(7)?.into());
+    v.insert(
+        "rcpts".into(),
+        serde_json::from_str(&rcpts).unwrap_or(Value::Array(Vec::new())),
+    );
+    v.insert("from_domain".into(), r.get::<_, Option<String>>(9)?.into());
+    v.insert(
+        "duration_ms".into(),
+        (r.get::<_, i64>(10)? as f64 / 1000.0).into(),
+    );
+    Ok(Value::Object(v))
+}
+
+/// The WHERE clause for a filter; values are bound, never spliced into the SQL.
+fn where_clause(f: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as Sql;
+    let mut conds = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    let mut add = |cond: &str, value: Sql| {
+        args.push(value);
+        conds.push(format!("{cond} ?{}", args.len()));
+    };
+    if let Some(t) = f.since {
+        add("received_at >=", Sql::Integer(t));
+    }
+    if let Some(t) = f.until {
+        add("received_at <", Sql::Integer(t));
+    }
+    if let Some(id) = f.before_id {
+        add("id <", Sql::Integer(id));
+    }
+    let text = [
+        ("queue_id =", &f.queue_id),
+        ("message_id =", &f.message_id),
+        ("from_domain =", &f.from_domain),
+        ("client_ip =", &f.client_ip),
+        ("verdict =", &f.verdict),
+        ("dmarc =", &f.dmarc),
+    ];
+    for (cond, value) in text {
+        if let Some(v) = value {
+            add(cond, Sql::Text(v.clone()));
+        }
+    }
+    if conds.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!("WHERE {}", conds.join(" AND ")), args)
+    }
+}
+
+fn version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.query_row("SELECT version FROM schema_version", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .optional()
+    .map(|v| v.unwrap_or(0) as usize)
+}
+
+/// Applies the migrations the file lacks, each with its version bump in one transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current = version(conn)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: String::new(),
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [(i + 1) as i64],
+        )?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "verdict store schema migrated");
+    }
+    Ok(())
+}
