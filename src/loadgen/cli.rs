@@ -22,12 +22,16 @@ pub struct BenchError(String);
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Load a milter the way Postfix drives it (N connections, many messages each, ABORT
-    /// between them) and report messages/s, end-of-message latency and replies by kind.
-    /// Exit status 1 if any message failed.
+    /// Load-test a milter the way Postfix drives it; report messages/s and latency.
+    ///
+    /// N connections, many messages each (ABORT between them), Postfix's macros, no-reply
+    /// stages and write pattern. Reports messages/s, end-of-message latency percentiles,
+    /// errors and replies by kind. Exit status 1 if any message failed.
     BenchMilter(MilterArgs),
-    /// Load an SMTP server with N concurrent sessions (XCLIENT optional) and report
-    /// messages/s, latency of the reply to the final dot and replies by class.
+    /// Load-test an SMTP server with concurrent sessions; report messages/s and latency.
+    ///
+    /// N sessions (XCLIENT optional), MAIL/RCPT/DATA pipelined when offered. Reports
+    /// messages/s, latency of the reply to the final dot, errors and replies by class.
     /// Exit status 1 if any message failed.
     BenchSmtp(SmtpArgs),
 }
@@ -60,9 +64,10 @@ pub struct LoadArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// The message (RFC 5322, header and body; LF-only files are read as CRLF).
+    /// The message (RFC 5322, header and body; LF-only files are read as CRLF). Required
+    /// except with --idle.
     #[arg(long, value_name = "FILE")]
-    message: PathBuf,
+    message: Option<PathBuf>,
     /// The SMTP client's address.
     #[arg(long, default_value = "192.0.2.10")]
     ip: IpAddr,
@@ -171,15 +176,21 @@ fn common(load: &LoadArgs, idle: bool) -> Result<(Limit, Arc<Vec<u8>>, Client), 
             .map(|d| seconds(d, "--duration"))
             .transpose()?,
     };
-    let raw = std::fs::read(&load.message)
-        .map_err(|e| BenchError(format!("cannot read {}: {e}", load.message.display())))?;
-    let raw = to_crlf(raw);
-    if raw.is_empty() {
-        return Err(BenchError(format!(
-            "{}: the message is empty",
-            load.message.display()
-        )));
-    }
+    let raw = match &load.message {
+        Some(path) => {
+            let raw = std::fs::read(path)
+                .map_err(|e| BenchError(format!("cannot read {}: {e}", path.display())))?;
+            if raw.is_empty() {
+                return Err(BenchError(format!(
+                    "{}: the message is empty",
+                    path.display()
+                )));
+            }
+            to_crlf(raw)
+        }
+        None if idle => Vec::new(),
+        None => return Err(BenchError("--message FILE is required".into())),
+    };
     let mail_from = match &load.mail_from {
         Some(m) => m
             .trim()

@@ -10,7 +10,10 @@
 //!   chunk too), from Postfix's default macro lists or the lists the filter asked for, and
 //!   sends the macros even of events the filter negotiated away (`SMFIP_NOCONNECT`, ...);
 //! * waits for a reply only where the filter did not negotiate `SMFIP_NR_*`, so everything
-//!   between two replies goes out in one write;
+//!   between two replies goes out in one write, except that the envelope (written by smtpd)
+//!   and the content (written by cleanup, to which smtpd hands the connection) are two
+//!   writes; and like Postfix it leaves Nagle on, so a filter that delays its ACKs is
+//!   measured with the stalls it causes behind Postfix;
 //! * stops a message at the first final answer (accept, reject, tempfail, discard, reply
 //!   code), honours SKIP, and treats a refusal at CONNECT/HELO as the end of the connection.
 //!
@@ -73,12 +76,9 @@ pub async fn run(opts: MilterOptions) -> Report {
         let (opts, budget) = (Arc::clone(&opts), Arc::clone(&budget));
         match opts.target.clone() {
             Target::Tcp(addr) => {
-                let dial = move || async move {
-                    let s = tokio::net::TcpStream::connect(addr).await?;
-                    // Small packets both ways: Nagle would add delayed-ACK stalls.
-                    s.set_nodelay(true)?;
-                    Ok(s)
-                };
+                // Nagle stays on, as in Postfix 3.x (see `Stage::Handoff`): a filter is
+                // measured with the delays it would cause behind Postfix.
+                let dial = move || tokio::net::TcpStream::connect(addr);
                 tasks.spawn(worker(dial, opts, budget, w));
             }
             Target::Unix(path) => {
@@ -373,6 +373,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             skipping = None;
             self.out.extend_from_slice(&script.bytes[start..step.end]);
             start = step.end;
+            if step.flush {
+                self.flush().await?;
+            }
             if !step.wait {
                 continue;
             }

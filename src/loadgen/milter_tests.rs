@@ -150,6 +150,25 @@ fn script_waits_only_where_replies_come() {
     assert_eq!(waits, [Stage::Mail, Stage::Eom]);
     // `i` is sent from DATA on: DATA, 2 headers, EOH, body, EOM.
     assert_eq!(s.qid_at.len(), 6);
+    // smtpd's part and cleanup's part are written separately, as Postfix does.
+    let stages: Vec<Stage> = s.steps.iter().map(|s| s.stage).collect();
+    assert_eq!(
+        stages,
+        [
+            Stage::Mail,
+            Stage::Rcpt,
+            Stage::Handoff,
+            Stage::Header,
+            Stage::Header,
+            Stage::Eoh,
+            Stage::Body,
+            Stage::Eom
+        ]
+    );
+    assert!(s
+        .steps
+        .iter()
+        .all(|s| s.flush == (s.stage == Stage::Handoff)));
 }
 
 #[test]

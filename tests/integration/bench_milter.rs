@@ -109,6 +109,26 @@ async fn bench_milter_counts_add_up() {
     assert_eq!(r.ended_early, 40);
 }
 
+/// Postfix writes each message's envelope (smtpd) and content (cleanup) separately, with
+/// Nagle on; the envelope needs no reply from us, so unless we ACK it at once, the content
+/// waits for our delayed ACK: about 40 ms per message (see `MilterStream` for TCP). The
+/// generator writes the way Postfix does; a few milliseconds per message is normal, 40 is
+/// the stall. Timing-based, so not part of the default run (speed is measured in benchmarks,
+/// not asserted in tests, and a loaded CI machine could blur it): `cargo test -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing check; run with --ignored on a quiet machine"]
+async fn postfix_write_pattern_gets_no_delayed_ack_stall() {
+    let d = Daemon::start(|_| {}).await;
+    let unsigned = b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\n\r\nHi\r\n";
+    let mut opts = options(Target::Tcp(d.addr), unsigned.to_vec(), "203.0.113.66", 30);
+    opts.connections = 1;
+    let r = run(opts).await;
+    println!("{}", r.text());
+    check_consistent(&r);
+    assert_eq!(r.messages, 30);
+    assert!(r.p50_ms < 20.0, "median {} ms: delayed-ACK stall", r.p50_ms);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_milter_dead_target_is_errors_not_a_panic() {
     // A port nobody listens on: bound, then released.
