@@ -142,3 +142,25 @@ pub fn conformance_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"))
 }
+
+/// The example.com test keys (selectors `rsa` and `ed`) as signing configuration, copied into
+/// `dir` with mode 0600: a checkout does not keep modes, and the daemon refuses keys others
+/// can read.
+pub fn signing_keys(dir: &Path) -> Vec<authmilter::config::KeySpec> {
+    use std::os::unix::fs::PermissionsExt;
+    [("rsa", "rsa2048.pem"), ("ed", "ed25519.pem")]
+        .into_iter()
+        .map(|(selector, file)| {
+            let key_file = dir.join(file);
+            std::fs::copy(testdata(&format!("keys/{file}")), &key_file).unwrap();
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            authmilter::config::KeySpec {
+                domain: "example.com".into(),
+                selector: selector.into(),
+                key_file,
+                identity: None,
+                origin: None,
+            }
+        })
+        .collect()
+}

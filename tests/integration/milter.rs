@@ -421,26 +421,6 @@ async fn oversized_body_gets_skip_when_body_chunks_are_answered() {
     }
 }
 
-/// The example.com test keys (selectors `rsa` and `ed`), copied with mode 0600.
-fn keys(dir: &std::path::Path) -> Vec<authmilter::config::KeySpec> {
-    use std::os::unix::fs::PermissionsExt;
-    [("rsa", "rsa2048.pem"), ("ed", "ed25519.pem")]
-        .into_iter()
-        .map(|(selector, file)| {
-            let key_file = dir.join(file);
-            std::fs::copy(testdata(&format!("keys/{file}")), &key_file).unwrap();
-            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-            authmilter::config::KeySpec {
-                domain: "example.com".into(),
-                selector: selector.into(),
-                key_file,
-                identity: None,
-                origin: None,
-            }
-        })
-        .collect()
-}
-
 /// Rebuilds the message as the MTA will write it: inserted fields on top.
 fn with_inserted(replies: &[Reply], raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -456,7 +436,7 @@ fn with_inserted(replies: &[Reply], raw: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_mail_is_dual_signed_in_one_reply_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = keys(dir.path());
+    let keys = signing_keys(dir.path());
     let d = Daemon::start(move |c| c.signing.add_keys(keys)).await;
     let mut mta = d.mta().await;
     mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
@@ -502,7 +482,7 @@ async fn outbound_mail_is_dual_signed_in_one_reply_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorised_sender_is_refused_when_policy_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let first = keys(dir.path());
+    let first = signing_keys(dir.path());
     let d = Daemon::start(move |c| {
         c.signing.add_keys(first);
         c.signing.users = Some([("bob".to_string(), vec!["example.net".to_string()])].into());
@@ -521,7 +501,7 @@ async fn unauthorised_sender_is_refused_when_policy_says_so() {
         other => panic!("{other:?}"),
     }
     let d2 = Daemon::start({
-        let second = keys(dir.path());
+        let second = signing_keys(dir.path());
         move |c| {
             c.signing.add_keys(second);
             c.signing.users = Some([("bob".to_string(), vec!["example.net".to_string()])].into());

@@ -15,7 +15,6 @@ use crate::common::*;
 use crate::dns_server::DnsServer;
 use crate::milter_client::Daemon;
 use crate::smtp_client::*;
-use authmilter::config::KeySpec;
 use authmilter::server::Signal;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -195,27 +194,6 @@ impl Lab {
     fn port(&self, door: Door) -> u16 {
         self.ports[DOORS.iter().position(|d| *d == door).unwrap()]
     }
-}
-
-/// The test keys, copied with mode 0600 (a checkout does not keep modes, and the daemon
-/// refuses keys others can read).
-fn signing_keys(scratch: &Path) -> Vec<KeySpec> {
-    use std::os::unix::fs::PermissionsExt;
-    [("rsa", "rsa2048.pem"), ("ed", "ed25519.pem")]
-        .into_iter()
-        .map(|(selector, file)| {
-            let key_file = scratch.join(file);
-            std::fs::copy(testdata(&format!("keys/{file}")), &key_file).unwrap();
-            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-            KeySpec {
-                domain: "example.com".into(),
-                selector: selector.into(),
-                key_file,
-                identity: None,
-                origin: None,
-            }
-        })
-        .collect()
 }
 
 fn free_port() -> u16 {
