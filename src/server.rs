@@ -66,7 +66,12 @@ impl Snapshot {
         tx: Transaction,
     ) -> Decision {
         let started = std::time::Instant::now();
-        let message_id = crate::store::message_id(tx.raw());
+        // Only a stored record needs the Message-ID: don't scan the header for metrics alone.
+        let message_id = self
+            .journal
+            .is_storing()
+            .then(|| crate::store::message_id(tx.raw()))
+            .flatten();
         let outcome = tx.finish(&self.verifier).await;
         let decision = conclude(&self.verifier, &self.policy, conn, outcome);
         let mut record = Record::new(transport, conn, envelope, b"", &decision, started.elapsed());

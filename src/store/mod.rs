@@ -157,6 +157,11 @@ impl Journal {
         }
     }
 
+    /// Whether records go to a store (otherwise they only feed the metrics).
+    pub fn is_storing(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
