@@ -112,12 +112,19 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
+    // Log lines go through a queue to a writer thread, so a message's verdict line never
+    // waits on stderr (a slow journald or terminal). The queue is lossy: when it is full
+    // lines are dropped rather than holding up mail. The guard flushes it when main returns.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("authmilter-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
                 .unwrap_or_else(|_| "authmilter=info,warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
     let cli = Cli::parse();
     match run(cli) {

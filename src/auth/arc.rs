@@ -22,6 +22,18 @@ pub(super) async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcOutc
     let (result, reason) = match structural_problem(msg) {
         Some(problem) => (AuthResult::Fail, Some(problem)),
         None => {
+            // The keys mail-auth will want: the newest AMS and every seal (RFC 8617 §5.2).
+            let newest = msg.ams_headers.iter().max_by_key(|h| h.header.i);
+            let keys = newest
+                .map(|h| (&h.header.s, &h.header.d))
+                .into_iter()
+                .chain(msg.as_headers.iter().map(|h| (&h.header.s, &h.header.d)));
+            for (s, d) in keys {
+                let key = format!("{s}._domainkey.{d}.");
+                let _ = dns
+                    .prefetch_txt::<mail_auth::common::verify::DomainKey>(&key)
+                    .await;
+            }
             let output = dns.authenticator().verify_arc(dns.params(msg)).await;
             match output.result() {
                 DkimResult::Pass => (AuthResult::Pass, None),

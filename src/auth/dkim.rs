@@ -60,6 +60,12 @@ pub(super) async fn verify<'x>(
     dns: &'x Dns,
     msg: &'x AuthenticatedMessage<'x>,
 ) -> (Vec<DkimOutcome>, Vec<DkimOutput<'x>>) {
+    for h in &msg.dkim_headers {
+        let key = format!("{}._domainkey.{}.", h.header.s, h.header.d);
+        let _ = dns
+            .prefetch_txt::<mail_auth::common::verify::DomainKey>(&key)
+            .await;
+    }
     let outputs = dns.authenticator().verify_dkim(dns.params(msg)).await;
     let outcomes = outputs.iter().map(|o| map_output(msg, o)).collect();
     (outcomes, outputs)

@@ -42,6 +42,7 @@ pub(super) async fn verify(
         rfc5321_mail_from_domain: &spf_domain,
         spf_output: &spf_output,
     };
+    dns.prefetch_dmarc(&domain).await;
     let out = dns.authenticator().verify_dmarc(dns.params(params)).await;
     let result = match out.result() {
         DmarcResult::Pass => AuthResult::Pass,

@@ -11,13 +11,14 @@ use super::spf_record::{
     Letter, MacroContext, MacroString, MacroVars, Mechanism, Qualifier, Record,
 };
 use super::AuthResult;
+use crate::dns::stats::{Ending, QueryType, STATS};
 use crate::dns::Dns;
 use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mail_auth::ResolverCache;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// RFC 7208 §4.6.4: at most 10 terms that cause DNS queries.
 const MAX_DNS_TERMS: u32 = 10;
@@ -386,12 +387,16 @@ impl Evaluator<'_> {
     async fn record(&self, domain: &str) -> Result<SpfRecord, String> {
         let key: Box<str> = fqdn(domain).into();
         if let Some(hit) = self.dns.spf.get(&key) {
+            STATS.cache_hit();
             return Ok(hit);
         }
         let Some(name) = dns_name(&key) else {
             return Ok(SpfRecord::NotFound);
         };
-        let lookup = match self.dns.authenticator().resolver().txt_lookup(name).await {
+        let started = Instant::now();
+        let lookup = self.dns.authenticator().resolver().txt_lookup(name).await;
+        STATS.observe(QueryType::Txt, started, ending(&lookup));
+        let lookup = match lookup {
             Ok(l) => l,
             Err(e) if is_void(&e) => {
                 // Cache the absence too: most HELO names publish no SPF, and every message
@@ -434,13 +439,22 @@ impl Evaluator<'_> {
         let Some(name) = name else {
             return Lookup::Void;
         };
-        match self
+        let started = Instant::now();
+        let lookup = self
             .dns
             .authenticator()
             .resolver()
             .lookup(name, rtype)
-            .await
-        {
+            .await;
+        let qtype = match rtype {
+            RecordType::A => QueryType::A,
+            RecordType::AAAA => QueryType::Aaaa,
+            RecordType::MX => QueryType::Mx,
+            RecordType::PTR => QueryType::Ptr,
+            _ => QueryType::Txt,
+        };
+        STATS.observe(qtype, started, ending(&lookup));
+        match lookup {
             Ok(lookup) => {
                 let data: Vec<RData> = lookup
                     .answers()
@@ -607,6 +621,16 @@ fn negative_ttl(e: &NetError) -> Option<u32> {
     match e {
         NetError::Dns(HickoryDnsError::NoRecordsFound(nr)) => nr.negative_ttl,
         _ => None,
+    }
+}
+
+/// How a resolver lookup ended, for the DNS metrics.
+fn ending<T>(result: &Result<T, NetError>) -> Ending {
+    match result {
+        Ok(_) => Ending::Answer,
+        Err(e) if is_void(e) => Ending::NoRecords,
+        Err(NetError::Dns(HickoryDnsError::NoRecordsFound(_))) => Ending::ServerFailure,
+        Err(e) => Ending::of_error_text(&e.to_string()),
     }
 }
 

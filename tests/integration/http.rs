@@ -547,3 +547,43 @@ fn schema_is_migrated_once_and_newer_files_are_refused() {
     let e = Store::open(&path).err().expect("refused").to_string();
     assert!(e.contains("newer than this build"), "{e}");
 }
+
+/// The value of one sample line of `/metrics` (0 when absent).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+// Issue 6: DKIM and DMARC lookups happen inside mail-auth; they are fetched through our
+// counted lookup first, so they show in /metrics (the counters are process-wide: compare).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_lookups_errors_and_latency_show_in_metrics() {
+    let d = Daemon::start_with_api(|_| {}).await;
+    let a = d.http.unwrap();
+    let before = call(a, "GET", "/metrics", None, b"").await.text();
+    let signed = sign_rsa(
+        "example.com",
+        &message("Alice <alice@example.com>", "dns metrics", "hi\r\n"),
+    );
+    let r = call(a, "POST", "/v1/check?ip=192.0.2.1", None, &signed).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["dkim"][0]["result"], "pass");
+    let slow = message("Sam <sam@slow.example>", "timeout", "x\r\n");
+    let r = call(a, "POST", "/v1/check?ip=192.0.2.1", None, &slow).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["dmarc"]["result"], "temperror");
+    let after = call(a, "GET", "/metrics", None, b"").await.text();
+    let grew = |series: &str| sample(&after, series) - sample(&before, series);
+    // At least the DKIM key and two DMARC names (example.com) plus slow.example's.
+    assert!(
+        grew("authmilter_dns_queries_total{type=\"txt\"}") >= 3.0,
+        "{after}"
+    );
+    assert!(grew("authmilter_dns_errors_total{type=\"txt\",kind=\"timeout\"}") >= 1.0);
+    assert!(grew("authmilter_dns_query_duration_seconds_count") >= 3.0);
+    // The timeout shows in the slowest buckets, not the sub-millisecond one.
+    assert!(grew("authmilter_dns_query_duration_seconds_bucket{le=\"+Inf\"}") >= 3.0);
+    assert!(after.contains("# TYPE authmilter_dns_query_duration_seconds histogram"));
+}

@@ -5,18 +5,23 @@
 //! honouring the records' TTLs: hickory's answer cache, and caches of *parsed* records that
 //! mail-auth fills (so a hot DKIM key is not parsed again for every message).
 
+pub mod stats;
+
 use crate::config::DnsConfig;
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::common::resolver::UnwrapTxtRecord;
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::{MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt, MX};
+use stats::{Ending, QueryType, STATS};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Why the resolver could not be built: always a configuration problem.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +104,82 @@ impl Dns {
         &self.auth
     }
 
+    /// Looks up a TXT record the way mail-auth does (same name, same parser, same cache), so
+    /// the lookup is counted in the metrics and mail-auth then finds the answer in the cache.
+    /// A failure is cached briefly too, so mail-auth does not repeat a lookup that just timed
+    /// out (it would double the wait) and reports the same error.
+    pub(crate) async fn prefetch_txt<T>(&self, name: &str) -> mail_auth::Result<std::sync::Arc<T>>
+    where
+        T: TxtRecordParser + Into<Txt> + UnwrapTxtRecord,
+    {
+        use mail_auth::common::resolver::ToFqdn;
+        let key = name.to_fqdn();
+        if let Some(hit) = self.txt.get::<str>(key.as_ref()) {
+            STATS.cache_hit();
+            return T::unwrap_txt(hit);
+        }
+        let started = Instant::now();
+        let result = self
+            .auth
+            .txt_lookup::<T>(key.as_ref(), Some(&self.txt))
+            .await;
+        let ending = match &result {
+            Ok(_) => Ending::Answer,
+            Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(code))) => {
+                use mail_auth::hickory_resolver::proto::op::ResponseCode;
+                match code {
+                    ResponseCode::NXDomain | ResponseCode::NoError => Ending::NoRecords,
+                    _ => Ending::ServerFailure,
+                }
+            }
+            Err(mail_auth::Error::Dns(mail_auth::DnsError::Resolver(text))) => {
+                Ending::of_error_text(text)
+            }
+            // Records that are there but do not parse were still an answer.
+            Err(_) => Ending::Answer,
+        };
+        STATS.observe(QueryType::Txt, started, ending);
+        if let Err(e) = &result {
+            if self.txt.get::<str>(key.as_ref()).is_none() {
+                self.txt.insert(
+                    key.into_owned().into_boxed_str(),
+                    Txt::Error(e.clone()),
+                    Instant::now() + FAILURE_TTL,
+                );
+            }
+        }
+        result
+    }
+
+    /// Fetches the DMARC records mail-auth's tree walk (RFC 9989 §4.10) will ask for, in the
+    /// same order and with the same stopping rules, so every lookup is counted.
+    pub(crate) async fn prefetch_dmarc(&self, from_domain: &str) {
+        use mail_auth::dmarc::{Dmarc, Psd};
+        let domain = from_domain.trim_end_matches('.');
+        let total = domain.split('.').filter(|l| !l.is_empty()).count();
+        if total < 2 {
+            return;
+        }
+        let mut count = total;
+        loop {
+            let name = domain
+                .splitn(total - count + 1, '.')
+                .last()
+                .unwrap_or_default();
+            match self.prefetch_txt::<Dmarc>(&format!("_dmarc.{name}.")).await {
+                Ok(record) if matches!(record.psd, Psd::Yes | Psd::No) => break,
+                Ok(_)
+                | Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_)))
+                | Err(mail_auth::Error::Dns(mail_auth::DnsError::InvalidRecordType)) => {}
+                Err(_) => break,
+            }
+            if count == 1 {
+                break;
+            }
+            count = if count >= 8 { 7 } else { count - 1 };
+        }
+    }
+
     /// Wraps mail-auth parameters with this resolver's parsed-record caches.
     pub(crate) fn params<P>(&self, params: P) -> CachedParams<'_, P> {
         Parameters::new(params)
@@ -109,6 +190,10 @@ impl Dns {
             .with_ptr_cache(&self.ptr)
     }
 }
+
+/// How long a failed TXT lookup is remembered: long enough for the message being checked,
+/// short enough that the next message asks again.
+const FAILURE_TTL: Duration = Duration::from_secs(5);
 
 /// A bounded cache whose entries expire at the record's TTL.
 ///
