@@ -15,4 +15,5 @@ pub mod milter;
 pub mod policy;
 pub mod server;
 pub mod sign;
+pub mod smtp;
 pub mod store;

@@ -31,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the milter daemon (Postfix: `smtpd_milters = inet:127.0.0.1:8895`).
+    /// Run the milter daemon (Postfix: `smtpd_milters = inet:127.0.0.1:8895`), and with
+    /// `--smtp` the SMTP front end.
     Serve(ServeArgs),
     /// Verify one message and print the verdict and the Authentication-Results header.
     Check(CheckArgs),
@@ -86,6 +87,62 @@ struct ServeArgs {
     store: Option<PathBuf>,
     #[command(flatten)]
     sign: sign_cmd::SignFlags,
+    #[command(flatten)]
+    smtp: SmtpFlags,
+}
+
+/// The SMTP front end (`[smtp]` in the configuration; these flags override it).
+#[derive(Args, Clone)]
+struct SmtpFlags {
+    /// SMTP listener, `ip:port` (bare `--smtp`: 127.0.0.1:2525).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = authmilter::config::DEFAULT_SMTP_LISTEN)]
+    smtp: Option<SocketAddr>,
+    /// Hand accepted mail to this SMTP server (`host:port`), e.g. Postfix on 127.0.0.1:10025.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "maildir")]
+    relay: Option<String>,
+    /// Deliver accepted mail into this Maildir (the default, `./maildir`, without --relay).
+    #[arg(long, value_name = "DIR")]
+    maildir: Option<PathBuf>,
+    /// Domain that untrusted clients may send to (repeatable); replaces the configured list.
+    #[arg(long = "local-domain", value_name = "DOMAIN")]
+    local_domains: Vec<String>,
+    /// STARTTLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// STARTTLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl SmtpFlags {
+    fn apply(&self, config: &mut Config) -> Result<()> {
+        use authmilter::config::{check_relay, normalize_domain, Delivery};
+        let smtp = &mut config.smtp;
+        if let Some(addr) = self.smtp {
+            smtp.listen = Some(addr);
+        }
+        if let Some(relay) = &self.relay {
+            smtp.delivery =
+                Delivery::Relay(check_relay(relay).map_err(|e| anyhow::anyhow!("--relay: {e}"))?);
+        }
+        if let Some(dir) = &self.maildir {
+            smtp.delivery = Delivery::Maildir(dir.clone());
+        }
+        if !self.local_domains.is_empty() {
+            smtp.local_domains = self
+                .local_domains
+                .iter()
+                .map(|d| {
+                    normalize_domain(d)
+                        .ok_or_else(|| anyhow::anyhow!("--local-domain: `{d}` is not a domain"))
+                })
+                .collect::<Result<_>>()?;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            smtp.tls = Some((cert.clone(), key.clone()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -173,6 +230,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     // The same file and flags are applied again on every reload.
     let sign = args.sign;
+    let smtp = args.smtp;
     let (http, store) = (args.http, args.store);
     let build = move |common: &Common| -> Result<Config> {
         let mut config = load_config(common)?;
@@ -187,6 +245,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         config.http.check().map_err(anyhow::Error::msg)?;
         sign.apply(&mut config);
+        smtp.apply(&mut config)?;
         Ok(config)
     };
     let config = build(&args.common)?;
@@ -213,9 +272,29 @@ fn serve(args: ServeArgs) -> Result<()> {
             ),
             None => None,
         };
+        let smtp = match config.smtp.listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (SMTP)"))?;
+                match &config.smtp.delivery {
+                    authmilter::config::Delivery::Relay(to) => {
+                        tracing::info!(smtp = %addr, relay = %to, "SMTP front end listening")
+                    }
+                    authmilter::config::Delivery::Maildir(dir) => {
+                        tracing::info!(smtp = %addr, maildir = %dir.display(), "SMTP front end listening")
+                    }
+                }
+                if config.smtp.local_domains.is_empty() {
+                    tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
+                }
+                Some(l)
+            }
+            None => None,
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(forward_signals(tx));
-        run_server(snapshot, loader, listener, rx, Services { http }).await;
+        run_server(snapshot, loader, listener, rx, Services { http, smtp }).await;
         Ok(())
     })
 }

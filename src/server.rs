@@ -17,6 +17,7 @@ use crate::http::metrics::Metrics;
 use crate::milter::listener::serve_connection;
 use crate::policy::Policy;
 use crate::sign::Signer;
+use crate::smtp::setup::SmtpService;
 use crate::store::{spawn_writer, Envelope, Journal, Record, Transport, Writer};
 use std::io;
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub signer: Arc<Signer>,
     /// Where verdicts are recorded (the server sets it; a bare snapshot only counts metrics).
     pub journal: Journal,
+    /// The SMTP front end's settings and next hop, when `[smtp]` is configured.
+    pub smtp: Option<Arc<SmtpService>>,
 }
 
 impl Snapshot {
@@ -45,6 +48,7 @@ impl Snapshot {
             None => Policy::default(),
         };
         let signer = Signer::new(&config.signing).map_err(|e| e.to_string())?;
+        let smtp = crate::smtp::setup::service(&config)?.map(Arc::new);
         let config = Arc::new(config);
         let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
         Ok(Snapshot {
@@ -53,6 +57,7 @@ impl Snapshot {
             policy: Arc::new(policy),
             signer: Arc::new(signer),
             journal: Journal::disabled(Arc::new(Metrics::default())),
+            smtp,
         })
     }
 
@@ -80,6 +85,9 @@ impl Snapshot {
         decision
     }
 }
+
+/// A reload asked for over the API, answered with its outcome (the error names what is wrong).
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 /// Re-reads configuration and policy for a reload.
 pub type Loader = Arc<dyn Fn() -> Result<Snapshot, String> + Send + Sync>;
@@ -135,6 +143,8 @@ impl MilterListener {
 pub struct Services {
     /// The HTTP API's bound listener (`None`: no API).
     pub http: Option<TcpListener>,
+    /// The SMTP front end's bound listener (`None`: milter only).
+    pub smtp: Option<TcpListener>,
 }
 
 /// The snapshot in force, swapped on reload; the HTTP API reads it per request.
@@ -186,8 +196,8 @@ pub async fn run_with(
         .unwrap_or_else(|p| p.into_inner())
         .config
         .shutdown_grace;
-    // The API's reload requests arrive here, beside the signals.
-    let (reload_tx, mut reload_rx) = mpsc::channel::<Signal>(4);
+    // The API's reload requests arrive here, beside the signals, each with a way to answer.
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let http = services.http.map(|l| {
         let state = crate::http::AppState::new(
             Arc::clone(&current),
@@ -197,25 +207,40 @@ pub async fn run_with(
         );
         tokio::spawn(crate::http::serve(l, state, stop_rx.clone()))
     });
+    let smtp_accept = services.smtp.map(|l| {
+        tokio::spawn(crate::smtp::listener::accept_loop(
+            l,
+            Arc::clone(&current),
+            stop_rx.clone(),
+        ))
+    });
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
 
+    let reload = || match loader() {
+        Ok(mut snapshot) => {
+            snapshot.journal = journal.clone();
+            *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+            tracing::info!("configuration reloaded; new sessions use it");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; keeping the old configuration");
+            Err(e)
+        }
+    };
     let immediate = loop {
         let signal = tokio::select! {
             s = control.recv() => s,
-            Some(s) = reload_rx.recv() => Some(s),
+            Some(answer) = reload_rx.recv() => {
+                let _ = answer.send(reload());
+                continue;
+            }
         };
         match signal {
-            Some(Signal::Reload) => match loader() {
-                Ok(mut snapshot) => {
-                    snapshot.journal = journal.clone();
-                    *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
-                    tracing::info!("configuration reloaded; new sessions use it");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reload failed; keeping the old configuration")
-                }
-            },
+            Some(Signal::Reload) => {
+                let _ = reload();
+            }
             Some(Signal::Graceful) | None => break false,
             Some(Signal::Immediate) => break true,
         }
@@ -228,6 +253,13 @@ pub async fn run_with(
         Ok(sessions) => sessions,
         Err(_) => return,
     };
+    if let Some(smtp) = smtp_accept {
+        // SMTP sessions drain with the milter's, within the same grace period.
+        // Dropping the set (when the grace period ends) aborts what is left in it.
+        if let Ok(mut smtp_sessions) = smtp.await {
+            sessions.spawn(async move { while smtp_sessions.join_next().await.is_some() {} });
+        }
+    }
     if immediate {
         sessions.abort_all();
         return;

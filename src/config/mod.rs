@@ -9,6 +9,7 @@ mod error;
 mod raw;
 mod service;
 mod signing;
+mod smtp;
 
 pub use error::ConfigError;
 pub use service::parse_sha256;
@@ -19,6 +20,10 @@ pub use service::{
 pub use signing::{
     check_domain, check_selector, identity_in_domain, parse_sign_flag, IdentityMode, KeySpec,
     OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS, DEFAULT_SIGNED_HEADERS,
+};
+pub use smtp::{
+    check_relay, normalize_domain, parse_relay_tls, Delivery, RelayTls, SmtpConfig,
+    DEFAULT_SMTP_LISTEN,
 };
 
 use ipnet::IpNet;
@@ -65,6 +70,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The verdict store (off unless a path is configured or `--store` is given).
     pub store: StoreConfig,
+    /// The SMTP front end (off unless configured or `--smtp` is given).
+    pub smtp: SmtpConfig,
 }
 
 /// Where a listener listens.
@@ -179,6 +186,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             http: HttpConfig::default(),
             store: StoreConfig::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -316,6 +324,9 @@ impl Config {
         }
         if let Some(store) = raw.store {
             config.store = service::store_from_raw(store, base, &err)?;
+        }
+        if let Some(smtp) = raw.smtp {
+            config.smtp = smtp::smtp_from_raw(smtp, base, &err)?;
         }
         Ok(config)
     }

@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub signing: Option<RawSigning>,
     pub http: Option<RawHttp>,
     pub store: Option<RawStore>,
+    pub smtp: Option<RawSmtp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,4 +110,29 @@ pub(super) struct RawStore {
     pub path: Option<Spanned<String>>,
     pub retention_days: Option<u32>,
     pub queue_size: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSmtp {
+    pub listen: Option<Spanned<String>>,
+    pub hostname: Option<Spanned<String>>,
+    pub local_domains: Option<Vec<Spanned<String>>>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub max_connections_per_ip: Option<Spanned<usize>>,
+    pub max_recipients: Option<Spanned<usize>>,
+    pub max_message_size: Option<Spanned<usize>>,
+    pub max_line_length: Option<Spanned<usize>>,
+    pub max_data_line_length: Option<Spanned<usize>>,
+    pub max_errors: Option<Spanned<usize>>,
+    pub timeout_secs: Option<Spanned<u64>>,
+    pub data_timeout_secs: Option<Spanned<u64>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
+    pub relay: Option<Spanned<String>>,
+    pub relay_tls: Option<Spanned<String>>,
+    pub relay_ca_file: Option<Spanned<String>>,
+    pub relay_timeout_secs: Option<Spanned<u64>>,
+    pub maildir: Option<Spanned<String>>,
+    pub quarantine_maildir: Option<Spanned<String>>,
 }

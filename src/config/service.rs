@@ -116,7 +116,7 @@ impl Default for StoreConfig {
     }
 }
 
-type ErrAt<'a> = dyn Fn(Range<usize>, String) -> ConfigError + 'a;
+pub(super) type ErrAt<'a> = dyn Fn(Range<usize>, String) -> ConfigError + 'a;
 
 pub(super) fn http_from_raw(raw: RawHttp, err: &ErrAt<'_>) -> Result<HttpConfig, ConfigError> {
     let mut http = HttpConfig {

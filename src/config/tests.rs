@@ -143,3 +143,57 @@ fn http_and_store_sections() {
         assert_eq!((e.line, e.key.as_deref()), (Some(line), Some(key)), "{e}");
     }
 }
+
+#[test]
+fn smtp_section_is_read_and_checked() {
+    let text = r#"
+[smtp]
+local_domains = ["Example.NET.", "example.org"]
+relay = "127.0.0.1:10025"
+relay_tls = "required"
+relay_ca_file = "ca.pem"
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+max_recipients = 5
+"#;
+    let c = Config::parse(text, Some(Path::new("/etc/am/authmilter.toml"))).unwrap();
+    assert_eq!(c.smtp.listen, Some("127.0.0.1:2525".parse().unwrap()));
+    assert_eq!(c.smtp.local_domains, ["example.net", "example.org"]);
+    assert_eq!(c.smtp.delivery, Delivery::Relay("127.0.0.1:10025".into()));
+    assert_eq!(c.smtp.relay_tls, RelayTls::Required);
+    assert_eq!(c.smtp.relay_ca_file, Some(PathBuf::from("/etc/am/ca.pem")));
+    assert_eq!(
+        c.smtp.tls,
+        Some((
+            PathBuf::from("/etc/am/cert.pem"),
+            PathBuf::from("/etc/am/key.pem")
+        ))
+    );
+    assert_eq!(c.smtp.max_recipients, 5);
+    // Without the section there is no SMTP listener.
+    assert_eq!(Config::parse("", None).unwrap().smtp.listen, None);
+
+    let cases = [
+        (
+            "[smtp]\nlocal_domains = [\"a..b\"]\n",
+            2,
+            "smtp.local_domains",
+        ),
+        ("[smtp]\nrelay = \"nohost\"\n", 2, "smtp.relay"),
+        (
+            "[smtp]\nrelay = \"h:1\"\nmaildir = \"m\"\n",
+            2,
+            "smtp.relay",
+        ),
+        ("[smtp]\nrelay_tls = \"maybe\"\n", 2, "smtp.relay_tls"),
+        ("[smtp]\n\ntls_cert = \"c.pem\"\n", 3, "smtp.tls_cert"),
+        ("[smtp]\nmax_line_length = 100\n", 2, "smtp.max_line_length"),
+        ("[smtp]\nlisten = \"port 25\"\n", 2, "smtp.listen"),
+        ("[smtp]\nmaildirs = \"x\"\n", 2, "smtp.maildirs"),
+    ];
+    for (text, line, key) in cases {
+        let e = Config::parse(text, Some(Path::new("c.toml"))).unwrap_err();
+        assert_eq!(e.line, Some(line), "{text}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+    }
+}

@@ -5,7 +5,6 @@ use super::error::ApiError;
 use super::AppState;
 use crate::auth::{normalize_mail_from, Connection};
 use crate::check::check_message;
-use crate::server::Signal;
 use crate::sign::{from_domain, Authorisation, DomainKey, SignError};
 use crate::store::time::{format_rfc3339, now_ms, parse_time};
 use crate::store::{Envelope, Filter, GroupBy, Record, Transport};
@@ -335,18 +334,22 @@ pub async fn stats(
     Ok(Json(counts))
 }
 
-/// `POST /v1/reload`: the same as SIGHUP. The reload happens after the answer; a broken
-/// configuration is logged and the old one kept, as with the signal.
-pub async fn reload(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// `POST /v1/reload`: the same as SIGHUP, answered once the reload is done: 200 when the new
+/// configuration is in force, 422 naming the problem when it is broken (the old one stays).
+pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (answer, outcome) = tokio::sync::oneshot::channel();
     state
         .inner
         .reload
-        .try_send(Signal::Reload)
+        .try_send(answer)
         .map_err(|_| ApiError::Unavailable)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"status": "reload requested"})),
-    ))
+    match outcome.await {
+        Ok(Ok(())) => Ok(Json(json!({"status": "reloaded"}))),
+        Ok(Err(problem)) => Err(ApiError::Unprocessable(format!(
+            "reload failed, the previous configuration stays in force: {problem}"
+        ))),
+        Err(_) => Err(ApiError::Unavailable),
+    }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -13,7 +13,7 @@ pub mod openapi;
 
 pub use error::ApiError;
 
-use crate::server::{Current, Signal, Snapshot};
+use crate::server::{Current, ReloadRequest, Snapshot};
 use crate::store::{Journal, Store};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
@@ -35,7 +35,7 @@ pub struct AppState {
 
 struct Inner {
     current: Current,
-    reload: mpsc::Sender<Signal>,
+    reload: mpsc::Sender<ReloadRequest>,
     store_path: Option<PathBuf>,
     /// The API's own read connection, opened on first use.
     reader: Mutex<Option<Store>>,
@@ -46,7 +46,7 @@ impl AppState {
     /// `store_path`: the verdict store to query (`None`: the verdict routes answer 503).
     pub fn new(
         current: Current,
-        reload: mpsc::Sender<Signal>,
+        reload: mpsc::Sender<ReloadRequest>,
         store_path: Option<PathBuf>,
         journal: Journal,
     ) -> AppState {

@@ -41,15 +41,7 @@ fn op(
         );
     }
     let mut responses = Map::new();
-    responses.insert(
-        if method == "post" && path == "/v1/reload" {
-            "202"
-        } else {
-            "200"
-        }
-        .into(),
-        ok,
-    );
+    responses.insert("200".into(), ok);
     responses.insert("default".into(), error_ref());
     o.insert("responses".into(), responses.into());
     let security = match access(path) {
@@ -137,7 +129,7 @@ pub fn document() -> Value {
             None,
             json_ok("counts"),
         ),
-        op("post", "/v1/reload", "Reload configuration and policy (as SIGHUP)", vec![], None, json_ok("reload requested")),
+        op("post", "/v1/reload", "Reload configuration and policy (as SIGHUP)", vec![], None, json_ok("reloaded (422 with the reason when the new configuration is broken; the old one stays)")),
         op(
             "get",
             "/metrics",

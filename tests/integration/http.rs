@@ -384,7 +384,8 @@ async fn sign_and_reload_need_tokens_with_their_scopes() {
     let r = call(a, "POST", "/v1/reload", Some("reader"), b"").await;
     assert_eq!(r.status, 403);
     let r = call(a, "POST", "/v1/reload", Some("admin"), b"").await;
-    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "reloaded");
     // On loopback, reads work without a token but a presented token must be valid.
     assert_eq!(call(a, "GET", "/v1/verdicts", None, b"").await.status, 200);
     assert_eq!(
@@ -401,13 +402,13 @@ async fn sign_and_reload_need_tokens_with_their_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_loopback_listener_needs_a_token_for_everything() {
-    use authmilter::server::{Signal, Snapshot};
+    use authmilter::server::{ReloadRequest, Snapshot};
     let mut config = Config::default();
     with_tokens(&mut config);
     let current = Arc::new(std::sync::RwLock::new(Arc::new(
         Snapshot::new(config).unwrap(),
     )));
-    let (reload, _rx) = tokio::sync::mpsc::channel::<Signal>(1);
+    let (reload, _rx) = tokio::sync::mpsc::channel::<ReloadRequest>(1);
     let journal = authmilter::store::Journal::disabled(Arc::new(Metrics::default()));
     let state = authmilter::http::AppState::new(current, reload, None, journal);
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
@@ -586,4 +587,27 @@ async fn dns_lookups_errors_and_latency_show_in_metrics() {
     // The timeout shows in the slowest buckets, not the sub-millisecond one.
     assert!(grew("authmilter_dns_query_duration_seconds_bucket{le=\"+Inf\"}") >= 3.0);
     assert!(after.contains("# TYPE authmilter_dns_query_duration_seconds histogram"));
+}
+
+// Issue 6: /v1/reload answers with the reload's outcome, not before it is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reports_a_broken_configuration() {
+    let d = Daemon::start_with_api(with_tokens).await;
+    let a = d.http.unwrap();
+    d.next.lock().unwrap().policy_dir = Some("/nonexistent/authmilter-policies".into());
+    let r = call(a, "POST", "/v1/reload", Some("admin"), b"").await;
+    assert_eq!((r.status, r.error_code()), (422, "unprocessable".into()));
+    assert!(
+        r.text().contains("previous configuration stays"),
+        "{}",
+        r.text()
+    );
+    // The old configuration still serves.
+    let raw = message("Bob <bob@example.org>", "still", "x\r\n");
+    assert_eq!(
+        call(a, "POST", "/v1/check?ip=198.51.100.9", None, &raw)
+            .await
+            .status,
+        200
+    );
 }

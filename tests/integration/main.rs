@@ -19,4 +19,5 @@ mod serve;
 mod signing;
 mod signing_interop;
 mod smtp_client;
+mod smtp_front;
 mod spf_suite;

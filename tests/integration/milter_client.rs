@@ -33,6 +33,8 @@ pub struct Daemon {
     pub next: Arc<Mutex<Config>>,
     /// The HTTP API, when started with [`Daemon::start_with_api`].
     pub http: Option<SocketAddr>,
+    /// The SMTP front end, when the configuration asks for one (`smtp.listen`; port 0 works).
+    pub smtp: Option<SocketAddr>,
     /// Holds the verdict store's temporary folder (deleted when the daemon is dropped).
     #[allow(dead_code)]
     pub store_dir: Option<tempfile::TempDir>,
@@ -63,6 +65,13 @@ impl Daemon {
             .await
             .unwrap();
         let addr = listener.local_addr().parse().unwrap();
+        // An SMTP front end when asked for: bound here so port 0 becomes a real port.
+        let smtp_listener = match config.smtp.listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.unwrap()),
+            None => None,
+        };
+        let smtp = smtp_listener.as_ref().map(|l| l.local_addr().unwrap());
+        config.smtp.listen = smtp;
         let next = Arc::new(Mutex::new(config.clone()));
         let for_loader = Arc::clone(&next);
         let loader: Loader = Arc::new(move || Snapshot::new(for_loader.lock().unwrap().clone()));
@@ -75,6 +84,7 @@ impl Daemon {
         let http = http_listener.as_ref().map(|l| l.local_addr().unwrap());
         let services = Services {
             http: http_listener,
+            smtp: smtp_listener,
         };
         let task = tokio::spawn(run_with(snapshot, loader, listener, rx, services));
         Daemon {
@@ -84,6 +94,7 @@ impl Daemon {
             task,
             next,
             http,
+            smtp,
             store_dir,
         }
     }

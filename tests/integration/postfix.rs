@@ -63,7 +63,7 @@ pub fn require(program: &str) -> Option<PathBuf> {
     find_program(program).or_else(|| skip(&format!("{program} not installed")))
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -196,7 +196,7 @@ impl Lab {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -216,6 +216,51 @@ impl Postfix {
     /// is also main.cf's `smtpd_milters`/`non_smtpd_milters`. Panics with Postfix's own words
     /// when it will not start.
     pub fn start(postfix: &Path, dir: PathBuf, listeners: &[(u16, SocketAddr)]) -> Postfix {
+        let main = main_cf(&dir, Some(listeners[0].1));
+        let smtpds: Vec<(u16, Option<SocketAddr>)> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, (port, milter))| (*port, (i > 0).then_some(*milter)))
+            .collect();
+        Postfix::start_with(postfix, dir, &main, &smtpds)
+    }
+
+    /// Postfix as the next hop behind authmilter's SMTP front end: one smtpd on `port`, no
+    /// milter, XFORWARD accepted from loopback, and `extra` lines appended to main.cf.
+    pub fn start_downstream(postfix: &Path, dir: PathBuf, port: u16, extra: &str) -> Postfix {
+        let main = format!(
+            "{}smtpd_authorized_xforward_hosts = 127.0.0.0/8\n{extra}",
+            main_cf(&dir, None)
+        );
+        Postfix::start_with(postfix, dir, &main, &[(port, None)])
+    }
+
+    /// Stops Postfix (`postfix stop`) and waits until its smtpd ports are closed.
+    pub fn stop(&self, ports: &[u16]) {
+        let postfix = find_program("postfix").expect("postfix");
+        let _ = Command::new(postfix)
+            .arg("-c")
+            .arg(self.conf())
+            .arg("stop")
+            .output();
+        // `postfix stop` returns before master has exited.
+        let closed = poll(Duration::from_secs(10), || {
+            ports
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_err())
+                .then_some(())
+        });
+        assert!(closed.is_some(), "postfix still listens after stop");
+    }
+
+    /// Configures and starts Postfix with `main` as main.cf and one smtpd per `(port, milter)`
+    /// (an smtpd without its own milter uses main.cf's, if any).
+    fn start_with(
+        postfix: &Path,
+        dir: PathBuf,
+        main: &str,
+        listeners: &[(u16, Option<SocketAddr>)],
+    ) -> Postfix {
         // Postfix's daemons (user postfix) and virtual(8) (uid 65534) must get through $B.
         run(Command::new("chmod").arg("755").arg(&dir));
         for sub in ["etc", "spool", "data", "mail"] {
@@ -230,7 +275,7 @@ impl Postfix {
         let etc = dir.join("etc");
         std::fs::copy("/etc/postfix/master.cf", etc.join("master.cf"))
             .expect("/etc/postfix/master.cf (Debian's postfix package)");
-        std::fs::write(etc.join("main.cf"), main_cf(&dir, listeners[0].1)).unwrap();
+        std::fs::write(etc.join("main.cf"), main).unwrap();
         let postconf = postfix.with_file_name("postconf");
         // No port 25, no chroot (the chroot would need copies of /etc files).
         run(Command::new(&postconf)
@@ -245,12 +290,10 @@ impl Postfix {
             .append(true)
             .open(etc.join("master.cf"))
             .unwrap();
-        for (i, (port, milter)) in listeners.iter().enumerate() {
-            let own_milter = if i == 0 {
-                String::new()
-            } else {
-                format!(" -o smtpd_milters=inet:{milter}")
-            };
+        for (port, milter) in listeners {
+            let own_milter = milter
+                .map(|m| format!(" -o smtpd_milters=inet:{m}"))
+                .unwrap_or_default();
             writeln!(master, "127.0.0.1:{port} inet n - n - - smtpd{own_milter}").unwrap();
         }
         drop(master);
@@ -356,8 +399,21 @@ impl Drop for Postfix {
     }
 }
 
-fn main_cf(dir: &Path, milter: SocketAddr) -> String {
+fn main_cf(dir: &Path, milter: Option<SocketAddr>) -> String {
     let b = dir.display();
+    let milters = match milter {
+        Some(m) => format!(
+            "smtpd_milters = inet:{m}
+non_smtpd_milters = inet:{m}
+milter_default_action = tempfail
+milter_protocol = 6
+milter_connect_timeout = 5s
+milter_command_timeout = 10s
+milter_content_timeout = 20s
+"
+        ),
+        None => String::new(),
+    };
     format!(
         "compatibility_level = 3.6
 queue_directory = {b}/spool
@@ -381,14 +437,7 @@ virtual_mailbox_base = {b}/mail
 virtual_mailbox_maps = static:inbox/
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
-smtpd_milters = inet:{milter}
-non_smtpd_milters = inet:{milter}
-milter_default_action = tempfail
-milter_protocol = 6
-milter_connect_timeout = 5s
-milter_command_timeout = 10s
-milter_content_timeout = 20s
-"
+{milters}"
     )
 }
 
@@ -402,7 +451,7 @@ fn run(command: &mut Command) {
     );
 }
 
-fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(found) = probe() {

@@ -137,3 +137,94 @@ fn dot_stuffed(raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A plain SMTP client session for driving authmilter's own SMTP front end.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    /// Connects and reads the greeting.
+    pub fn connect(port: u16) -> (Client, SmtpReply) {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("the SMTP server accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut client = Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        let greeting = client.reply();
+        (client, greeting)
+    }
+
+    /// One reply, all its lines; code 0 when the server closed the connection.
+    pub fn reply(&mut self) -> SmtpReply {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return SmtpReply { code: 0, lines },
+                Ok(_) => {}
+            }
+            let line = line.trim_end();
+            let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return SmtpReply { code, lines };
+            }
+        }
+    }
+
+    /// Sends bytes as they are (pipelined commands, partial data).
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Sends one command line and reads its reply.
+    pub fn command(&mut self, line: &str) -> SmtpReply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// After a 354: the message, dot-stuffed, and the final dot; returns the final reply.
+    pub fn data(&mut self, raw: &[u8]) -> SmtpReply {
+        self.send(&dot_stuffed(raw));
+        self.send(b".\r\n");
+        self.reply()
+    }
+}
+
+/// A whole transaction through [`Client`]: EHLO, MAIL, each RCPT (all must be accepted), DATA.
+pub fn send_plain(port: u16, from: &str, rcpts: &[&str], raw: &[u8]) -> Sent {
+    let (mut c, greeting) = Client::connect(port);
+    if greeting.code != 220 {
+        return Sent {
+            stage: Stage::Greeting,
+            reply: greeting,
+        };
+    }
+    let mut steps = vec![
+        (Stage::Ehlo, "EHLO client.test".to_string(), 250),
+        (Stage::Mail, format!("MAIL FROM:<{from}>"), 250),
+    ];
+    for to in rcpts {
+        steps.push((Stage::Rcpt, format!("RCPT TO:<{to}>"), 250));
+    }
+    steps.push((Stage::Data, "DATA".to_string(), 354));
+    for (stage, command, expected) in steps {
+        let reply = c.command(&command);
+        if reply.code != expected {
+            let _ = c.command("QUIT");
+            return Sent { stage, reply };
+        }
+    }
+    let reply = c.data(raw);
+    let _ = c.command("QUIT");
+    Sent {
+        stage: Stage::EndOfData,
+        reply,
+    }
+}

@@ -1,0 +1,268 @@
+//! One SMTP client connection: the driver that reads, writes and waits, around the dialogue
+//! in `machine` and the end-of-data work in `finish`.
+//!
+//! Pipelining (RFC 2920): input is read into a buffer and every complete command line in it
+//! is handled before anything is written; replies are queued and flushed only when no
+//! complete line is left, or before waiting for DATA or the TLS handshake. Memory per
+//! connection is bounded: one read chunk plus one command line (longer lines are dropped as
+//! they arrive), and one message of at most `max_message_size` bytes.
+//!
+//! STARTTLS (RFC 3207 §4.2): anything the client sent after the command, before the
+//! handshake, is thrown away (CVE-2011-0411), and the session starts over: EHLO again.
+//!
+//! Shutdown: once `stop` is true, the transaction in progress runs to its end; the next
+//! command, or an idle wait, gets `421 4.3.2` and the connection closes.
+
+mod codec;
+mod compose;
+mod finish;
+mod machine;
+mod replies;
+#[cfg(test)]
+mod tests;
+
+use crate::server::Snapshot;
+use crate::smtp::data::{DataDecoder, DataEnd};
+use crate::smtp::tls::Stream;
+use crate::smtp::{NextHop, SmtpReply, SmtpSettings};
+use codec::{Frame, LineDecoder};
+use machine::{Next, Session};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Serves one SMTP client until it quits, misbehaves, times out or the server stops,
+/// delivering accepted mail through `hop`. Never panics on what the client sends.
+pub async fn serve_connection<H: NextHop>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    settings: Arc<SmtpSettings>,
+    hop: H,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ip = peer.ip().to_canonical();
+    tracing::debug!(client = %ip, "smtp connection");
+    let mut session = Session::new(snapshot, Arc::clone(&settings), hop, ip);
+    let mut io = Io {
+        stream: Some(Stream::Plain(stream)),
+        input: Vec::new(),
+        output: Vec::new(),
+        lines: LineDecoder::new(settings.max_line_length),
+        write_timeout: settings.command_timeout,
+    };
+    let ended = drive(&mut session, &mut io, &settings, &mut stop).await;
+    match ended {
+        Ok(()) => tracing::debug!(client = %ip, "smtp session over"),
+        Err(end @ End::Tls(_)) => tracing::info!(client = %ip, reason = %end, "smtp session ended"),
+        Err(end) => tracing::debug!(client = %ip, reason = %end, "smtp session ended"),
+    }
+    if session.in_transaction() {
+        tracing::info!(client = %ip, "smtp transaction abandoned; nothing delivered");
+    }
+    session.close().await;
+    io.close().await;
+}
+
+/// Why a session ended other than by QUIT or our own 421.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("client closed the connection")]
+    ClientGone,
+    #[error("timed out waiting for the client")]
+    Timeout,
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The connection's buffers and stream.
+struct Io {
+    /// `None` only while the TLS handshake has it (and after a failed one).
+    stream: Option<Stream>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    lines: LineDecoder,
+    write_timeout: std::time::Duration,
+}
+
+impl Io {
+    fn queue(&mut self, reply: &SmtpReply) {
+        codec::encode(reply, &mut self.output);
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let stream = self.stream.as_mut().ok_or(End::ClientGone)?;
+        // A client that does not read its replies must not hold the session forever.
+        match timeout(self.write_timeout, stream.write_all(&self.output)).await {
+            Ok(written) => written?,
+            Err(_) => return Err(End::Timeout),
+        }
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Reads one chunk into `input`; `ClientGone` at end of stream.
+    async fn read(&mut self) -> Result<(), End> {
+        let stream = self.stream.as_mut().ok_or(End::ClientGone)?;
+        let mut chunk = [0u8; READ_CHUNK];
+        match stream.read(&mut chunk).await? {
+            0 => Err(End::ClientGone),
+            n => {
+                self.input.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends what is queued and closes (TLS: with close_notify); errors no longer matter.
+    async fn close(&mut self) {
+        let _ = self.flush().await;
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = timeout(self.write_timeout, stream.shutdown()).await;
+        }
+    }
+}
+
+/// The read-handle-reply loop; `Ok` when the session ended by QUIT or one of our 421s.
+async fn drive<H: NextHop>(
+    session: &mut Session<H>,
+    io: &mut Io,
+    settings: &SmtpSettings,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), End> {
+    io.queue(&session.greeting());
+    // RFC 5321 §4.5.3.2.7: the wait for a whole command, however it trickles in.
+    let mut deadline = Instant::now() + settings.command_timeout;
+    loop {
+        let mut replies = Vec::new();
+        let next = match io.lines.decode(&mut io.input) {
+            Frame::Line(line) => {
+                let stopping = *stop.borrow();
+                session.command(&line, stopping, &mut replies).await
+            }
+            Frame::TooLong => session.line_too_long(&mut replies),
+            Frame::Incomplete => {
+                io.flush().await?;
+                let woke = if session.in_transaction() {
+                    Wake::Read(timeout_at(deadline, io.read()).await)
+                } else {
+                    tokio::select! {
+                        r = timeout_at(deadline, io.read()) => Wake::Read(r),
+                        () = stopped(stop) => Wake::Stop,
+                    }
+                };
+                match woke {
+                    Wake::Read(Ok(read)) => read?,
+                    Wake::Read(Err(_)) => return Err(timed_out(io).await),
+                    Wake::Stop => {
+                        io.queue(&SmtpReply::new(421, "4.3.2", "Service shutting down"));
+                        io.flush().await?;
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+        };
+        deadline = Instant::now() + settings.command_timeout;
+        for reply in &replies {
+            io.queue(reply);
+        }
+        match next {
+            Next::Continue => {}
+            Next::Close => {
+                io.flush().await?;
+                return Ok(());
+            }
+            Next::Data => {
+                io.flush().await?;
+                let end = read_data(io, settings).await?;
+                let reply = session.end_of_data(end).await;
+                io.queue(&reply);
+                deadline = Instant::now() + settings.command_timeout;
+            }
+            Next::StartTls => {
+                io.flush().await?;
+                // RFC 3207 §4.2: nothing sent before the handshake counts (CVE-2011-0411).
+                io.input.clear();
+                io.lines = LineDecoder::new(settings.max_line_length);
+                start_tls(io, settings).await?;
+                session.tls_started();
+                deadline = Instant::now() + settings.command_timeout;
+            }
+        }
+    }
+}
+
+/// What ended a wait for input.
+enum Wake {
+    Read(Result<Result<(), End>, tokio::time::error::Elapsed>),
+    Stop,
+}
+
+/// Reads the message after 354, each read bounded by `data_timeout` (RFC 5321 §4.5.3.2.5).
+async fn read_data(io: &mut Io, settings: &SmtpSettings) -> Result<DataEnd, End> {
+    let mut decoder = DataDecoder::new(settings.max_message_size, settings.max_data_line_length);
+    loop {
+        let (used, end) = decoder.feed(&io.input);
+        io.input.drain(..used);
+        if let Some(end) = end {
+            return Ok(end);
+        }
+        match timeout(settings.data_timeout, io.read()).await {
+            Ok(read) => read?,
+            Err(_) => return Err(timed_out(io).await),
+        }
+    }
+}
+
+async fn start_tls(io: &mut Io, settings: &SmtpSettings) -> Result<(), End> {
+    let (Some(config), Some(stream)) = (settings.tls.clone(), io.stream.take()) else {
+        return Err(End::Tls(io::Error::other("TLS not configured")));
+    };
+    match timeout(settings.command_timeout, stream.start_tls(config)).await {
+        Ok(Ok(tls)) => {
+            io.stream = Some(tls);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(End::Tls(e)),
+        Err(_) => Err(End::Tls(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "handshake timed out",
+        ))),
+    }
+}
+
+/// RFC 5321 §4.5.3.2: tell the client before closing.
+async fn timed_out(io: &mut Io) -> End {
+    io.queue(&SmtpReply::new(
+        421,
+        "4.4.2",
+        "Timeout exceeded, closing connection",
+    ));
+    let _ = io.flush().await;
+    End::Timeout
+}
+
+/// Resolves once `stop` is true; never if the sender is gone without saying so.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The SMTP dialogue as an explicit state machine, one handler per verb.
+//!
+//! [`Session`] owns no socket: it takes one command line and pushes the replies, and tells the
+//! driver what to do next (read DATA, start TLS, close). Whether a command is legal now is
+//! decided in one place, [`Session::accepts`].
+
+use super::codec::names_postmaster;
+use super::compose::queue_id;
+use super::replies::{help, needs_smtputf8, not_implemented, ok, parse_error, relayed, too_big};
+use crate::auth::{Connection, Transaction};
+use crate::policy::decide_at_mail;
+use crate::server::Snapshot;
+use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
+use smtp_proto::{MailFrom, RcptTo, Request};
+use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Where the dialogue is.
+pub(super) enum State {
+    /// Greeted (or just after STARTTLS): EHLO/HELO is needed before MAIL.
+    Greeted,
+    /// Said hello; no mail transaction.
+    Ready,
+    /// Between MAIL and the end of DATA (or RSET).
+    Mail(Box<Message>),
+}
+
+/// A mail transaction in progress.
+pub(super) struct Message {
+    /// Our queue id, in `Received:`, the reply to DATA and the logs.
+    pub id: String,
+    /// The reverse-path, without brackets ("" for the null sender).
+    pub from: String,
+    pub params: MailParams,
+    /// Recipients the next hop accepted.
+    pub rcpts: Vec<String>,
+    pub tx: Transaction,
+}
+
+/// What the driver does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    Continue,
+    /// Flush, then read the message (354 was queued).
+    Data,
+    /// Flush, drop buffered input, run the TLS handshake (220 was queued).
+    StartTls,
+    /// Flush and close.
+    Close,
+}
+
+/// One SMTP client's session.
+pub(super) struct Session<H> {
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) settings: Arc<SmtpSettings>,
+    pub(super) hop: H,
+    pub(super) conn: Connection,
+    /// EHLO (rather than HELO) was used.
+    pub(super) esmtp: bool,
+    pub(super) tls: bool,
+    pub(super) state: State,
+    /// Bad commands so far.
+    errors: usize,
+}
+
+/// A handler's answer: `Err` is the client's fault and counts towards `max_errors`.
+type Handled = Result<SmtpReply, SmtpReply>;
+
+impl<H: NextHop> Session<H> {
+    pub fn new(snapshot: Arc<Snapshot>, settings: Arc<SmtpSettings>, hop: H, ip: IpAddr) -> Self {
+        Session {
+            snapshot,
+            settings,
+            hop,
+            conn: Connection::new(ip),
+            esmtp: false,
+            tls: false,
+            state: State::Greeted,
+            errors: 0,
+        }
+    }
+
+    /// RFC 5321 §4.2: no enhanced status code in the greeting (RFC 2034 §4).
+    pub fn greeting(&self) -> SmtpReply {
+        let text = format!("{} ESMTP authmilter", self.settings.hostname);
+        SmtpReply::new(220, "", text)
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.state, State::Mail(_))
+    }
+
+    /// What the next hop is told about the client.
+    pub fn client_info(&self) -> ClientInfo {
+        ClientInfo {
+            ip: self.conn.ip,
+            helo: self.conn.helo.clone(),
+            protocol: self.protocol(false).to_string(),
+        }
+    }
+
+    /// RFC 3848 / RFC 6531 §3.7.3 protocol names for `with`.
+    pub fn protocol(&self, utf8: bool) -> &'static str {
+        match (utf8, self.esmtp || self.tls, self.tls) {
+            (true, _, true) => "UTF8SMTPS",
+            (true, _, false) => "UTF8SMTP",
+            (false, _, true) => "ESMTPS",
+            (false, true, false) => "ESMTP",
+            (false, false, false) => "SMTP",
+        }
+    }
+
+    /// Handles one command line. `stopping`: the server is shutting down, so anything but
+    /// the end of the transaction in progress gets 421 (RFC 5321 §3.8).
+    pub async fn command(&mut self, line: &[u8], stopping: bool, out: &mut Vec<SmtpReply>) -> Next {
+        if stopping && !self.in_transaction() {
+            out.push(SmtpReply::new(421, "4.3.2", "Service shutting down"));
+            return Next::Close;
+        }
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request.into_owned(),
+            Err(e) => return self.error(parse_error(e), out),
+        };
+        if let Err(reply) = self.accepts(&request) {
+            return self.error(reply, out);
+        }
+        let (handled, next) = match request {
+            Request::Ehlo { host } => (Ok(self.hello(host, true).await), Next::Continue),
+            Request::Helo { host } => (Ok(self.hello(host, false).await), Next::Continue),
+            Request::Mail { from } => (self.mail(from).await, Next::Continue),
+            Request::Rcpt { to } => (self.rcpt(to, line).await, Next::Continue),
+            Request::Data => self.data(),
+            Request::Rset => (Ok(self.rset().await), Next::Continue),
+            Request::Noop { .. } => (Ok(ok("2.0.0")), Next::Continue),
+            Request::Help { .. } => (Ok(help()), Next::Continue),
+            // RFC 5321 §3.5.3: 252 says nothing about the user but is not an error.
+            Request::Vrfy { .. } => (
+                Ok(SmtpReply::new(252, "2.5.0", "Cannot VRFY user; try RCPT")),
+                Next::Continue,
+            ),
+            Request::Quit => (Ok(SmtpReply::new(221, "2.0.0", "Bye")), Next::Close),
+            Request::StartTls => (
+                Ok(SmtpReply::new(220, "2.0.0", "Ready to start TLS")),
+                Next::StartTls,
+            ),
+            // Refused by `accepts`.
+            _ => (Err(not_implemented()), Next::Continue),
+        };
+        match handled {
+            Ok(reply) => {
+                out.push(reply);
+                next
+            }
+            Err(reply) => self.error(reply, out),
+        }
+    }
+
+    /// A command line over `max_line_length` (RFC 5321 §4.5.3.1.4, §4.2.2: "500 ... line too
+    /// long"; 5.5.2 because X.5.6 is registered for AUTH lines only, RFC 4954).
+    pub fn line_too_long(&mut self, out: &mut Vec<SmtpReply>) -> Next {
+        self.error(SmtpReply::new(500, "5.5.2", "Line too long"), out)
+    }
+
+    /// Is `request` legal now? The single place the command order is enforced.
+    fn accepts(&self, request: &Request<String>) -> Result<(), SmtpReply> {
+        use Request::*;
+        let out_of_order = |text: &str| Err(SmtpReply::new(503, "5.5.1", text));
+        match (request, &self.state) {
+            // Not offered: BDAT (CHUNKING), AUTH, ETRN, ATRN, BURL, and LHLO is LMTP's.
+            (Lhlo { .. } | Bdat { .. } | Auth { .. } | Etrn { .. } | Atrn { .. }, _)
+            | (Burl { .. } | Expn { .. }, _) => Err(not_implemented()),
+            (StartTls, _) if self.settings.tls.is_none() => Err(not_implemented()),
+            (StartTls, _) if self.tls => out_of_order("TLS already active"),
+            (StartTls, State::Mail(_)) => out_of_order("Mail transaction in progress"),
+            (Mail { .. }, State::Greeted) => out_of_order("Send EHLO or HELO first"),
+            (Mail { .. }, State::Mail(_)) => out_of_order("Nested MAIL command"),
+            (Rcpt { .. } | Data, State::Greeted | State::Ready) => out_of_order("Need MAIL first"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a bad command; at `max_errors` the session ends (0: no limit).
+    fn error(&mut self, reply: SmtpReply, out: &mut Vec<SmtpReply>) -> Next {
+        self.errors += 1;
+        let max = self.settings.max_errors;
+        if max > 0 && self.errors >= max {
+            out.push(SmtpReply::new(421, "4.7.0", "Too many errors"));
+            return Next::Close;
+        }
+        out.push(reply);
+        Next::Continue
+    }
+
+    /// EHLO/HELO: a new hello also ends any transaction (RFC 5321 §4.1.4).
+    async fn hello(&mut self, host: String, esmtp: bool) -> SmtpReply {
+        self.abort().await;
+        self.state = State::Ready;
+        self.conn.helo = Some(host);
+        self.esmtp = esmtp;
+        let name = self.settings.hostname.clone();
+        if !esmtp {
+            return SmtpReply::new(250, "", name);
+        }
+        let mut lines = vec![
+            name,
+            "PIPELINING".into(),
+            format!("SIZE {}", self.settings.max_message_size),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ];
+        if self.settings.tls.is_some() && !self.tls {
+            lines.push("STARTTLS".into());
+        }
+        // RFC 2034 §4: no enhanced status code in the EHLO reply.
+        SmtpReply {
+            code: 250,
+            status: None,
+            lines,
+        }
+    }
+
+    async fn mail(&mut self, from: MailFrom<String>) -> Handled {
+        let params = self.mail_params(&from)?;
+        if from.size > self.settings.max_message_size {
+            // RFC 1870 §6.1.
+            return Ok(too_big());
+        }
+        let snapshot = Arc::clone(&self.snapshot);
+        let tx = Transaction::begin(&snapshot.verifier, &self.conn, &from.address).await;
+        if let Some(verdict) = tx
+            .spf()
+            .and_then(|spf| decide_at_mail(spf, &snapshot.policy))
+        {
+            tracing::info!(client = %self.conn.ip, sender = %from.address, verdict = %verdict.action,
+                reasons = ?verdict.reasons, "smtp sender refused at MAIL");
+            return Ok(SmtpReply::new(verdict.code, &verdict.status, verdict.text));
+        }
+        let client = self.client_info();
+        if let Err(refused) = self.hop.mail(&client, &from.address, &params).await {
+            return Ok(relayed(refused));
+        }
+        self.state = State::Mail(Box::new(Message {
+            id: queue_id(),
+            from: from.address,
+            params,
+            rcpts: Vec::new(),
+            tx,
+        }));
+        Ok(SmtpReply::new(250, "2.1.0", "Ok"))
+    }
+
+    /// The parameters we offer (RFC 1870, 6152, 6531); anything else `smtp-proto` knows is
+    /// an extension we did not advertise (RFC 5321 §4.1.1.11: 555).
+    fn mail_params(&self, from: &MailFrom<String>) -> Result<MailParams, SmtpReply> {
+        let offered = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
+        let any = from.flags != 0 || from.size != 0;
+        let unoffered = from.flags & !offered != 0
+            || from.trans_id.is_some()
+            || from.by != 0
+            || from.env_id.is_some()
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.auth.is_some()
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0;
+        // After HELO no extension was offered at all.
+        if unoffered || (any && !self.esmtp) {
+            return Err(SmtpReply::new(555, "5.5.4", "Unsupported MAIL parameter"));
+        }
+        let params = MailParams {
+            size: (from.size != 0).then_some(from.size),
+            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+        };
+        if !params.smtputf8 && !from.address.is_ascii() {
+            return Err(needs_smtputf8());
+        }
+        Ok(params)
+    }
+
+    async fn rcpt(&mut self, to: RcptTo<String>, line: &[u8]) -> Handled {
+        let State::Mail(message) = &mut self.state else {
+            return Err(SmtpReply::new(503, "5.5.1", "Need MAIL first"));
+        };
+        // NOTIFY/ORCPT (DSN), RRVS and CONNEG were not offered.
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            return Err(SmtpReply::new(555, "5.5.4", "Unsupported RCPT parameter"));
+        }
+        let address = match to.address {
+            a if !a.is_empty() => a,
+            _ if names_postmaster(line) => "postmaster".to_string(),
+            _ => return Err(SmtpReply::new(501, "5.1.3", "Bad recipient address syntax")),
+        };
+        if !message.params.smtputf8 && !address.is_ascii() {
+            return Err(needs_smtputf8());
+        }
+        if message.rcpts.len() >= self.settings.max_recipients {
+            // RFC 5321 §4.5.3.1.10: 452, and the client sends the rest later.
+            return Ok(SmtpReply::new(452, "4.5.3", "Too many recipients"));
+        }
+        let inbound = message.tx.skipped().is_none();
+        if inbound && !is_local(&self.settings.local_domains, &address) {
+            tracing::info!(client = %self.conn.ip, rcpt = %address, "smtp relaying denied");
+            return Err(SmtpReply::new(550, "5.7.1", "Relaying denied"));
+        }
+        if let Err(refused) = self.hop.rcpt(&address).await {
+            return Ok(relayed(refused));
+        }
+        message.rcpts.push(address);
+        Ok(SmtpReply::new(250, "2.1.5", "Ok"))
+    }
+
+    fn data(&mut self) -> (Handled, Next) {
+        match &self.state {
+            // RFC 5321 §3.3: no accepted recipient.
+            State::Mail(m) if m.rcpts.is_empty() => (
+                Ok(SmtpReply::new(554, "5.5.1", "No valid recipients")),
+                Next::Continue,
+            ),
+            // RFC 3463 classes have no 3: no enhanced code on 354.
+            _ => (
+                Ok(SmtpReply::new(354, "", "End data with <CR><LF>.<CR><LF>")),
+                Next::Data,
+            ),
+        }
+    }
+
+    async fn rset(&mut self) -> SmtpReply {
+        self.abort().await;
+        ok("2.0.0")
+    }
+
+    /// Drops the transaction in progress, if any, here and at the next hop.
+    pub async fn abort(&mut self) {
+        if self.in_transaction() {
+            self.state = State::Ready;
+            self.hop.reset().await;
+        }
+    }
+
+    /// After the TLS handshake: everything said before is forgotten (RFC 3207 §4.2).
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        self.esmtp = false;
+        self.conn.helo = None;
+        self.state = State::Greeted;
+    }
+
+    /// The end of the session, however it ended: nothing half-done is left at the next hop.
+    pub async fn close(&mut self) {
+        self.abort().await;
+        self.hop.quit().await;
+    }
+}
+
+/// Whether an untrusted client may send to `address`: only to our own domains, and never
+/// with a local part that a next hop could route onwards (a quoted `@`, the `%` hack or a
+/// `!` path), which would make us an open relay behind its back.
+pub(super) fn is_local(local_domains: &[String], address: &str) -> bool {
+    if address.eq_ignore_ascii_case("postmaster") {
+        return true;
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    if local.contains(['@', '%', '!']) {
+        return false;
+    }
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    local_domains
+        .iter()
+        .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain))
+}
