@@ -466,3 +466,40 @@ async fn spf_fail_can_be_refused_at_mail() {
     assert_eq!((sent.stage, sent.reply.code), (Stage::Mail, 550), "{sent}");
     assert!(sent.reply.text().starts_with("5.7.23"), "{sent}");
 }
+
+// RFC 5321 §3.8: over the per-address limit a new connection is told 421 at once rather
+// than left waiting; when one closes, the address may connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_per_address_limit_get_421() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("Maildir");
+    let d = Daemon::start(move |c| {
+        inbound(c, &m);
+        c.smtp.max_connections_per_ip = 2;
+    })
+    .await;
+    let p = port(&d);
+    let (first, second, third, again) = blocking(move || {
+        let (a, first) = Client::connect(p);
+        let (b, second) = Client::connect(p);
+        let (_c, third) = Client::connect(p);
+        drop(a);
+        drop(b);
+        // The slots come back when the sessions notice the closed connections.
+        let mut again = SmtpReply { code: 0, lines: vec![] };
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(20));
+            let (_d, greeting) = Client::connect(p);
+            again = greeting;
+            if again.code == 220 {
+                break;
+            }
+        }
+        (first, second, third, again)
+    })
+    .await;
+    assert_eq!((first.code, second.code), (220, 220));
+    assert_eq!(third.code, 421, "{:?}", third.lines);
+    assert!(third.text().contains("4.7.0"), "{:?}", third.lines);
+    assert_eq!(again.code, 220, "{:?}", again.lines);
+}
