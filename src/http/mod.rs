@@ -23,6 +23,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -175,6 +176,9 @@ async fn deadline(
 }
 
 /// Serves the API on `listener` until `stop` turns true (in-flight requests finish).
+/// How long a client may take to send a request's header (or less: the request timeout).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub async fn serve(listener: TcpListener, mut state: AppState, mut stop: watch::Receiver<bool>) {
     state.loopback = listener
         .local_addr()
@@ -183,14 +187,43 @@ pub async fn serve(listener: TcpListener, mut state: AppState, mut stop: watch::
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, tokens_required = !state.loopback, "HTTP API listening");
     }
+    let header_timeout = HEADER_READ_TIMEOUT.min(state.snapshot().config.http.request_timeout);
     let app = router(state);
-    let shutdown = async move {
+    // axum::serve gives hyper no timer, so it has no header-read timeout: a client could hold
+    // a connection open by sending its request line a byte a minute. This loop is the same
+    // thing with the timeout set.
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP API stopped");
+    tokio::pin!(stopped);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let connection =
+            graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    // Requests in flight finish (each is bounded by the request timeout); idle keep-alive
+    // connections are closed.
+    graceful.shutdown().await;
 }

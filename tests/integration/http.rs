@@ -611,3 +611,21 @@ async fn reload_reports_a_broken_configuration() {
         200
     );
 }
+
+// Issue 6: a client that sends its request header a byte at a time is cut off by the
+// header-read timeout (the smaller of 10 s and the request timeout), not held forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_header_is_cut_off() {
+    let d = Daemon::start_with_api(|c| c.http.request_timeout = Duration::from_secs(1)).await;
+    let a = d.http.unwrap();
+    let mut s = TcpStream::connect(a).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Never finish the header; the server must close within a few seconds.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "connection still open after 10 s");
+    // A normal request still works.
+    assert_eq!(call(a, "GET", "/healthz", None, b"").await.status, 200);
+}

@@ -486,7 +486,10 @@ async fn connections_over_the_per_address_limit_get_421() {
         drop(a);
         drop(b);
         // The slots come back when the sessions notice the closed connections.
-        let mut again = SmtpReply { code: 0, lines: vec![] };
+        let mut again = SmtpReply {
+            code: 0,
+            lines: vec![],
+        };
         for _ in 0..50 {
             std::thread::sleep(Duration::from_millis(20));
             let (_d, greeting) = Client::connect(p);
