@@ -250,6 +250,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let config = build(&args.common)?;
     let snapshot = Snapshot::new(config.clone()).map_err(anyhow::Error::msg)?;
+    // A configured store that cannot be opened (permissions, a newer schema) is a
+    // configuration error: refuse to start rather than run without the records the operator
+    // asked for. (Once running, a store failure never stops mail; it is logged and counted.)
+    if let Some(path) = &config.store.path {
+        authmilter::store::Store::open(path)
+            .with_context(|| format!("verdict store {}", path.display()))?;
+    }
     let common = Arc::new(args.common);
     let loader: Loader = Arc::new(move || {
         let config = build(&common).map_err(|e| format!("{e:#}"))?;

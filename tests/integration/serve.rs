@@ -129,3 +129,19 @@ fn serve_refuses_to_start_on_a_broken_config() {
     assert!(err.contains("bad.toml:2: key `milter.listen`"), "{err}");
     let _ = testdata("");
 }
+
+#[test]
+fn serve_refuses_to_start_when_the_store_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the database file should be: SQLite cannot open it.
+    let store = dir.path().join("verdicts.sqlite");
+    std::fs::create_dir(&store).unwrap();
+    let out = Process::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--milter", "127.0.0.1:0", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("verdict store"), "{err}");
+}
