@@ -49,9 +49,11 @@ pub async fn serve_connection<S: MilterStream>(
     let timeout = snapshot.config.milter.timeout;
     let mut session = Session::new(snapshot);
     let mut decoder = Decoder::new(MAX_PACKET);
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    // Buffers grow with the first message; an idle connection (and there may be thousands,
+    // one per MTA process) keeps only what its negotiation needed.
+    let mut buf: Vec<u8> = Vec::new();
     let mut replies: Vec<Reply> = Vec::with_capacity(8);
-    let mut out: Vec<u8> = Vec::with_capacity(4 * 1024);
+    let mut out: Vec<u8> = Vec::new();
     loop {
         // Answer every whole command already buffered.
         loop {
@@ -100,7 +102,7 @@ pub async fn serve_connection<S: MilterStream>(
         if *stop.borrow() && !session.in_message() {
             return;
         }
-        buf.reserve(8 * 1024);
+        buf.reserve(4 * 1024);
         stream.before_read();
         tokio::select! {
             read = tokio::time::timeout(timeout, stream.read_buf(&mut buf)) => match read {
