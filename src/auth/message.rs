@@ -76,14 +76,19 @@ fn skip_cfws(mut s: &str) -> &str {
 
 /// The first `n` characters of a signature header's `b=` tag, white space removed (RFC 6008).
 pub(super) fn b_tag_prefix(value: &[u8], n: usize) -> String {
-    let text = String::from_utf8_lossy(value);
-    for tag in text.split(';') {
-        let tag = tag.trim_start();
-        if let Some(v) = tag.strip_prefix("b=").or_else(|| {
-            let (name, v) = tag.split_once('=')?;
-            (name.trim() == "b").then_some(v)
-        }) {
-            return v.chars().filter(|c| !c.is_whitespace()).take(n).collect();
+    // Bytes, not text: b= is base64, and converting the whole field for it cost more than the
+    // rest of the A-R rendering.
+    for tag in value.split(|&c| c == b';') {
+        let Some(eq) = tag.iter().position(|&c| c == b'=') else {
+            continue;
+        };
+        if tag[..eq].trim_ascii() == b"b" {
+            return tag[eq + 1..]
+                .iter()
+                .filter(|c| c.is_ascii_graphic())
+                .take(n)
+                .map(|&c| char::from(c))
+                .collect();
         }
     }
     String::new()

@@ -60,6 +60,11 @@ enum Fault {
 pub struct Decoder {
     max_len: u32,
     fault: Option<Fault>,
+    /// Bytes at the front of the caller's buffer already handed out as frames. Removing them
+    /// frame by frame would move the rest of the buffer each time (quadratic when an MTA
+    /// pipelines all the headers in one write); they are removed once, when the buffer runs
+    /// out of whole frames.
+    consumed: usize,
 }
 
 impl Decoder {
@@ -68,6 +73,7 @@ impl Decoder {
         Decoder {
             max_len,
             fault: None,
+            consumed: 0,
         }
     }
 
@@ -76,14 +82,26 @@ impl Decoder {
         self.max_len
     }
 
-    /// Takes one frame off the front of `buf`, if a whole one is there.
+    /// Takes one frame off the front of `buf`, if a whole one is there. Whenever it answers
+    /// anything but a frame, `buf` holds exactly the bytes not yet decoded (append more and
+    /// call again); between frames it may still hold the ones already handed out.
     pub fn decode(&mut self, buf: &mut Vec<u8>) -> Decoded {
         match self.fault {
             Some(Fault::TooLarge(len)) => return Decoded::TooLarge(len),
             Some(Fault::Invalid) => return Decoded::Invalid,
             None => {}
         }
-        let Some(prefix) = buf.first_chunk::<LEN_BYTES>() else {
+        let outcome = self.next_frame(buf);
+        if !matches!(outcome, Decoded::Frame(_)) || self.consumed == buf.len() {
+            buf.drain(..self.consumed.min(buf.len()));
+            self.consumed = 0;
+        }
+        outcome
+    }
+
+    fn next_frame(&mut self, buf: &[u8]) -> Decoded {
+        let rest = buf.get(self.consumed..).unwrap_or_default();
+        let Some(prefix) = rest.first_chunk::<LEN_BYTES>() else {
             return Decoded::Incomplete;
         };
         let len = u32::from_be_bytes(*prefix);
@@ -98,7 +116,7 @@ impl Decoder {
         // Saturating only matters on 16/32-bit targets with an absurd cap; the frame then
         // simply never completes.
         let end = LEN_BYTES.saturating_add(len as usize);
-        let Some(packet) = buf.get(LEN_BYTES..end) else {
+        let Some(packet) = rest.get(LEN_BYTES..end) else {
             return Decoded::Incomplete;
         };
         let Some((&code, data)) = packet.split_first() else {
@@ -108,7 +126,7 @@ impl Decoder {
             code,
             data: data.to_vec(),
         };
-        buf.drain(..end);
+        self.consumed += end;
         Decoded::Frame(frame)
     }
 }
