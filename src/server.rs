@@ -79,9 +79,14 @@ impl Snapshot {
             .flatten();
         let outcome = tx.finish(&self.verifier).await;
         let decision = conclude(&self.verifier, &self.policy, conn, outcome);
-        let mut record = Record::new(transport, conn, envelope, b"", &decision, started.elapsed());
-        record.message_id = message_id;
-        self.journal.record(record, &decision.outcome);
+        let took = started.elapsed();
+        let verdict = decision.verdict.action.as_str();
+        self.journal
+            .record_with(transport, verdict, took, &decision.outcome, || {
+                let mut record = Record::new(transport, conn, envelope, b"", &decision, took);
+                record.message_id = message_id;
+                record
+            });
         decision
     }
 }

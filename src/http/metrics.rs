@@ -5,7 +5,7 @@
 //! message, the connection gauge once per connection.
 
 use crate::auth::{AuthResult, Outcome};
-use crate::store::{Record, Transport};
+use crate::store::Transport;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -113,12 +113,18 @@ fn transport_index(t: Transport) -> usize {
 impl Metrics {
     /// Counts one verdict: by transport and action, each method's results, and the time the
     /// end-of-message check took.
-    pub fn observe_verdict(&self, record: &Record, outcome: &Outcome) {
-        let t = transport_index(record.transport);
-        if let Some(a) = ACTIONS.iter().position(|a| *a == record.verdict) {
+    pub fn observe_verdict(
+        &self,
+        transport: Transport,
+        verdict: &str,
+        duration: Duration,
+        outcome: &Outcome,
+    ) {
+        let t = transport_index(transport);
+        if let Some(a) = ACTIONS.iter().position(|a| *a == verdict) {
             self.messages[t][a].fetch_add(1, Relaxed);
         }
-        self.eom[t].observe(record.duration);
+        self.eom[t].observe(duration);
         let count = |method: usize, result: AuthResult| {
             if let Some(r) = RESULTS.iter().position(|&x| x == result) {
                 self.results[method][r].fetch_add(1, Relaxed);

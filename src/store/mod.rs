@@ -169,9 +169,25 @@ impl Journal {
     /// Counts the verdict in the metrics and hands the record to the writer, or drops it
     /// (counted) when the writer is behind.
     pub fn record(&self, record: Record, outcome: &Outcome) {
-        self.metrics.observe_verdict(&record, outcome);
+        let (transport, duration) = (record.transport, record.duration);
+        let verdict = record.verdict.clone();
+        self.record_with(transport, &verdict, duration, outcome, || record);
+    }
+
+    /// As [`Journal::record`], building the record (with its JSON document) only when a store
+    /// will take it: without one, a verdict costs the metrics' atomic adds and nothing more.
+    pub fn record_with(
+        &self,
+        transport: Transport,
+        verdict: &str,
+        duration: Duration,
+        outcome: &Outcome,
+        build: impl FnOnce() -> Record,
+    ) {
+        self.metrics
+            .observe_verdict(transport, verdict, duration, outcome);
         if let Some(tx) = &self.tx {
-            if tx.try_send(record).is_err() {
+            if tx.try_send(build()).is_err() {
                 self.metrics.store_dropped();
             }
         }
