@@ -118,6 +118,23 @@ impl Default for StoreConfig {
 
 pub(super) type ErrAt<'a> = dyn Fn(Range<usize>, String) -> ConfigError + 'a;
 
+/// A listener's `listen` key: `"ip:port"`, or `"off"` for none.
+pub(super) fn listen_or_off(
+    listen: &toml::Spanned<String>,
+    err: &ErrAt<'_>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let text = listen.get_ref().trim();
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        err(
+            listen.span(),
+            format!("`{text}` is not an ip:port address (or \"off\")"),
+        )
+    })
+}
+
 pub(super) fn http_from_raw(raw: RawHttp, err: &ErrAt<'_>) -> Result<HttpConfig, ConfigError> {
     let mut http = HttpConfig {
         listen: Some(DEFAULT_HTTP_LISTEN.parse().expect("literal")),
@@ -125,17 +142,7 @@ pub(super) fn http_from_raw(raw: RawHttp, err: &ErrAt<'_>) -> Result<HttpConfig,
     };
     let mut listen_span = None;
     if let Some(listen) = raw.listen {
-        let text = listen.get_ref().trim();
-        http.listen = if text == "off" {
-            None
-        } else {
-            Some(text.parse().map_err(|_| {
-                err(
-                    listen.span(),
-                    format!("`{text}` is not an ip:port address (or \"off\")"),
-                )
-            })?)
-        };
+        http.listen = listen_or_off(&listen, err)?;
         listen_span = Some(listen.span());
     }
     if let Some(secs) = raw.request_timeout_secs {

@@ -4,7 +4,7 @@
 //! starts (and on reload), so `validate` stays quick and a missing file names itself there.
 
 use super::raw::RawSmtp;
-use super::service::ErrAt;
+use super::service::{listen_or_off, ErrAt};
 use super::ConfigError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,17 +142,7 @@ pub(super) fn smtp_from_raw(
         ..SmtpConfig::default()
     };
     if let Some(listen) = raw.listen {
-        let text = listen.get_ref().trim();
-        smtp.listen = if text == "off" {
-            None
-        } else {
-            Some(text.parse().map_err(|_| {
-                err(
-                    listen.span(),
-                    format!("`{text}` is not an ip:port address (or \"off\")"),
-                )
-            })?)
-        };
+        smtp.listen = listen_or_off(&listen, err)?;
     }
     if let Some(name) = raw.hostname {
         let text = name.get_ref().trim();

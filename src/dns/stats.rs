@@ -10,7 +10,7 @@
 use crate::http::metrics::{family, Histogram};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Record types we look up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,10 +117,7 @@ pub static STATS: DnsStats = DnsStats {
 impl DnsStats {
     /// One lookup that went to the resolver.
     pub fn observe(&self, qtype: QueryType, started: Instant, ending: Ending) {
-        self.observe_duration(qtype, started.elapsed(), ending)
-    }
-
-    pub fn observe_duration(&self, qtype: QueryType, took: Duration, ending: Ending) {
+        let took = started.elapsed();
         self.queries[qtype.index()].fetch_add(1, Relaxed);
         if let Some(e) = ending.error_index() {
             self.errors[qtype.index()][e].fetch_add(1, Relaxed);
@@ -137,11 +134,6 @@ impl DnsStats {
     /// An answer our parsed-record cache had (no lookup).
     pub fn cache_hit(&self) {
         self.cache_hits.fetch_add(1, Relaxed);
-    }
-
-    /// Lookups of every type so far.
-    pub fn queries(&self) -> u64 {
-        self.queries.iter().map(|q| q.load(Relaxed)).sum()
     }
 
     /// Appends the DNS families in the text exposition format.

@@ -93,10 +93,6 @@ impl SmtpReply {
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
-
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
 }
 
 /// Who the client is, for `XFORWARD` and `Received:`.

@@ -169,9 +169,9 @@ impl Journal {
     /// Counts the verdict in the metrics and hands the record to the writer, or drops it
     /// (counted) when the writer is behind.
     pub fn record(&self, record: Record, outcome: &Outcome) {
-        let (transport, duration) = (record.transport, record.duration);
-        let verdict = record.verdict.clone();
-        self.record_with(transport, &verdict, duration, outcome, || record);
+        self.metrics
+            .observe_verdict(record.transport, &record.verdict, record.duration, outcome);
+        self.send(record);
     }
 
     /// As [`Journal::record`], building the record (with its JSON document) only when a store
@@ -186,8 +186,14 @@ impl Journal {
     ) {
         self.metrics
             .observe_verdict(transport, verdict, duration, outcome);
+        if self.is_storing() {
+            self.send(build());
+        }
+    }
+
+    fn send(&self, record: Record) {
         if let Some(tx) = &self.tx {
-            if tx.try_send(build()).is_err() {
+            if tx.try_send(record).is_err() {
                 self.metrics.store_dropped();
             }
         }
