@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod check;
 pub mod config;
+pub mod dates;
 pub mod dns;
 pub mod http;
 pub mod loadgen;

@@ -6,7 +6,6 @@
 //! held up by the database (DESIGN.md, "side effects leave the hot path").
 
 mod sqlite;
-pub mod time;
 mod writer;
 
 pub use sqlite::{Filter, GroupBy, Page, Store, StoreError, SCHEMA_VERSION};
@@ -94,7 +93,7 @@ impl Record {
             })
         });
         Record {
-            received_at: time::now_ms(),
+            received_at: crate::dates::now_ms(),
             transport,
             queue_id: envelope.queue_id.map(str::to_string),
             message_id: message_id(raw),

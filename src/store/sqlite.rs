@@ -4,8 +4,8 @@
 //! One [`Store`] is one connection. The writer task owns one; the HTTP API opens its own for
 //! reads. WAL mode lets the readers run while the writer commits.
 
-use super::time::format_rfc3339;
 use super::Record;
+use crate::dates::format_rfc3339;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 use std::path::Path;

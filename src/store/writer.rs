@@ -4,8 +4,9 @@
 //! SQLite calls block, so each batch runs on the blocking pool; the channel keeps filling in
 //! the meantime and the next batch is simply larger.
 
-use super::{time, Journal, Record, Store, StoreError};
+use super::{Journal, Record, Store, StoreError};
 use crate::config::StoreConfig;
+use crate::dates::{now_ms, DAY_MS};
 use crate::http::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +17,6 @@ use tokio::task::JoinHandle;
 const BATCH: usize = 512;
 /// How often old verdicts are pruned (and once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-const DAY_MS: i64 = 86_400_000;
 
 /// The running writer: its journal handle, and a way to flush and stop it.
 pub struct Writer {
@@ -96,7 +96,7 @@ async fn run(
 
 /// Deletes verdicts older than the retention period, off the async threads.
 async fn prune_now(store: &Arc<Mutex<Store>>, retention_days: u32) {
-    let before = time::now_ms() - i64::from(retention_days) * DAY_MS;
+    let before = now_ms() - i64::from(retention_days) * DAY_MS;
     let store = Arc::clone(store);
     let pruned = tokio::task::spawn_blocking(move || {
         store

@@ -465,7 +465,7 @@ fn count(store: &Store) -> usize {
 async fn writer_batches_records_and_prunes_old_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.sqlite");
-    let now = authmilter::store::time::now_ms();
+    let now = authmilter::dates::now_ms();
     // Two old verdicts from before retention, written directly.
     Store::open(&path)
         .unwrap()

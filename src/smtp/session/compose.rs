@@ -3,6 +3,7 @@
 //!
 //! Edits are made in place on the received bytes, so a large message is not copied again.
 
+use crate::dates::rfc5322_date;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,49 +52,6 @@ fn sanitize(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// `Tue, 7 Jan 2025 12:34:56 +0000` (RFC 5322 §3.3), in UTC.
-pub fn rfc5322_date(when: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = when
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_date(days);
-    format!(
-        "{}, {d} {} {y:04} {:02}:{:02}:{:02} +0000",
-        DAYS[(days + 4).rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar, counting
-/// in 400-year eras that start on 1 March (so the leap day is the era's last).
-fn civil_date(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468; // 0000-03-01 to 1970-01-01
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// A fresh queue id: 12 characters of base32 (60 random bits).
@@ -180,16 +138,6 @@ fn header_fields(message: &[u8]) -> Vec<(&[u8], usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn dates_are_rfc5322() {
-        assert_eq!(rfc5322_date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
-        let leap = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // 2024-02-29 12:34:56
-        assert_eq!(rfc5322_date(leap), "Thu, 29 Feb 2024 12:34:56 +0000");
-        let y2k = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc5322_date(y2k), "Tue, 29 Feb 2000 00:00:00 +0000");
-    }
 
     #[test]
     fn received_names_a_single_recipient_only() {
