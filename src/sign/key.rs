@@ -97,15 +97,25 @@ pub enum KeyErrorKind {
     Permissions { mode: u32 },
     #[error("not a PEM file (no -----BEGIN ...----- line)")]
     NotPem,
-    #[error("the PEM block `{0}` has no END line")]
-    Unterminated(String),
-    #[error("the PEM block `{0}` is not valid base64")]
-    BadBase64(String),
+    #[error("the PEM block has no -----END ...----- line (is the file truncated?)")]
+    Unterminated,
+    #[error("the PEM block does not decode: {0}")]
+    BadPem(String),
     #[error(
         "the key is encrypted; DKIM keys are read unattended, so store it decrypted \
          (`openssl pkey -in KEY -out PLAIN`) with mode 0600"
     )]
     Encrypted,
+    #[error(
+        "the file holds a certificate (`{0}`), not a private key; configure the private key \
+         the certificate was made for"
+    )]
+    Certificate(String),
+    #[error(
+        "the file holds a public key (`{0}`), not a private key; the private key is the file \
+         the public key was made from"
+    )]
+    PublicKey(String),
     #[error(
         "`{0}` is not a supported private key; use PKCS#8 (`PRIVATE KEY`) or PKCS#1 \
          (`RSA PRIVATE KEY`) PEM"
@@ -180,16 +190,22 @@ impl PrivateKey {
         let block = der::pem_decode(pem).map_err(|e| {
             KeyError::new(match e {
                 PemError::NoBlock => KeyErrorKind::NotPem,
-                PemError::Unterminated(l) => KeyErrorKind::Unterminated(l),
-                PemError::BadBase64(l) => KeyErrorKind::BadBase64(l),
-                PemError::Headers(_) => KeyErrorKind::Encrypted,
+                PemError::Unterminated => KeyErrorKind::Unterminated,
+                // RFC 1421 headers in a key file are OpenSSL's legacy encryption.
+                PemError::Headers => KeyErrorKind::Encrypted,
+                PemError::Invalid(reason) => KeyErrorKind::BadPem(reason),
             })
         })?;
-        match block.label.as_str() {
+        let label = block.label;
+        match label.as_str() {
             "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&block.der),
             "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&block.der),
             "ENCRYPTED PRIVATE KEY" => Err(KeyError::new(KeyErrorKind::Encrypted)),
-            other => Err(KeyError::new(KeyErrorKind::UnsupportedPem(other.into()))),
+            "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE" => {
+                Err(KeyError::new(KeyErrorKind::Certificate(label)))
+            }
+            "PUBLIC KEY" | "RSA PUBLIC KEY" => Err(KeyError::new(KeyErrorKind::PublicKey(label))),
+            _ => Err(KeyError::new(KeyErrorKind::UnsupportedPem(label))),
         }
     }
 

@@ -9,6 +9,7 @@ mod dns_server;
 mod dns_server_selftest;
 mod dns_zone;
 mod http;
+mod key_files;
 mod milter;
 mod milter_client;
 mod miltertest;

@@ -79,7 +79,7 @@ fn other_files_are_refused_with_a_reason() {
     assert!(matches!(e.kind, KeyErrorKind::NotPem), "{e}");
     let e = PrivateKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAQID\n-----END PUBLIC KEY-----\n")
         .unwrap_err();
-    assert!(matches!(e.kind, KeyErrorKind::UnsupportedPem(_)), "{e}");
+    assert!(matches!(e.kind, KeyErrorKind::PublicKey(_)), "{e}");
     let e = PrivateKey::from_pem(b"-----BEGIN PRIVATE KEY-----\nAQID\n-----END PRIVATE KEY-----\n")
         .unwrap_err();
     assert!(matches!(e.kind, KeyErrorKind::Invalid(_)), "{e}");
