@@ -10,6 +10,7 @@
 //! snapshot (the first and each reloaded one) carries the same [`Journal`], so recording
 //! survives reloads and the metrics keep counting.
 
+use crate::auth::budget::Budget;
 use crate::auth::{Connection, Transaction, Verifier};
 use crate::check::{conclude, Decision};
 use crate::config::{Config, ListenAddr};
@@ -51,14 +52,21 @@ impl Snapshot {
         let smtp = crate::smtp::setup::service(&config)?.map(Arc::new);
         let config = Arc::new(config);
         let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
+        let metrics = Arc::new(Metrics::default());
+        metrics.inflight().set_max(config.limits.max_inflight_bytes);
         Ok(Snapshot {
             config,
             verifier,
             policy: Arc::new(policy),
             signer: Arc::new(signer),
-            journal: Journal::disabled(Arc::new(Metrics::default())),
+            journal: Journal::disabled(metrics),
             smtp,
         })
+    }
+
+    /// The memory budget every door charges the messages it holds to.
+    pub fn budget(&self) -> &Arc<Budget> {
+        self.journal.metrics().inflight()
     }
 
     /// End of message for a transport that built the message itself (the milter): DKIM,
@@ -176,6 +184,9 @@ pub async fn run_with(
     services: Services,
 ) {
     let metrics = Arc::new(Metrics::default());
+    metrics
+        .inflight()
+        .set_max(initial.config.limits.max_inflight_bytes);
     let store_config = initial.config.store.clone();
     let writer: Option<Writer> = store_config.path.as_ref().and_then(|path| {
         match spawn_writer(path, &store_config, Arc::clone(&metrics)) {
@@ -225,6 +236,9 @@ pub async fn run_with(
     let reload = || match loader() {
         Ok(mut snapshot) => {
             snapshot.journal = journal.clone();
+            snapshot
+                .budget()
+                .set_max(snapshot.config.limits.max_inflight_bytes);
             *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
             tracing::info!("configuration reloaded; new sessions use it");
             Ok(())

@@ -6,6 +6,7 @@
 //! [`headers`] renders Authentication-Results. No I/O here beyond DNS.
 
 mod arc;
+pub mod budget;
 mod dkim;
 mod dmarc;
 pub mod headers;
@@ -16,7 +17,8 @@ mod spf_record;
 mod transaction;
 
 pub use outcome::{
-    ArcOutcome, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, SpfCheck, SpfOutcome,
+    ArcOutcome, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, ResourceLimit,
+    SpfCheck, SpfOutcome,
 };
 pub use transaction::{normalize_mail_from, Connection, Transaction, Verifier};
 

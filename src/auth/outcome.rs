@@ -112,6 +112,9 @@ pub struct Outcome {
     pub malformed: Option<String>,
     /// The message exceeded the configured size limit; it was not verified.
     pub oversized: bool,
+    /// A resource limit stopped the message being kept; it was not verified and is deferred.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_limit: Option<ResourceLimit>,
     /// 1-based positions, among `Authentication-Results` fields, of those claiming our
     /// authserv-id: forgeries to delete.
     pub forged_ar: Vec<usize>,
@@ -130,6 +133,7 @@ impl Outcome {
             from: FromInfo::default(),
             malformed: None,
             oversized: false,
+            resource_limit: None,
             forged_ar: Vec::new(),
         }
     }
@@ -150,5 +154,39 @@ impl Outcome {
                 .dmarc
                 .as_ref()
                 .is_some_and(|d| d.result == AuthResult::Temperror)
+    }
+}
+
+/// A limit that stopped a message being kept, whatever door it came through: the message is
+/// deferred, never verified on what was kept of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceLimit {
+    /// The memory budget for messages in flight (`limits.max_inflight_bytes`) was spent.
+    Memory,
+    /// More recipients than `limits.max_recipients` (like Postfix's smtpd_recipient_limit).
+    Recipients,
+    /// More header fields than `limits.max_header_fields`.
+    HeaderFields,
+}
+
+impl ResourceLimit {
+    /// Why, for the verdict's reasons.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ResourceLimit::Memory => "memory budget for messages in flight spent",
+            ResourceLimit::Recipients => "more recipients than limits.max_recipients",
+            ResourceLimit::HeaderFields => "more header fields than limits.max_header_fields",
+        }
+    }
+
+    /// The deferral the client hears: RFC 5321 §4.2.2 452 (insufficient storage), RFC 3463
+    /// X.3.1 (mail system full) or X.5.3 (too many recipients).
+    pub fn reply(self) -> (u16, &'static str, &'static str) {
+        match self {
+            ResourceLimit::Memory => (452, "4.3.1", "Insufficient system storage, try again later"),
+            ResourceLimit::Recipients => (452, "4.5.3", "Too many recipients"),
+            ResourceLimit::HeaderFields => (452, "4.3.1", "Too many header fields to check now"),
+        }
     }
 }

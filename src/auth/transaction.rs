@@ -3,9 +3,12 @@
 //! Connection data (client address, HELO, authentication) outlives messages; a
 //! [`Transaction`] holds the message data and is dropped at RSET, abort or end of message.
 
+use super::budget::{Budget, Charge};
 use super::message::{forged_ar, from_info};
 use super::spf::{check_host, is_valid_domain, SpfQuery};
-use super::{arc, dkim, dmarc, AuthResult, IprevOutcome, Outcome, SpfCheck, SpfOutcome};
+use super::{
+    arc, dkim, dmarc, AuthResult, IprevOutcome, Outcome, ResourceLimit, SpfCheck, SpfOutcome,
+};
 use crate::config::Config;
 use crate::dns::{Dns, DnsSetupError};
 use mail_auth::{AuthenticatedMessage, IprevResult};
@@ -80,6 +83,12 @@ pub struct Transaction {
     message: Vec<u8>,
     max_size: usize,
     oversized: bool,
+    /// What the kept bytes hold of the memory budget, when a door set one.
+    charge: Option<Charge>,
+    /// A limit that stopped the message being kept.
+    limit: Option<ResourceLimit>,
+    header_fields: usize,
+    max_header_fields: usize,
 }
 
 impl Transaction {
@@ -94,6 +103,10 @@ impl Transaction {
             message: Vec::new(),
             max_size: config.limits.max_message_size,
             oversized: false,
+            charge: None,
+            limit: None,
+            header_fields: 0,
+            max_header_fields: config.limits.max_header_fields,
         };
         if tx.skipped.is_none() {
             let spf = spf_at_mail_from(verifier, conn, mail_from);
@@ -119,9 +132,36 @@ impl Transaction {
         self.skipped.as_deref()
     }
 
+    /// Charges the bytes kept from now on to `budget`; past it, the message stops being kept
+    /// and is deferred ([`ResourceLimit::Memory`]).
+    pub fn charge_to(&mut self, budget: &Arc<Budget>) {
+        let mut charge = budget.charge();
+        if !charge.grow(self.message.len()) {
+            self.stop(ResourceLimit::Memory);
+            return;
+        }
+        self.charge = Some(charge);
+    }
+
+    /// Stops keeping the message because of `limit`: what was kept is freed at once.
+    pub fn stop(&mut self, limit: ResourceLimit) {
+        if self.limit.is_none() {
+            self.limit = Some(limit);
+        }
+        self.message = Vec::new();
+        if let Some(charge) = &mut self.charge {
+            charge.release();
+        }
+    }
+
     /// Adds one header field. `value` is everything after the colon, as sent (folds included,
     /// CRLF line breaks); DKIM needs the bytes exactly.
     pub fn header(&mut self, name: &str, value: &[u8]) {
+        self.header_fields += 1;
+        if self.header_fields > self.max_header_fields {
+            self.stop(ResourceLimit::HeaderFields);
+            return;
+        }
         self.append(name.as_bytes());
         self.append(b":");
         self.append(value);
@@ -144,16 +184,36 @@ impl Transaction {
     }
 
     fn append(&mut self, bytes: &[u8]) {
-        if self.oversized {
+        if self.is_discarding() {
             return;
         }
         if self.message.len() + bytes.len() > self.max_size {
             // Keep nothing more: the verdict will say the message was too large.
             self.oversized = true;
             self.message = Vec::new();
+            if let Some(charge) = &mut self.charge {
+                charge.release();
+            }
             return;
         }
+        if let Some(charge) = &mut self.charge {
+            if !charge.grow(bytes.len()) {
+                self.stop(ResourceLimit::Memory);
+                return;
+            }
+        }
         self.message.extend_from_slice(bytes);
+    }
+
+    /// Whether the rest of the message is thrown away as it arrives (too large, or a
+    /// resource limit): a door may ask the sender to skip it.
+    pub fn is_discarding(&self) -> bool {
+        self.oversized || self.limit.is_some()
+    }
+
+    /// The resource limit that stopped the message being kept, if one did.
+    pub fn resource_limit(&self) -> Option<ResourceLimit> {
+        self.limit
     }
 
     /// The message as received so far (empty once it went over the size limit).
@@ -176,6 +236,10 @@ impl Transaction {
         let mut outcome = Outcome::empty();
         outcome.spf = self.spf;
         outcome.iprev = self.iprev;
+        if let Some(limit) = self.limit {
+            outcome.resource_limit = Some(limit);
+            return outcome;
+        }
         if let Some(reason) = self.skipped {
             outcome.skipped = Some(reason);
             return outcome;

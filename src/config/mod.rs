@@ -38,6 +38,9 @@ pub const DEFAULT_DNS_ATTEMPTS: usize = 2;
 pub const DEFAULT_DNS_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
 pub const DEFAULT_MAX_DKIM_SIGNATURES: usize = 10;
+/// Like Postfix's smtpd_recipient_limit.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
+pub const DEFAULT_MAX_HEADER_FIELDS: usize = 1000;
 pub const DEFAULT_MILTER_LISTEN: &str = "127.0.0.1:8895";
 pub const DEFAULT_MILTER_MAX_CONNECTIONS: usize = 1000;
 pub const DEFAULT_MILTER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -147,6 +150,14 @@ pub struct Limits {
     pub max_message_size: usize,
     /// DKIM signatures evaluated per message; further ones are ignored (DESIGN.md item 6).
     pub max_dkim_signatures: usize,
+    /// Recipients per message through the milter (the SMTP front end has its own, lower,
+    /// `smtp.max_recipients`); past it the message is deferred.
+    pub max_recipients: usize,
+    /// Header fields per message through the milter; past it the message is deferred.
+    pub max_header_fields: usize,
+    /// Bytes of messages held in memory at once, across all connections of all doors; past
+    /// it new messages are deferred. Default: a quarter of the machine's memory.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for DnsConfig {
@@ -165,6 +176,9 @@ impl Default for Limits {
         Limits {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_dkim_signatures: DEFAULT_MAX_DKIM_SIGNATURES,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            max_header_fields: DEFAULT_MAX_HEADER_FIELDS,
+            max_inflight_bytes: crate::auth::budget::default_max_inflight_bytes(),
         }
     }
 }
@@ -275,6 +289,26 @@ impl Config {
                 }
                 config.limits.max_dkim_signatures = *n.get_ref();
             }
+            let at_least = |v: Option<toml::Spanned<usize>>, min: usize, slot: &mut usize| {
+                if let Some(n) = v {
+                    if *n.get_ref() < min {
+                        return Err(err(n.span(), format!("must be at least {min}")));
+                    }
+                    *slot = *n.get_ref();
+                }
+                Ok(())
+            };
+            at_least(limits.max_recipients, 1, &mut config.limits.max_recipients)?;
+            at_least(
+                limits.max_header_fields,
+                1,
+                &mut config.limits.max_header_fields,
+            )?;
+            at_least(
+                limits.max_inflight_bytes,
+                1 << 20,
+                &mut config.limits.max_inflight_bytes,
+            )?;
         }
         if let Some(headers) = raw.headers {
             config.received_spf = headers.received_spf.unwrap_or(false);

@@ -74,6 +74,9 @@ pub(super) struct RawDns {
 pub(super) struct RawLimits {
     pub max_message_size: Option<Spanned<usize>>,
     pub max_dkim_signatures: Option<Spanned<usize>>,
+    pub max_recipients: Option<Spanned<usize>>,
+    pub max_header_fields: Option<Spanned<usize>>,
+    pub max_inflight_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +123,12 @@ pub(super) struct RawSmtp {
     pub local_domains: Option<Vec<Spanned<String>>>,
     pub max_connections: Option<Spanned<usize>>,
     pub max_connections_per_ip: Option<Spanned<usize>>,
+    pub max_connections_per_network: Option<Spanned<usize>>,
+    pub network_prefix_v4: Option<Spanned<u8>>,
+    pub network_prefix_v6: Option<Spanned<u8>>,
+    pub stress_threshold_percent: Option<Spanned<u8>>,
+    pub stress_timeout_secs: Option<Spanned<u64>>,
+    pub junk_command_limit: Option<Spanned<usize>>,
     pub max_recipients: Option<Spanned<usize>>,
     pub max_message_size: Option<Spanned<usize>>,
     pub max_line_length: Option<Spanned<usize>>,

@@ -14,6 +14,17 @@ use std::time::Duration;
 pub const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:2525";
 pub const DEFAULT_SMTP_MAX_CONNECTIONS: usize = 500;
 pub const DEFAULT_SMTP_MAX_PER_IP: usize = 20;
+/// Connections from one network (IPv4 /24, IPv6 /64 by default): a tenth of the total, so a
+/// few neighbours cannot take every slot.
+pub const DEFAULT_SMTP_MAX_PER_NETWORK: usize = 50;
+pub const DEFAULT_NETWORK_PREFIX_V4: u8 = 24;
+pub const DEFAULT_NETWORK_PREFIX_V6: u8 = 64;
+/// Above this share of `max_connections` the front end is under stress (Postfix: 80 %).
+pub const DEFAULT_STRESS_THRESHOLD_PERCENT: u8 = 70;
+/// Under stress, the command, greeting and DATA-line timeouts (Postfix: 10 s).
+pub const DEFAULT_STRESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// NOOP, RSET, HELP and VRFY in a row before 421 (Postfix's smtpd_junk_command_limit).
+pub const DEFAULT_JUNK_COMMAND_LIMIT: usize = 100;
 pub const DEFAULT_SMTP_MAX_RECIPIENTS: usize = 100;
 /// Command lines, CRLF included (RFC 5321 §4.5.3.1.4 asks for at least 512).
 pub const DEFAULT_SMTP_MAX_LINE: usize = 4096;
@@ -61,6 +72,14 @@ pub struct SmtpConfig {
     pub local_domains: Vec<String>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub max_connections_per_network: usize,
+    /// The prefix lengths that make a "network" for `max_connections_per_network`.
+    pub network_prefix_v4: u8,
+    pub network_prefix_v6: u8,
+    /// Percent of `max_connections` open above which the front end is under stress.
+    pub stress_threshold_percent: u8,
+    pub stress_timeout: Duration,
+    pub junk_command_limit: usize,
     pub max_recipients: usize,
     /// Largest message (default: `limits.max_message_size`).
     pub max_message_size: Option<usize>,
@@ -89,6 +108,12 @@ impl Default for SmtpConfig {
             local_domains: Vec::new(),
             max_connections: DEFAULT_SMTP_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_SMTP_MAX_PER_IP,
+            max_connections_per_network: DEFAULT_SMTP_MAX_PER_NETWORK,
+            network_prefix_v4: DEFAULT_NETWORK_PREFIX_V4,
+            network_prefix_v6: DEFAULT_NETWORK_PREFIX_V6,
+            stress_threshold_percent: DEFAULT_STRESS_THRESHOLD_PERCENT,
+            stress_timeout: DEFAULT_STRESS_TIMEOUT,
+            junk_command_limit: DEFAULT_JUNK_COMMAND_LIMIT,
             max_recipients: DEFAULT_SMTP_MAX_RECIPIENTS,
             max_message_size: None,
             max_line_length: DEFAULT_SMTP_MAX_LINE,
@@ -174,6 +199,32 @@ pub(super) fn smtp_from_raw(
         1,
         &mut smtp.max_connections_per_ip,
     )?;
+    at_least_one(
+        raw.max_connections_per_network,
+        1,
+        &mut smtp.max_connections_per_network,
+    )?;
+    at_least_one(raw.junk_command_limit, 1, &mut smtp.junk_command_limit)?;
+    let within =
+        |v: Option<toml::Spanned<u8>>, range: std::ops::RangeInclusive<u8>, slot: &mut u8| {
+            if let Some(n) = v {
+                if !range.contains(n.get_ref()) {
+                    return Err(err(
+                        n.span(),
+                        format!("must be {} to {}", range.start(), range.end()),
+                    ));
+                }
+                *slot = *n.get_ref();
+            }
+            Ok(())
+        };
+    within(raw.network_prefix_v4, 8..=32, &mut smtp.network_prefix_v4)?;
+    within(raw.network_prefix_v6, 16..=128, &mut smtp.network_prefix_v6)?;
+    within(
+        raw.stress_threshold_percent,
+        1..=100,
+        &mut smtp.stress_threshold_percent,
+    )?;
     at_least_one(raw.max_recipients, 1, &mut smtp.max_recipients)?;
     at_least_one(raw.max_errors, 1, &mut smtp.max_errors)?;
     at_least_one(raw.max_line_length, 512, &mut smtp.max_line_length)?;
@@ -200,6 +251,7 @@ pub(super) fn smtp_from_raw(
     seconds(raw.timeout_secs, &mut smtp.timeout)?;
     seconds(raw.data_timeout_secs, &mut smtp.data_timeout)?;
     seconds(raw.relay_timeout_secs, &mut smtp.relay_timeout)?;
+    seconds(raw.stress_timeout_secs, &mut smtp.stress_timeout)?;
     smtp.tls = match (raw.tls_cert, raw.tls_key) {
         (Some(c), Some(k)) => Some((base.join(c.get_ref()), base.join(k.get_ref()))),
         (None, None) => None,

@@ -118,6 +118,11 @@ pub async fn check(
     let params = Params::parse(query, &["ip", "helo", "mail_from", "rcpt"])?;
     let snapshot = state.snapshot();
     let raw = message_body(body, snapshot.config.limits.max_message_size)?;
+    // The body and the transaction's copy of it, against the budget every door shares.
+    let mut charge = snapshot.budget().charge();
+    if !charge.grow(raw.len().saturating_mul(2)) {
+        return Err(ApiError::Unavailable);
+    }
     let ip = match params.get("ip") {
         Some(ip) => ip
             .parse::<IpAddr>()
@@ -147,6 +152,7 @@ pub async fn check(
         queue_id: None,
         mail_from: Some(&mail_from),
         rcpts: &rcpts,
+        more_rcpts: 0,
     };
     let record = Record::new(
         Transport::Http,

@@ -4,10 +4,12 @@
 //! The hot path touches only relaxed atomic adds: [`Metrics::observe_verdict`] once per
 //! message, the connection gauge once per connection.
 
+use crate::auth::budget::{default_max_inflight_bytes, Budget};
 use crate::auth::{AuthResult, Outcome};
 use crate::store::Transport;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 const ACTIONS: [&str; 4] = ["accept", "quarantine", "tempfail", "reject"];
@@ -80,9 +82,17 @@ impl Histogram {
     }
 }
 
-/// Process-wide counters; one per server, shared by every session and the API.
+/// Process-wide counters; one per server, shared by every session and the API. Also holds
+/// the memory budget for messages in flight, which every door charges and `/metrics` shows.
 #[derive(Default)]
 pub struct Metrics {
+    inflight: InflightBudget,
+    smtp_stressed: AtomicI64,
+    smtp_stress_episodes: AtomicU64,
+    /// Connections refused at accept: over the total, per-address or per-network limit.
+    smtp_refused: [AtomicU64; 3],
+    /// Sessions ended for making no progress: a timeout, or too many junk commands.
+    smtp_cut: [AtomicU64; 2],
     messages: [[AtomicU64; ACTIONS.len()]; 3],
     results: [[AtomicU64; RESULTS.len()]; METHODS.len()],
     eom: [Histogram; 3],
@@ -91,6 +101,34 @@ pub struct Metrics {
     store_batches: AtomicU64,
     store_dropped: AtomicU64,
     store_failed: AtomicU64,
+}
+
+/// Why an SMTP connection was refused at accept (the `reason` label).
+#[derive(Debug, Clone, Copy)]
+pub enum SmtpRefusal {
+    Total = 0,
+    Address = 1,
+    Network = 2,
+}
+
+const SMTP_REFUSALS: [&str; 3] = ["total", "address", "network"];
+
+/// Why an SMTP session was ended for making no progress (the `reason` label).
+#[derive(Debug, Clone, Copy)]
+pub enum SmtpCut {
+    Timeout = 0,
+    Junk = 1,
+}
+
+const SMTP_CUTS: [&str; 2] = ["timeout", "junk"];
+
+/// The budget, defaulting to [`default_max_inflight_bytes`] until the configuration says.
+struct InflightBudget(Arc<Budget>);
+
+impl Default for InflightBudget {
+    fn default() -> Self {
+        InflightBudget(Budget::new(default_max_inflight_bytes()))
+    }
 }
 
 /// Decrements the open-connection gauge when the connection ends, however it ends.
@@ -142,6 +180,29 @@ impl Metrics {
         if let Some(dmarc) = &outcome.dmarc {
             count(3, dmarc.result);
         }
+    }
+
+    /// The memory budget for messages in flight (`limits.max_inflight_bytes`).
+    pub fn inflight(&self) -> &Arc<Budget> {
+        &self.inflight.0
+    }
+
+    /// The SMTP front end went under stress, or came out of it.
+    pub fn smtp_stress(&self, on: bool) {
+        self.smtp_stressed.store(i64::from(on), Relaxed);
+        if on {
+            self.smtp_stress_episodes.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// An SMTP connection refused at accept.
+    pub fn smtp_refused(&self, why: SmtpRefusal) {
+        self.smtp_refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// An SMTP session ended because it made no progress.
+    pub fn smtp_cut(&self, why: SmtpCut) {
+        self.smtp_cut[why as usize].fetch_add(1, Relaxed);
     }
 
     /// A milter (or SMTP) connection opened; the guard closes it.
@@ -230,6 +291,24 @@ impl Metrics {
                 self.open_connections.load(Relaxed).max(0) as u64,
             ),
             (
+                "authmilter_inflight_bytes",
+                "gauge",
+                "Bytes of messages held in memory now, all doors together.",
+                self.inflight().used() as u64,
+            ),
+            (
+                "authmilter_inflight_budget_bytes",
+                "gauge",
+                "The memory budget for messages in flight (limits.max_inflight_bytes).",
+                self.inflight().max() as u64,
+            ),
+            (
+                "authmilter_inflight_refusals_total",
+                "counter",
+                "Messages deferred because the memory budget was spent.",
+                self.inflight().refusals(),
+            ),
+            (
                 "authmilter_store_queue_depth",
                 "gauge",
                 "Verdict records waiting for the store writer.",
@@ -263,6 +342,54 @@ impl Metrics {
         for (name, kind, help, value) in gauges {
             family(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
+        }
+        family(
+            &mut out,
+            "authmilter_smtp_stress",
+            "gauge",
+            "1 while the SMTP front end is under stress (short timeouts), else 0.",
+        );
+        let _ = writeln!(
+            out,
+            "authmilter_smtp_stress {}",
+            self.smtp_stressed.load(Relaxed)
+        );
+        family(
+            &mut out,
+            "authmilter_smtp_stress_episodes_total",
+            "counter",
+            "Times the SMTP front end went under stress.",
+        );
+        let _ = writeln!(
+            out,
+            "authmilter_smtp_stress_episodes_total {}",
+            self.smtp_stress_episodes.load(Relaxed)
+        );
+        family(
+            &mut out,
+            "authmilter_smtp_refused_connections_total",
+            "counter",
+            "SMTP connections refused with 421 at accept, by the limit that refused them.",
+        );
+        for (i, reason) in SMTP_REFUSALS.iter().enumerate() {
+            let n = self.smtp_refused[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "authmilter_smtp_refused_connections_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        family(
+            &mut out,
+            "authmilter_smtp_no_progress_total",
+            "counter",
+            "SMTP sessions ended with 421 4.4.2 for making no progress.",
+        );
+        for (i, reason) in SMTP_CUTS.iter().enumerate() {
+            let n = self.smtp_cut[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "authmilter_smtp_no_progress_total{{reason=\"{reason}\"}} {n}"
+            );
         }
         crate::dns::stats::STATS.render(&mut out);
         out

@@ -9,11 +9,12 @@
 use super::command::{Command, Family};
 use super::consts::*;
 use super::reply::{lf_folded, Reply, ReplyText};
+use crate::auth::ResourceLimit;
 use crate::auth::{Connection, Transaction};
 use crate::check::{sign_outbound, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
 use crate::server::Snapshot;
-use crate::store::{Envelope, Transport};
+use crate::store::{cut, Recipients, Transport};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -42,6 +43,11 @@ const WANTED_MACROS: &[(u32, &str)] = &[
     (SMFIM_EOM, "i"),
 ];
 
+/// Macros kept per stage, and the length each value is cut to: the MTA sends a handful of
+/// short values; more or longer ones are what a hostile peer sends, not what we use.
+const MAX_MACROS: usize = 64;
+const MAX_MACRO_VALUE: usize = 1024;
+
 /// Where the conversation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -67,8 +73,8 @@ pub enum Flow {
 /// A message in progress.
 struct Message {
     tx: Transaction,
-    /// RCPT TO addresses, for the verdict journal.
-    rcpts: Vec<String>,
+    /// RCPT TO addresses, for the verdict journal (bounded; the rest counted).
+    rcpts: Recipients,
     /// Outbound (trusted or authenticated client): signed, not verified.
     outbound: bool,
     /// The body went over the size limit and the MTA was asked to skip the rest.
@@ -163,9 +169,19 @@ impl Session {
                 version,
                 actions,
                 protocol,
-            } => self.negotiate(version, actions, protocol, replies),
+            } => {
+                if version < SMFI_PROT_VERSION_MIN {
+                    tracing::warn!(
+                        version,
+                        "milter protocol version not supported (2 to 6); closing"
+                    );
+                    self.state = State::Closed;
+                    return Flow::Close;
+                }
+                self.negotiate(version, actions, protocol, replies)
+            }
             Command::Macro { pairs, .. } => {
-                self.macros = pairs;
+                self.macros = bounded_macros(pairs);
                 // Postfix assigns the queue id only once a recipient is accepted, so `i`
                 // may first arrive with the end-of-message macros.
                 if let Some(id) = self.macro_value("i").filter(|i| !i.is_empty()) {
@@ -184,9 +200,14 @@ impl Session {
             }
             Command::Mail { args } => self.mail(args, replies).await,
             Command::Rcpt { args } => {
-                if let (Some(m), Some(rcpt)) = (&mut self.message, args.into_iter().next()) {
-                    m.rcpts
-                        .push(rcpt.trim_matches(|c| c == '<' || c == '>').to_string());
+                let max = self.snapshot.config.limits.max_recipients;
+                if let (Some(m), Some(rcpt)) = (&mut self.message, args.first()) {
+                    m.rcpts.push(rcpt.trim_matches(|c| c == '<' || c == '>'));
+                    if m.rcpts.total() > max {
+                        // Like Postfix's smtpd_recipient_limit; RCPT replies are negotiated
+                        // away, so the message is deferred at its end.
+                        m.tx.stop(ResourceLimit::Recipients);
+                    }
                 }
                 self.reply_unless(SMFIP_NR_RCPT, Reply::Continue, replies);
             }
@@ -295,9 +316,11 @@ impl Session {
             self.state = State::Connected;
             return;
         }
+        let mut tx = tx;
+        tx.charge_to(snapshot.budget());
         self.message = Some(Message {
             tx,
-            rcpts: Vec::new(),
+            rcpts: Recipients::default(),
             outbound,
             skip_sent: false,
         });
@@ -319,7 +342,7 @@ impl Session {
             m.tx.body(chunk);
             // Over the limit: nothing more is kept, so stop the MTA sending it (SKIP is a
             // reply, impossible when body chunks are negotiated as no-reply).
-            if m.tx.is_oversized()
+            if m.tx.is_discarding()
                 && !m.skip_sent
                 && self.protocol & SMFIP_SKIP != 0
                 && self.protocol & SMFIP_NR_BODY == 0
@@ -347,11 +370,7 @@ impl Session {
             self.sign(&m.tx, replies);
             return;
         }
-        let envelope = Envelope {
-            queue_id: self.queue_id(),
-            mail_from: None,
-            rcpts: &m.rcpts,
-        };
+        let envelope = m.rcpts.envelope(self.queue_id());
         let decision = snapshot
             .conclude_recorded(Transport::Milter, &self.conn, envelope, m.tx)
             .await;
@@ -416,6 +435,20 @@ impl Session {
     /// Outbound end of message: the signatures go on top, in one write with the verdict.
     fn sign(&self, tx: &Transaction, replies: &mut Vec<Reply>) {
         let queue_id = self.queue_id.as_deref().unwrap_or("-");
+        if let Some(limit) = tx.resource_limit() {
+            // Not kept, so not signable: defer rather than pass it on unsigned.
+            tracing::warn!(
+                queue_id,
+                reason = limit.reason(),
+                "outbound message deferred"
+            );
+            let (code, status, text) = limit.reply();
+            replies.push(match ReplyText::new(format!("{code} {status} {text}")) {
+                Ok(text) => Reply::ReplyCode { text },
+                Err(_) => Reply::Tempfail,
+            });
+            return;
+        }
         if tx.is_oversized() {
             tracing::warn!(
                 queue_id,
@@ -529,6 +562,16 @@ fn command_name(c: &Command) -> &'static str {
         Command::QuitNewConnection => "quit_nc",
         Command::Unknown { .. } => "unknown",
     }
+}
+
+/// At most [`MAX_MACROS`] macros, each value cut to [`MAX_MACRO_VALUE`] bytes.
+fn bounded_macros(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    pairs.truncate(MAX_MACROS);
+    for (name, value) in &mut pairs {
+        name.truncate(cut(name, MAX_MACRO_VALUE).len());
+        value.truncate(cut(value, MAX_MACRO_VALUE).len());
+    }
+    pairs
 }
 
 #[cfg(test)]

@@ -13,6 +13,16 @@ struct Finding {
 /// Decides what happens to a message. When several rules fire, the most severe action wins
 /// (reject > tempfail > quarantine > accept); all of them are listed in `reasons`.
 pub fn decide(outcome: &Outcome, policy: &Policy) -> Verdict {
+    if let Some(limit) = outcome.resource_limit {
+        let (code, status, text) = limit.reply();
+        return verdict(
+            Action::Tempfail,
+            vec![format!("not checked: {}", limit.reason())],
+            Some((code, status, text.to_string())),
+            None,
+            None,
+        );
+    }
     if let Some(reason) = &outcome.skipped {
         return verdict(
             Action::Accept,

@@ -21,6 +21,8 @@ pub enum DataEnd {
     TooLarge,
     /// A line was longer than the line limit (RFC 5321 §4.5.3.1.6).
     LineTooLong,
+    /// The memory budget for messages in flight was spent while it arrived.
+    NoMemory,
 }
 
 /// Where in a line the decoder is.
@@ -44,6 +46,7 @@ enum Position {
 enum Overflow {
     Size,
     Line,
+    Memory,
 }
 
 /// Decodes one message's DATA, chunk by chunk.
@@ -99,6 +102,20 @@ impl DataDecoder {
             }
         }
         (i, None)
+    }
+
+    /// Bytes of message kept so far.
+    pub fn kept(&self) -> usize {
+        self.message.len()
+    }
+
+    /// Stops keeping the message (the memory budget is spent); the rest is still read to the
+    /// end marker, and the data ends as [`DataEnd::NoMemory`].
+    pub fn abandon(&mut self) {
+        if self.overflow.is_none() {
+            self.overflow = Some(Overflow::Memory);
+            self.message = Vec::new();
+        }
     }
 
     /// One byte outside the fast path; true at the end marker.
@@ -191,6 +208,7 @@ impl DataDecoder {
             None => DataEnd::Message(std::mem::take(&mut self.message)),
             Some(Overflow::Size) => DataEnd::TooLarge,
             Some(Overflow::Line) => DataEnd::LineTooLong,
+            Some(Overflow::Memory) => DataEnd::NoMemory,
         }
     }
 }

@@ -1,25 +1,36 @@
-//! Accepting SMTP connections: the overall and per-address connection limits, answered with
-//! 421 (RFC 5321 §3.8) rather than left waiting in the backlog, then one task per session.
+//! Accepting SMTP connections: the overall, per-address and per-network connection limits,
+//! answered with 421 (RFC 5321 §3.8) rather than left waiting in the backlog, then one task
+//! per session. Clients in `trusted_networks` are exempt from all three (they are our own
+//! hosts, and must not be the ones locked out), and from the stress limits in the session.
 
 use super::hop::Hop;
 use super::session::serve_connection;
+use super::stress::Load;
+use crate::http::metrics::SmtpRefusal;
 use crate::server::Current;
+use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-/// Open connections per client address.
+/// Open connections per client address, or per client network (the network's address).
 #[derive(Default)]
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
-/// One connection counted against its address until dropped.
+/// One connection counted against its address (or network) until dropped.
 struct AddressSlot {
     table: Arc<PerAddress>,
     ip: IpAddr,
+}
+
+/// The network `ip` is counted in: its /24 (IPv4) or /64 (IPv6) by default.
+fn network_of(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
+    let prefix = if ip.is_ipv4() { v4 } else { v6 };
+    IpNet::new(ip, prefix).map_or(ip, |net| net.network())
 }
 
 impl PerAddress {
@@ -57,14 +68,16 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut sessions = JoinSet::new();
-    let max = current
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .config
-        .smtp
-        .max_connections;
+    let (max, load) = {
+        let first = current.read().unwrap_or_else(|p| p.into_inner());
+        let smtp = &first.config.smtp;
+        let metrics = Arc::clone(first.journal.metrics());
+        let load = Load::new(smtp.max_connections, smtp.stress_threshold_percent, metrics);
+        (smtp.max_connections, load)
+    };
     let slots = Arc::new(Semaphore::new(max));
     let per_address = Arc::new(PerAddress::default());
+    let per_network = Arc::new(PerAddress::default());
     loop {
         while sessions.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
@@ -89,36 +102,53 @@ pub async fn accept_loop(
             continue;
         };
         let settings = Arc::clone(&service.settings);
-        let permit: OwnedSemaphorePermit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::warn!(%peer, "smtp: connection limit reached");
-                refuse(
-                    stream,
-                    &settings.hostname,
+        let metrics = Arc::clone(snapshot.journal.metrics());
+        let ip = peer.ip().to_canonical();
+        let limits = if snapshot.config.is_trusted(ip) {
+            None
+        } else {
+            let smtp = &snapshot.config.smtp;
+            let network = network_of(ip, smtp.network_prefix_v4, smtp.network_prefix_v6);
+            let taken = match Arc::clone(&slots).try_acquire_owned() {
+                Err(_) => Err((
+                    SmtpRefusal::Total,
                     "4.3.2 Too many connections, try again later",
-                );
-                continue;
+                )),
+                Ok(permit) => match per_address.take(ip, smtp.max_connections_per_ip) {
+                    None => Err((
+                        SmtpRefusal::Address,
+                        "4.7.0 Too many connections from your address",
+                    )),
+                    Some(address) => {
+                        match per_network.take(network, smtp.max_connections_per_network) {
+                            None => Err((
+                                SmtpRefusal::Network,
+                                "4.7.0 Too many connections from your network",
+                            )),
+                            Some(net) => Ok((permit, address, net)),
+                        }
+                    }
+                },
+            };
+            match taken {
+                Ok(held) => Some(held),
+                Err((why, text)) => {
+                    tracing::warn!(%peer, limit = ?why, "smtp: connection refused at a limit");
+                    metrics.smtp_refused(why);
+                    refuse(stream, &settings.hostname, text);
+                    continue;
+                }
             }
         };
-        let per_ip = snapshot.config.smtp.max_connections_per_ip;
-        let Some(address_slot) = per_address.take(peer.ip(), per_ip) else {
-            tracing::warn!(%peer, "smtp: too many connections from this address");
-            refuse(
-                stream,
-                &settings.hostname,
-                "4.7.0 Too many connections from your address",
-            );
-            continue;
-        };
         let hop = Hop::new(&service.hop);
-        let metrics = Arc::clone(snapshot.journal.metrics());
         let stop_rx = stop.clone();
+        let load_guard = load.opened();
+        let load = Arc::clone(&load);
         sessions.spawn(async move {
             let _open = metrics.connection_opened();
-            serve(stream, peer, snapshot, settings, hop, stop_rx).await;
-            drop(address_slot);
-            drop(permit);
+            serve(stream, peer, snapshot, settings, hop, load, stop_rx).await;
+            drop(load_guard);
+            drop(limits);
         });
     }
     sessions
@@ -130,10 +160,11 @@ async fn serve(
     snapshot: Arc<crate::server::Snapshot>,
     settings: Arc<super::SmtpSettings>,
     hop: Hop,
+    load: Arc<Load>,
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    serve_connection(stream, peer, snapshot, settings, hop, stop).await;
+    serve_connection(stream, peer, snapshot, settings, hop, load, stop).await;
 }
 
 /// Answers 421 and closes, without waiting on a slow client.

@@ -23,6 +23,7 @@ pub mod maildir;
 pub mod relay;
 pub mod session;
 pub mod setup;
+pub mod stress;
 pub mod tls;
 
 /// Settings of the SMTP listener, fixed for a session's life (built from `[smtp]`).
@@ -44,6 +45,10 @@ pub struct SmtpSettings {
     pub data_timeout: Duration,
     /// Bad commands before the session is ended with 421.
     pub max_errors: usize,
+    /// Under stress, the command (and greeting) timeout, and the time each DATA line may take.
+    pub stress_timeout: Duration,
+    /// NOOP, RSET, HELP and VRFY in a row (no MAIL between) before 421; 5 under stress.
+    pub junk_command_limit: usize,
     /// Domains we accept mail for from untrusted clients; anything else is relaying (550 5.7.1).
     pub local_domains: Vec<String>,
     /// Offered as STARTTLS when set.
@@ -64,6 +69,8 @@ impl Default for SmtpSettings {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
             max_errors: 10,
+            stress_timeout: Duration::from_secs(10),
+            junk_command_limit: 100,
             local_domains: Vec::new(),
             tls: None,
             quarantine: None,

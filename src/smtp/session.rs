@@ -10,6 +10,10 @@
 //! STARTTLS (RFC 3207 §4.2): anything the client sent after the command, before the
 //! handshake, is thrown away (CVE-2011-0411), and the session starts over: EHLO again.
 //!
+//! Stress (see `smtp::stress`): while the listener is under stress, an untrusted client has
+//! the short stress timeout to complete each command (the greeting's included) and each DATA
+//! line, and may send only a few junk commands in a row; otherwise `421 4.4.2`.
+//!
 //! Shutdown: once `stop` is true, the transaction in progress runs to its end; the next
 //! command, or an idle wait, gets `421 4.3.2` and the connection closes.
 
@@ -21,8 +25,11 @@ mod replies;
 #[cfg(test)]
 mod tests;
 
+use crate::auth::budget::Charge;
+use crate::http::metrics::SmtpCut;
 use crate::server::Snapshot;
 use crate::smtp::data::{DataDecoder, DataEnd};
+use crate::smtp::stress::Load;
 use crate::smtp::tls::Stream;
 use crate::smtp::{NextHop, SmtpReply, SmtpSettings};
 use codec::{Frame, LineDecoder};
@@ -46,11 +53,12 @@ pub async fn serve_connection<H: NextHop>(
     snapshot: Arc<Snapshot>,
     settings: Arc<SmtpSettings>,
     hop: H,
+    load: Arc<Load>,
     mut stop: watch::Receiver<bool>,
 ) {
     let ip = peer.ip().to_canonical();
     tracing::debug!(client = %ip, "smtp connection");
-    let mut session = Session::new(snapshot, Arc::clone(&settings), hop, ip);
+    let mut session = Session::new(snapshot, Arc::clone(&settings), hop, ip, load);
     let mut io = Io {
         stream: Some(Stream::Plain(stream)),
         input: Vec::new(),
@@ -142,8 +150,9 @@ async fn drive<H: NextHop>(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), End> {
     io.queue(&session.greeting());
-    // RFC 5321 §4.5.3.2.7: the wait for a whole command, however it trickles in.
-    let mut deadline = Instant::now() + settings.command_timeout;
+    // RFC 5321 §4.5.3.2.7: the wait for a whole command, however it trickles in, counts from
+    // the last one (or the greeting).
+    let mut progress = Instant::now();
     loop {
         let mut replies = Vec::new();
         let next = match io.lines.decode(&mut io.input) {
@@ -154,17 +163,25 @@ async fn drive<H: NextHop>(
             Frame::TooLong => session.line_too_long(&mut replies),
             Frame::Incomplete => {
                 io.flush().await?;
+                // Stress may begin while we wait: the timeout is taken again at least every
+                // stress timeout, so a slow client is let go soon after it does.
+                let deadline = progress + session.command_timeout();
+                if Instant::now() >= deadline {
+                    session.no_progress(SmtpCut::Timeout);
+                    return Err(timed_out(io).await);
+                }
+                let wake = deadline.min(Instant::now() + settings.stress_timeout);
                 let woke = if session.in_transaction() {
-                    Wake::Read(timeout_at(deadline, io.read()).await)
+                    Wake::Read(timeout_at(wake, io.read()).await)
                 } else {
                     tokio::select! {
-                        r = timeout_at(deadline, io.read()) => Wake::Read(r),
+                        r = timeout_at(wake, io.read()) => Wake::Read(r),
                         () = stopped(stop) => Wake::Stop,
                     }
                 };
                 match woke {
                     Wake::Read(Ok(read)) => read?,
-                    Wake::Read(Err(_)) => return Err(timed_out(io).await),
+                    Wake::Read(Err(_)) => {}
                     Wake::Stop => {
                         io.queue(&SmtpReply::new(421, "4.3.2", "Service shutting down"));
                         io.flush().await?;
@@ -174,7 +191,7 @@ async fn drive<H: NextHop>(
                 continue;
             }
         };
-        deadline = Instant::now() + settings.command_timeout;
+        progress = Instant::now();
         for reply in &replies {
             io.queue(reply);
         }
@@ -186,10 +203,13 @@ async fn drive<H: NextHop>(
             }
             Next::Data => {
                 io.flush().await?;
-                let end = read_data(io, settings).await?;
+                let mut charge = session.snapshot.budget().charge();
+                let end = read_data(io, settings, &mut charge, session).await?;
+                // The message stays charged until its end-of-data work is done.
                 let reply = session.end_of_data(end).await;
+                drop(charge);
                 io.queue(&reply);
-                deadline = Instant::now() + settings.command_timeout;
+                progress = Instant::now();
             }
             Next::StartTls => {
                 io.flush().await?;
@@ -198,7 +218,7 @@ async fn drive<H: NextHop>(
                 io.lines = LineDecoder::new(settings.max_line_length);
                 start_tls(io, settings).await?;
                 session.tls_started();
-                deadline = Instant::now() + settings.command_timeout;
+                progress = Instant::now();
             }
         }
     }
@@ -210,18 +230,49 @@ enum Wake {
     Stop,
 }
 
-/// Reads the message after 354, each read bounded by `data_timeout` (RFC 5321 §4.5.3.2.5).
-async fn read_data(io: &mut Io, settings: &SmtpSettings) -> Result<DataEnd, End> {
+/// Reads the message after 354, each read bounded by `data_timeout` (RFC 5321 §4.5.3.2.5)
+/// or, under stress, each line by the stress timeout; what it keeps is charged to the memory
+/// budget.
+async fn read_data<H: NextHop>(
+    io: &mut Io,
+    settings: &SmtpSettings,
+    charge: &mut Charge,
+    session: &Session<H>,
+) -> Result<DataEnd, End> {
     let mut decoder = DataDecoder::new(settings.max_message_size, settings.max_data_line_length);
+    let (mut last_read, mut line_ended) = (Instant::now(), Instant::now());
     loop {
+        // Charged before it is kept: the budget is never passed, even by one read.
+        if !charge.resize(decoder.kept() + io.input.len()) {
+            decoder.abandon();
+        }
         let (used, end) = decoder.feed(&io.input);
+        // Shrinks to what is kept (the whole message once it ended).
+        charge.resize(match &end {
+            Some(DataEnd::Message(raw)) => raw.len(),
+            _ => decoder.kept(),
+        });
         io.input.drain(..used);
         if let Some(end) = end {
             return Ok(end);
         }
-        match timeout(settings.data_timeout, io.read()).await {
-            Ok(read) => read?,
-            Err(_) => return Err(timed_out(io).await),
+        let deadline = if session.stressed() {
+            line_ended + settings.stress_timeout
+        } else {
+            last_read + settings.data_timeout
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            session.no_progress(SmtpCut::Timeout);
+            return Err(timed_out(io).await);
+        }
+        // Wakes within the stress timeout to notice stress beginning.
+        if let Ok(read) = timeout_at(deadline.min(now + settings.stress_timeout), io.read()).await {
+            read?;
+            last_read = Instant::now();
+            if io.input.contains(&b'\n') {
+                line_ended = last_read;
+            }
         }
     }
 }

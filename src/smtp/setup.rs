@@ -39,6 +39,8 @@ pub fn service(config: &Config) -> Result<Option<SmtpService>, String> {
         command_timeout: smtp.timeout,
         data_timeout: smtp.data_timeout,
         max_errors: smtp.max_errors,
+        stress_timeout: smtp.stress_timeout.min(smtp.timeout),
+        junk_command_limit: smtp.junk_command_limit,
         local_domains: smtp.local_domains.clone(),
         tls,
         quarantine: smtp.quarantine_maildir.clone(),

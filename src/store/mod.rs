@@ -52,7 +52,10 @@ pub struct Record {
     pub helo: Option<String>,
     /// Envelope sender ("" for the null sender); `None` when not known.
     pub mail_from: Option<String>,
+    /// The first [`MAX_STORED_RCPTS`] recipients, each cut to [`MAX_RCPT_LEN`] bytes.
     pub rcpts: Vec<String>,
+    /// How many recipients the message had.
+    pub rcpt_count: usize,
     /// RFC 5322.From domain.
     pub from_domain: Option<String>,
     pub verdict: String,
@@ -64,12 +67,75 @@ pub struct Record {
     pub document: serde_json::Value,
 }
 
+/// Recipients a record keeps; the rest are counted only, so one message with thousands of
+/// recipients cannot make a row (or an API answer) of megabytes.
+pub const MAX_STORED_RCPTS: usize = 100;
+/// RFC 5321 §4.5.3.1.3: a path is at most 256 octets; longer ones are cut for the record.
+pub const MAX_RCPT_LEN: usize = 256;
+/// The other text fields a record keeps from the client or the message, cut to this length
+/// (RFC 5322 §2.1.1's line limit).
+const MAX_FIELD_LEN: usize = 998;
+
 /// Where a message came from, for [`Record::new`].
 #[derive(Debug, Clone, Default)]
 pub struct Envelope<'a> {
     pub queue_id: Option<&'a str>,
     pub mail_from: Option<&'a str>,
+    /// The recipients kept (a door may keep only the first ones, see [`Recipients`]).
     pub rcpts: &'a [String],
+    /// Recipients beyond `rcpts`, counted but not kept.
+    pub more_rcpts: usize,
+}
+
+/// A door's bounded list of a message's recipients: the first [`MAX_STORED_RCPTS`], each cut
+/// to [`MAX_RCPT_LEN`] bytes, and how many there were in all.
+#[derive(Debug, Default)]
+pub struct Recipients {
+    kept: Vec<String>,
+    total: usize,
+}
+
+impl Recipients {
+    pub fn push(&mut self, address: &str) {
+        self.total += 1;
+        if self.kept.len() < MAX_STORED_RCPTS {
+            self.kept.push(cut(address, MAX_RCPT_LEN).to_string());
+        }
+    }
+
+    /// How many recipients were pushed.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The envelope a record is built from.
+    pub fn envelope<'a>(&'a self, queue_id: Option<&'a str>) -> Envelope<'a> {
+        Envelope {
+            queue_id,
+            mail_from: None,
+            rcpts: &self.kept,
+            more_rcpts: self.total - self.kept.len(),
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn cut_owned(text: Option<String>, max: usize) -> Option<String> {
+    text.map(|t| match cut(&t, max).len() {
+        n if n == t.len() => t,
+        n => t[..n].to_string(),
+    })
 }
 
 impl Record {
@@ -92,15 +158,22 @@ impl Record {
                 }
             })
         });
+        let rcpts: Vec<String> = envelope
+            .rcpts
+            .iter()
+            .take(MAX_STORED_RCPTS)
+            .map(|r| cut(r, MAX_RCPT_LEN).to_string())
+            .collect();
         Record {
             received_at: crate::dates::now_ms(),
             transport,
-            queue_id: envelope.queue_id.map(str::to_string),
+            queue_id: cut_owned(envelope.queue_id.map(str::to_string), MAX_FIELD_LEN),
             message_id: message_id(raw),
             client_ip: conn.ip.to_string(),
-            helo: conn.helo.clone(),
-            mail_from,
-            rcpts: envelope.rcpts.to_vec(),
+            helo: cut_owned(conn.helo.clone(), MAX_FIELD_LEN),
+            mail_from: cut_owned(mail_from, MAX_FIELD_LEN),
+            rcpt_count: envelope.rcpts.len() + envelope.more_rcpts,
+            rcpts,
             from_domain: outcome.from.domain().map(str::to_ascii_lowercase),
             verdict: decision.verdict.action.as_str().to_string(),
             dmarc: outcome
@@ -130,7 +203,7 @@ pub fn message_id(raw: &[u8]) -> Option<String> {
             while let Some(fold) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
                 value.push_str(fold.trim());
             }
-            return (!value.is_empty()).then_some(value);
+            return (!value.is_empty()).then(|| cut(&value, MAX_FIELD_LEN).to_string());
         }
     }
     None

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Migrations, in order; `schema_version` holds how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE verdicts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at INTEGER NOT NULL,
@@ -34,7 +35,13 @@ CREATE INDEX verdicts_queue_id ON verdicts (queue_id);
 CREATE INDEX verdicts_message_id ON verdicts (message_id);
 CREATE INDEX verdicts_from_domain ON verdicts (from_domain, received_at);
 CREATE INDEX verdicts_client_ip ON verdicts (client_ip);
-"#];
+"#,
+    // 2: a record keeps at most `MAX_STORED_RCPTS` recipients; this is how many there were.
+    // Older rows have none and count their list.
+    r#"
+ALTER TABLE verdicts ADD COLUMN rcpt_count INTEGER;
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -150,8 +157,9 @@ impl Store {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO verdicts (received_at, transport, queue_id, message_id, client_ip, \
-                 helo, mail_from, rcpts, from_domain, verdict, dmarc, duration_us, document) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 helo, mail_from, rcpts, from_domain, verdict, dmarc, duration_us, document, \
+                 rcpt_count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -168,6 +176,7 @@ impl Store {
                     r.dmarc,
                     r.duration.as_micros() as i64,
                     r.document.to_string(),
+                    r.rcpt_count as i64,
                 ])?;
             }
         }
@@ -261,7 +270,8 @@ impl Store {
 }
 
 const COLUMNS: &str = "id, received_at, transport, queue_id, message_id, client_ip, helo, \
-                       mail_from, rcpts, from_domain, duration_us, document";
+                       mail_from, rcpts, from_domain, duration_us, document, \
+                       COALESCE(rcpt_count, json_array_length(rcpts))";
 
 /// A row as the API returns it: the check document plus the record's own fields.
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
@@ -286,6 +296,7 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         "rcpts".into(),
         serde_json::from_str(&rcpts).unwrap_or(Value::Array(Vec::new())),
     );
+    v.insert("rcpt_count".into(), r.get::<_, i64>(12)?.into());
     v.insert("from_domain".into(), r.get::<_, Option<String>>(9)?.into());
     v.insert(
         "duration_ms".into(),

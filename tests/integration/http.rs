@@ -449,6 +449,7 @@ fn record(at_ms: i64, queue_id: &str) -> Record {
         helo: None,
         mail_from: None,
         rcpts: Vec::new(),
+        rcpt_count: 0,
         from_domain: Some("example.com".into()),
         verdict: "accept".into(),
         dmarc: Some("pass".into()),

@@ -6,7 +6,7 @@
 
 use super::compose::{field, prepend, received, remove_fields, Trace};
 use super::machine::{Message, Session, State};
-use super::replies::{relayed, too_big};
+use super::replies::{no_memory, relayed, too_big};
 use crate::check::{sign_outbound, Outbound};
 use crate::policy::{Action, Verdict};
 use crate::smtp::data::DataEnd;
@@ -31,6 +31,7 @@ impl<H: NextHop> Session<H> {
             // RFC 5321 §4.5.3.1.6 sets the limit; exceeding it is "exceeded storage
             // allocation" (§4.2.2, 552), like a message over SIZE.
             DataEnd::LineTooLong => SmtpReply::new(552, "5.3.4", "Message line too long"),
+            DataEnd::NoMemory => no_memory(),
         };
         self.hop.reset().await;
         tracing::info!(queue_id = %message.id, client = %self.conn.ip, reply = refused.code,
@@ -52,6 +53,7 @@ impl<H: NextHop> Session<H> {
             queue_id: Some(&id),
             mail_from: Some(&from),
             rcpts: &rcpts,
+            more_rcpts: 0,
         };
         let snapshot = Arc::clone(&self.snapshot);
         let decision = snapshot

@@ -6,10 +6,14 @@
 
 use super::codec::names_postmaster;
 use super::compose::queue_id;
-use super::replies::{help, needs_smtputf8, not_implemented, ok, parse_error, relayed, too_big};
+use super::replies::{
+    help, needs_smtputf8, no_memory, not_implemented, ok, parse_error, relayed, too_big,
+};
 use crate::auth::{Connection, Transaction};
+use crate::http::metrics::SmtpCut;
 use crate::policy::decide_at_mail;
 use crate::server::Snapshot;
+use crate::smtp::stress::{Load, STRESS_JUNK_LIMIT};
 use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
 use smtp_proto::{MailFrom, RcptTo, Request};
 use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
@@ -62,13 +66,25 @@ pub(super) struct Session<H> {
     pub(super) state: State,
     /// Bad commands so far.
     errors: usize,
+    /// Commands in a row that moved no transaction forward (NOOP, RSET, HELP, VRFY).
+    junk: usize,
+    load: Arc<Load>,
+    /// A trusted client: never held to the stress limits.
+    exempt: bool,
 }
 
 /// A handler's answer: `Err` is the client's fault and counts towards `max_errors`.
 type Handled = Result<SmtpReply, SmtpReply>;
 
 impl<H: NextHop> Session<H> {
-    pub fn new(snapshot: Arc<Snapshot>, settings: Arc<SmtpSettings>, hop: H, ip: IpAddr) -> Self {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        settings: Arc<SmtpSettings>,
+        hop: H,
+        ip: IpAddr,
+        load: Arc<Load>,
+    ) -> Self {
+        let exempt = snapshot.config.is_trusted(ip);
         Session {
             snapshot,
             settings,
@@ -78,7 +94,32 @@ impl<H: NextHop> Session<H> {
             tls: false,
             state: State::Greeted,
             errors: 0,
+            junk: 0,
+            load,
+            exempt,
         }
+    }
+
+    /// Whether this session is held to the stress limits now.
+    pub fn stressed(&self) -> bool {
+        !self.exempt && self.load.is_stressed()
+    }
+
+    /// How long the client has for its next command (the first: from the greeting).
+    pub fn command_timeout(&self) -> std::time::Duration {
+        if self.stressed() {
+            self.settings.stress_timeout
+        } else {
+            self.settings.command_timeout
+        }
+    }
+
+    /// Counts a session ended for making no progress.
+    pub fn no_progress(&self, why: SmtpCut) {
+        if self.stressed() {
+            tracing::info!(client = %self.conn.ip, reason = ?why, "smtp client let go under stress");
+        }
+        self.snapshot.journal.metrics().smtp_cut(why);
     }
 
     /// RFC 5321 §4.2: no enhanced status code in the greeting (RFC 2034 §4).
@@ -124,6 +165,29 @@ impl<H: NextHop> Session<H> {
         };
         if let Err(reply) = self.accepts(&request) {
             return self.error(reply, out);
+        }
+        // Like Postfix's smtpd_junk_command_limit: commands that move no transaction forward
+        // cannot keep a session (and its slot) forever.
+        if matches!(
+            request,
+            Request::Noop { .. } | Request::Rset | Request::Help { .. } | Request::Vrfy { .. }
+        ) {
+            self.junk += 1;
+            let limit = match self.stressed() {
+                true => STRESS_JUNK_LIMIT.min(self.settings.junk_command_limit),
+                false => self.settings.junk_command_limit,
+            };
+            if self.junk > limit && !self.exempt {
+                self.no_progress(SmtpCut::Junk);
+                out.push(SmtpReply::new(
+                    421,
+                    "4.4.2",
+                    "Too many commands without progress, closing connection",
+                ));
+                return Next::Close;
+            }
+        } else if matches!(request, Request::Mail { .. } | Request::Data) {
+            self.junk = 0;
         }
         let (handled, next) = match request {
             Request::Ehlo { host } => (Ok(self.hello(host, true).await), Next::Continue),
@@ -241,6 +305,8 @@ impl<H: NextHop> Session<H> {
         if let Err(refused) = self.hop.mail(&client, &from.address, &params).await {
             return Ok(relayed(refused));
         }
+        let mut tx = tx;
+        tx.charge_to(snapshot.budget());
         self.state = State::Mail(Box::new(Message {
             id: queue_id(),
             from: from.address,
@@ -320,6 +386,11 @@ impl<H: NextHop> Session<H> {
                 Ok(SmtpReply::new(554, "5.5.1", "No valid recipients")),
                 Next::Continue,
             ),
+            // The memory budget is spent: not the client's fault, and it may try again.
+            _ if !self.snapshot.budget().has_room() => {
+                self.snapshot.budget().refused();
+                (Ok(no_memory()), Next::Continue)
+            }
             // RFC 3463 classes have no 3: no enhanced code on 354.
             _ => (
                 Ok(SmtpReply::new(354, "", "End data with <CR><LF>.<CR><LF>")),

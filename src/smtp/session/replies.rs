@@ -45,6 +45,12 @@ pub(super) fn not_implemented() -> SmtpReply {
     SmtpReply::new(502, "5.5.1", "Command not implemented")
 }
 
+/// RFC 5321 §4.2.2 452: the memory budget for messages in flight is spent, try later.
+pub(super) fn no_memory() -> SmtpReply {
+    let (code, status, text) = crate::auth::ResourceLimit::Memory.reply();
+    SmtpReply::new(code, status, text)
+}
+
 /// RFC 1870 §6.1 / §6.3.
 pub(super) fn too_big() -> SmtpReply {
     SmtpReply::new(

@@ -11,6 +11,7 @@ use super::serve_connection;
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::server::Snapshot;
+use crate::smtp::stress::Load;
 use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -173,7 +174,8 @@ impl Server {
         let settings = Arc::new(settings);
         let done = tokio::spawn(async move {
             let (stream, peer) = listener.accept().await.unwrap();
-            serve_connection(stream, peer, snapshot, settings, hop, stop_rx).await;
+            let load = Load::calm(Arc::clone(snapshot.journal.metrics()));
+            serve_connection(stream, peer, snapshot, settings, hop, load, stop_rx).await;
         });
         Server {
             addr,
