@@ -197,3 +197,67 @@ max_recipients = 5
         assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
     }
 }
+
+#[test]
+fn hostile_load_limits_are_read_and_checked() {
+    let text = r#"
+[limits]
+max_recipients = 50
+max_header_fields = 200
+max_inflight_bytes = 67108864
+[smtp]
+max_connections_per_network = 8
+network_prefix_v4 = 16
+network_prefix_v6 = 48
+stress_threshold_percent = 80
+stress_timeout_secs = 5
+junk_command_limit = 20
+"#;
+    let c = Config::parse(text, None).unwrap();
+    assert_eq!(
+        (
+            c.limits.max_recipients,
+            c.limits.max_header_fields,
+            c.limits.max_inflight_bytes
+        ),
+        (50, 200, 64 << 20)
+    );
+    let s = &c.smtp;
+    assert_eq!(
+        (
+            s.max_connections_per_network,
+            s.network_prefix_v4,
+            s.network_prefix_v6
+        ),
+        (8, 16, 48)
+    );
+    assert_eq!(s.stress_threshold_percent, 80);
+    assert_eq!(s.stress_timeout, Duration::from_secs(5));
+    assert_eq!(s.junk_command_limit, 20);
+    let defaults = Config::parse("[smtp]\n", None).unwrap();
+    assert_eq!(defaults.smtp.max_connections_per_network, 50);
+    assert_eq!(defaults.smtp.stress_threshold_percent, 70);
+    assert!(defaults.limits.max_inflight_bytes >= 1 << 20);
+
+    let cases = [
+        ("[limits]\nmax_recipients = 0\n", "limits.max_recipients"),
+        (
+            "[limits]\nmax_inflight_bytes = 1000\n",
+            "limits.max_inflight_bytes",
+        ),
+        ("[smtp]\nnetwork_prefix_v4 = 33\n", "smtp.network_prefix_v4"),
+        (
+            "[smtp]\nstress_threshold_percent = 0\n",
+            "smtp.stress_threshold_percent",
+        ),
+        (
+            "[smtp]\nstress_timeout_secs = 0\n",
+            "smtp.stress_timeout_secs",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = Config::parse(text, Some(Path::new("c.toml"))).unwrap_err();
+        assert_eq!(e.line, Some(2), "{text}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+    }
+}

@@ -289,5 +289,21 @@ mod tests {
         let raw = b"From: a@b\r\nMessage-Id:\r\n <x@y>\r\n\r\nMessage-ID: <body@z>\r\n";
         assert_eq!(message_id(raw).as_deref(), Some("<x@y>"));
         assert_eq!(message_id(b"From: a@b\r\n\r\nMessage-ID: <b@z>\r\n"), None);
+        let long = format!("Message-ID: <{}@x>\r\n\r\n", "m".repeat(5000));
+        assert_eq!(message_id(long.as_bytes()).unwrap().len(), MAX_FIELD_LEN);
+    }
+
+    #[test]
+    fn recipients_are_bounded_and_counted() {
+        let mut r = Recipients::default();
+        let long = format!("{}é@example.net", "a".repeat(255));
+        for _ in 0..250 {
+            r.push(&long);
+        }
+        let e = r.envelope(Some("Q1"));
+        assert_eq!((e.rcpts.len(), e.more_rcpts, r.total()), (100, 150, 250));
+        // Cut at a character boundary: the two-byte é does not fit in 256.
+        assert_eq!(e.rcpts[0].len(), 255);
+        assert_eq!(cut("héllo", 2), "h");
     }
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A response: status, content type, body.
-struct Resp {
+pub struct Resp {
     status: u16,
     headers: String,
     body: Vec<u8>,
@@ -28,7 +28,7 @@ impl Resp {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     /// Errors are `{"error": {"code", "message"}}`; returns the code.
@@ -38,7 +38,7 @@ impl Resp {
 }
 
 /// A tiny HTTP/1.1 client: one request per connection, `Connection: close`.
-async fn call(
+pub async fn call(
     addr: SocketAddr,
     method: &str,
     target: &str,
@@ -551,7 +551,7 @@ fn schema_is_migrated_once_and_newer_files_are_refused() {
 }
 
 /// The value of one sample line of `/metrics` (0 when absent).
-fn sample(metrics: &str, series: &str) -> f64 {
+pub fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

@@ -8,6 +8,7 @@ mod dkim_vectors;
 mod dns_server;
 mod dns_server_selftest;
 mod dns_zone;
+mod hostile;
 mod http;
 mod key_files;
 mod milter;
