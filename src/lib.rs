@@ -14,6 +14,7 @@ pub mod http;
 pub mod loadgen;
 pub mod milter;
 pub mod policy;
+pub mod report;
 pub mod server;
 pub mod sign;
 pub mod smtp;

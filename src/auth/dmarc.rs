@@ -5,10 +5,10 @@
 //! messages as `none` with a reason and let the policy decide (reject by default), so they can
 //! never pass.
 
-use super::{AuthResult, DmarcOutcome, FromInfo, SpfOutcome};
+use super::{AuthResult, DmarcOutcome, FromInfo, Published, SpfOutcome};
 use crate::dns::Dns;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::dmarc::Policy;
+use mail_auth::dmarc::{Alignment, Dmarc, Policy, Report};
 use mail_auth::{AuthenticatedMessage, DkimOutput, DmarcResult, SpfOutput, SpfResult};
 
 pub(super) async fn verify(
@@ -63,7 +63,14 @@ pub(super) async fn verify(
         AuthResult::Temperror => Some("DNS error".to_string()),
         _ => None,
     };
+    let published = out.dmarc_record_cloned().map(|record| {
+        let at = dns
+            .cached_dmarc_domain(&domain, &record)
+            .unwrap_or_else(|| domain.clone());
+        published(at, &record)
+    });
     DmarcOutcome {
+        published,
         result,
         domain: if out.domain().is_empty() {
             domain
@@ -85,6 +92,54 @@ fn not_applicable(domain: String, reason: &str) -> DmarcOutcome {
         spf_aligned: false,
         dkim_aligned: false,
         reason: Some(reason.to_string()),
+        published: None,
+    }
+}
+
+/// The record's tags as a report states them, defaults filled in (RFC 9989 §4.7).
+fn published(domain: String, record: &Dmarc) -> Published {
+    let policy = |p: Policy| match p {
+        Policy::Reject => "reject",
+        Policy::Quarantine => "quarantine",
+        Policy::None | Policy::Unspecified => "none",
+    };
+    let alignment = |a: Alignment| match a {
+        Alignment::Strict => "s",
+        Alignment::Relaxed => "r",
+    };
+    let p = policy(record.p).to_string();
+    // sp defaults to p, np to sp (RFC 9989 §4.7).
+    let sp = match record.sp {
+        Policy::Unspecified => p.clone(),
+        other => policy(other).to_string(),
+    };
+    let np = match record.np {
+        Policy::Unspecified => sp.clone(),
+        other => policy(other).to_string(),
+    };
+    let fo = match record.fo {
+        Report::All => "0",
+        Report::Any => "1",
+        Report::Dkim => "d",
+        Report::Spf => "s",
+        Report::DkimSpf => "d:s",
+    };
+    let uris = |list: &[mail_auth::dmarc::URI]| {
+        list.iter()
+            .map(|u| (u.uri.clone(), u.max_size))
+            .collect::<Vec<_>>()
+    };
+    Published {
+        domain,
+        adkim: alignment(record.adkim).into(),
+        aspf: alignment(record.aspf).into(),
+        p,
+        sp,
+        np,
+        testing: record.t,
+        fo: fo.into(),
+        rua: uris(&record.rua),
+        ruf: uris(&record.ruf),
     }
 }
 

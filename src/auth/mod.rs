@@ -17,8 +17,8 @@ mod spf_record;
 mod transaction;
 
 pub use outcome::{
-    ArcOutcome, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, ResourceLimit,
-    SpfCheck, SpfOutcome,
+    ArcOutcome, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, Published,
+    ResourceLimit, SpfCheck, SpfOutcome,
 };
 pub use transaction::{normalize_mail_from, Connection, Transaction, Verifier};
 

@@ -64,6 +64,32 @@ pub struct DmarcOutcome {
     pub spf_aligned: bool,
     pub dkim_aligned: bool,
     pub reason: Option<String>,
+    /// The record the result came from, for aggregate reports (not in the JSON document).
+    #[serde(skip)]
+    pub published: Option<Published>,
+}
+
+/// A DMARC record as seen when a message was evaluated: what RFC 9990 §3.1.2's
+/// `policy_published` reports, and where reports go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Published {
+    /// The domain at which the record was found (the author or organizational domain).
+    pub domain: String,
+    /// `r` or `s`.
+    pub adkim: String,
+    pub aspf: String,
+    /// `none`, `quarantine` or `reject` as published (`p` absent with `rua`: `none`).
+    pub p: String,
+    pub sp: String,
+    pub np: String,
+    /// `t=y`.
+    pub testing: bool,
+    /// `fo=` as published (`0` by default).
+    pub fo: String,
+    /// `rua=` destinations: (URI, size limit in bytes, 0 for none).
+    pub rua: Vec<(String, usize)>,
+    /// `ruf=` destinations.
+    pub ruf: Vec<(String, usize)>,
 }
 
 /// The RFC5322.From field(s) as DMARC sees them.

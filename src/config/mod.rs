@@ -7,11 +7,13 @@
 
 mod error;
 mod raw;
+mod reports;
 mod service;
 mod signing;
 mod smtp;
 
 pub use error::ConfigError;
+pub use reports::{ForeignReports, ReportDelivery, ReportsConfig};
 pub use service::parse_sha256;
 pub use service::{
     ApiToken, HttpConfig, Scope, StoreConfig, DEFAULT_HTTP_LISTEN, DEFAULT_HTTP_TIMEOUT,
@@ -75,6 +77,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The SMTP front end (off unless configured or `--smtp` is given).
     pub smtp: SmtpConfig,
+    /// DMARC reports out and in.
+    pub reports: ReportsConfig,
 }
 
 /// Where a listener listens.
@@ -201,6 +205,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             smtp: SmtpConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -358,6 +363,9 @@ impl Config {
         }
         if let Some(store) = raw.store {
             config.store = service::store_from_raw(store, base, &err)?;
+        }
+        if let Some(reports) = raw.reports {
+            config.reports = reports::reports_from_raw(reports, base, &err)?;
         }
         if let Some(smtp) = raw.smtp {
             config.smtp = smtp::smtp_from_raw(smtp, base, &err)?;

@@ -21,6 +21,31 @@ pub(super) struct RawConfig {
     pub http: Option<RawHttp>,
     pub store: Option<RawStore>,
     pub smtp: Option<RawSmtp>,
+    pub reports: Option<RawReports>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReports {
+    pub aggregate: Option<bool>,
+    pub failure: Option<bool>,
+    pub org_name: Option<Spanned<String>>,
+    pub email: Option<Spanned<String>>,
+    pub extra_contact_info: Option<String>,
+    pub relay: Option<Spanned<String>>,
+    pub outbox: Option<Spanned<String>>,
+    pub relay_tls: Option<Spanned<String>>,
+    pub relay_ca_file: Option<Spanned<String>>,
+    pub check_interval_secs: Option<Spanned<u64>>,
+    pub max_attempts: Option<Spanned<u32>>,
+    pub retry_secs: Option<Spanned<u64>>,
+    pub failure_per_hour: Option<Spanned<u32>>,
+    pub redact_local_parts: Option<bool>,
+    pub rua_addresses: Option<Vec<Spanned<String>>>,
+    pub owned_domains: Option<Vec<Spanned<String>>>,
+    pub foreign: Option<Spanned<String>>,
+    pub deliver_imported: Option<bool>,
+    pub max_import_size: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

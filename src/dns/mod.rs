@@ -180,6 +180,28 @@ impl Dns {
         }
     }
 
+    /// Where the tree walk for `from_domain` found `record` (RFC 9989 §4.10): the name whose
+    /// cached `_dmarc` record is this very one. Reads the cache only (no lookup, not counted).
+    pub(crate) fn cached_dmarc_domain(
+        &self,
+        from_domain: &str,
+        record: &std::sync::Arc<mail_auth::dmarc::Dmarc>,
+    ) -> Option<String> {
+        use mail_auth::common::resolver::ToFqdn;
+        let mut name = from_domain.trim_end_matches('.');
+        loop {
+            let fqdn = format!("_dmarc.{name}.");
+            let key = fqdn.to_fqdn();
+            if let Some(hit) = self.txt.get::<str>(key.as_ref()) {
+                let cached = mail_auth::dmarc::Dmarc::unwrap_txt(hit).ok();
+                if cached.is_some_and(|c| std::sync::Arc::ptr_eq(&c, record)) {
+                    return Some(name.to_ascii_lowercase());
+                }
+            }
+            name = name.split_once('.')?.1;
+        }
+    }
+
     /// Wraps mail-auth parameters with this resolver's parsed-record caches.
     pub(crate) fn params<P>(&self, params: P) -> CachedParams<'_, P> {
         Parameters::new(params)

@@ -5,6 +5,7 @@
 //! full the record is dropped and counted (`authmilter_store_dropped_total`). Mail is never
 //! held up by the database (DESIGN.md, "side effects leave the hot path").
 
+mod reports;
 mod sqlite;
 mod writer;
 
@@ -14,6 +15,7 @@ pub use writer::{spawn_writer, Writer};
 use crate::auth::{Connection, Outcome};
 use crate::check::Decision;
 use crate::http::metrics::Metrics;
+use crate::report::event::DmarcEvent;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,8 @@ pub struct Record {
     pub duration: Duration,
     /// The `check --json` document.
     pub document: serde_json::Value,
+    /// What an aggregate report needs of this message, when its From domain asks for them.
+    pub dmarc_event: Option<DmarcEvent>,
 }
 
 /// Recipients a record keeps; the rest are counted only, so one message with thousands of
@@ -182,6 +186,12 @@ impl Record {
                 .map(|d| d.result.as_str().to_string()),
             duration,
             document: serde_json::to_value(decision.report()).unwrap_or_default(),
+            // A message checked over the HTTP API on request is not mail we received: it
+            // would count twice in the reports if it also came through a door.
+            dmarc_event: match transport {
+                Transport::Http => None,
+                _ => DmarcEvent::of(conn, envelope.rcpts, outcome, &decision.verdict),
+            },
         }
     }
 }

@@ -41,6 +41,61 @@ CREATE INDEX verdicts_client_ip ON verdicts (client_ip);
     r#"
 ALTER TABLE verdicts ADD COLUMN rcpt_count INTEGER;
 "#,
+    // 3: DMARC reporting. Out: what an aggregate report needs of each message whose From
+    // domain asks for reports, and the reports sent (one per policy domain and period).
+    // In: aggregate reports received from other receivers, and their rows.
+    r#"
+ALTER TABLE verdicts ADD COLUMN dmarc_domain TEXT;
+ALTER TABLE verdicts ADD COLUMN dmarc_event TEXT;
+CREATE INDEX verdicts_dmarc_domain ON verdicts (dmarc_domain, received_at)
+    WHERE dmarc_domain IS NOT NULL;
+CREATE TABLE reports_sent (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain TEXT NOT NULL,
+    period_begin INTEGER NOT NULL,
+    period_end INTEGER NOT NULL,
+    report_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER,
+    destinations TEXT NOT NULL DEFAULT '[]',
+    messages INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER,
+    detail TEXT,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (domain, period_begin)
+);
+CREATE TABLE reports_received (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    org_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    date_begin INTEGER NOT NULL,
+    date_end INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    dmarc_pass INTEGER NOT NULL,
+    errors TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (email, report_id)
+);
+CREATE INDEX reports_received_domain ON reports_received (domain, date_begin);
+CREATE TABLE report_rows (
+    report INTEGER NOT NULL REFERENCES reports_received (id) ON DELETE CASCADE,
+    source_ip TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    envelope_from TEXT,
+    envelope_to TEXT,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    auth_results TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX report_rows_report ON report_rows (report);
+"#,
 ];
 
 /// The schema version this build writes.
@@ -114,7 +169,7 @@ pub struct Page {
 }
 
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl Store {
@@ -158,8 +213,8 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO verdicts (received_at, transport, queue_id, message_id, client_ip, \
                  helo, mail_from, rcpts, from_domain, verdict, dmarc, duration_us, document, \
-                 rcpt_count) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 rcpt_count, dmarc_domain, dmarc_event) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -177,6 +232,10 @@ impl Store {
                     r.duration.as_micros() as i64,
                     r.document.to_string(),
                     r.rcpt_count as i64,
+                    r.dmarc_event.as_ref().map(|e| &e.policy.domain),
+                    r.dmarc_event
+                        .as_ref()
+                        .and_then(|e| serde_json::to_string(e).ok()),
                 ])?;
             }
         }
@@ -184,11 +243,27 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes verdicts received before `before_ms`; returns how many.
+    /// Deletes verdicts received before `before_ms`, and the reports (sent and received)
+    /// about periods that ended before it; returns how many verdicts.
     pub fn prune(&mut self, before_ms: i64) -> Result<usize, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM verdicts WHERE received_at < ?1", [before_ms])?)
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM verdicts WHERE received_at < ?1", [before_ms])?;
+        tx.execute(
+            "DELETE FROM reports_sent WHERE period_end < ?1",
+            [before_ms],
+        )?;
+        // Received reports date their periods in Unix seconds (RFC 9990 §3.1.1).
+        tx.execute(
+            "DELETE FROM report_rows WHERE report IN \
+             (SELECT id FROM reports_received WHERE date_end < ?1)",
+            [before_ms / 1000],
+        )?;
+        tx.execute(
+            "DELETE FROM reports_received WHERE date_end < ?1",
+            [before_ms / 1000],
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
     /// A page of verdicts matching `filter`, newest first.

@@ -455,6 +455,7 @@ fn record(at_ms: i64, queue_id: &str) -> Record {
         dmarc: Some("pass".into()),
         duration: Duration::from_micros(1500),
         document: serde_json::json!({"verdict": "accept"}),
+        dmarc_event: None,
     }
 }
 

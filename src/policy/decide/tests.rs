@@ -26,6 +26,7 @@ fn outcome(dmarc: Option<(AuthResult, &str)>, spf: AuthResult) -> Outcome {
         spf_aligned: false,
         dkim_aligned: false,
         reason: None,
+        published: None,
     });
     o
 }
