@@ -180,6 +180,58 @@ impl Dns {
         }
     }
 
+    /// The TXT records at `name`, each as one string (its character-strings joined), counted
+    /// in the metrics; `Ok(empty)` when the name has none. Not cached: for the few lookups a
+    /// report needs (its `ri=`), not for the mail path.
+    pub async fn txt_strings(&self, name: &str) -> Result<Vec<String>, String> {
+        use mail_auth::hickory_resolver::net::{DnsError, NetError};
+        use mail_auth::hickory_resolver::proto::rr::RData;
+        let started = Instant::now();
+        let lookup = self.auth.resolver().txt_lookup(name).await;
+        let void = |e: &NetError| {
+            matches!(e, NetError::Dns(DnsError::NoRecordsFound(nr))
+                if matches!(nr.response_code.into(), 0u16 | 3u16))
+        };
+        let ending = match &lookup {
+            Ok(_) => Ending::Answer,
+            Err(e) if void(e) => Ending::NoRecords,
+            Err(e) => Ending::of_error_text(&e.to_string()),
+        };
+        STATS.observe(QueryType::Txt, started, ending);
+        match lookup {
+            Ok(found) => Ok(found
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if void(&e) => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Which of `addresses` may receive reports about `domain` (RFC 7489 §7.1, RFC 9990
+    /// §5.1): those inside the domain, and those whose domain publishes
+    /// `<domain>._report._dmarc.<their domain>` with `v=DMARC1`. `None` on a DNS failure
+    /// (try again later, rather than drop a destination that may be authorised).
+    pub async fn authorised_report_addresses(
+        &self,
+        domain: &str,
+        addresses: &[String],
+    ) -> Option<Vec<String>> {
+        self.auth
+            .verify_dmarc_report_address(domain, addresses, Some(&self.txt))
+            .await
+            .map(|ok| ok.into_iter().cloned().collect())
+    }
+
     /// Where the tree walk for `from_domain` found `record` (RFC 9989 §4.10): the name whose
     /// cached `_dmarc` record is this very one. Reads the cache only (no lookup, not counted).
     pub(crate) fn cached_dmarc_domain(

@@ -4,4 +4,7 @@
 //!
 //! - [`event`]: what each message contributes, taken when its verdict is recorded.
 
+pub mod aggregate;
 pub mod event;
+pub mod message;
+pub mod send;

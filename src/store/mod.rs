@@ -9,6 +9,7 @@ mod reports;
 mod sqlite;
 mod writer;
 
+pub use reports::SentReport;
 pub use sqlite::{Filter, GroupBy, Page, Store, StoreError, SCHEMA_VERSION};
 pub use writer::{spawn_writer, Writer};
 
