@@ -51,6 +51,8 @@ pub(super) async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcOutc
         reason,
         chain_length,
         sealers,
+        oldest_pass: None,
+        remote_ip: None,
     }
 }
 

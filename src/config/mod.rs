@@ -5,12 +5,14 @@
 //! fills defaults. Every error names the file, the line and the key. The defaults live here and
 //! nowhere else; the README's configuration reference documents them.
 
+mod arc;
 mod error;
 mod raw;
 mod service;
 mod signing;
 mod smtp;
 
+pub use arc::{ArcSealConfig, SealMode, DEFAULT_ARC_SIGNED_HEADERS};
 pub use error::ConfigError;
 pub use service::parse_sha256;
 pub use service::{
@@ -72,6 +74,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The SMTP front end (off unless configured or `--smtp` is given).
     pub smtp: SmtpConfig,
+    /// ARC sealing (`[arc.seal]`; off unless configured).
+    pub arc_seal: ArcSealConfig,
 }
 
 /// Where a listener listens.
@@ -187,6 +191,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             smtp: SmtpConfig::default(),
+            arc_seal: ArcSealConfig::default(),
         }
     }
 }
@@ -327,6 +332,9 @@ impl Config {
         }
         if let Some(smtp) = raw.smtp {
             config.smtp = smtp::smtp_from_raw(smtp, base, &err)?;
+        }
+        if let Some(seal) = raw.arc.and_then(|a| a.seal) {
+            config.arc_seal = arc::from_raw(seal, base, file, text, &err)?;
         }
         Ok(config)
     }

@@ -96,7 +96,7 @@ const KNOWN_DIFFERENCES: &[&str] = &["ams_fields_c_na", "ams_fields_h_empty"];
 /// The suite repeats four test names; YAML readers that allow it (PyYAML, as the suite's
 /// authors used) keep the last one, which is how the suite counts 171. serde_yaml refuses
 /// duplicate keys, so drop the earlier copies first.
-fn last_duplicate_wins(text: &str) -> String {
+pub fn last_duplicate_wins(text: &str) -> String {
     let mut out = Vec::new();
     for doc in text.split("\n---") {
         let mut blocks: Vec<(Option<String>, Vec<&str>)> = vec![(None, Vec::new())];
