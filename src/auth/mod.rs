@@ -6,6 +6,7 @@
 //! [`headers`] renders Authentication-Results. No I/O here beyond DNS.
 
 mod arc;
+mod arc_chain;
 mod dkim;
 mod dmarc;
 pub mod headers;

@@ -285,7 +285,13 @@ pub fn build_set(
         "i={i}; a=rsa-sha256; cv={}; d={}; s={};\r\n\tt={}; b=",
         parts.cv, parts.domain, parts.selector, parts.t
     );
-    let data = seal_signed_data(fields, chain, &aar, &ams, &seal)?;
+    let data = seal_signed_data(
+        fields,
+        chain,
+        aar.as_bytes(),
+        ams.as_bytes(),
+        seal.as_bytes(),
+    )?;
     seal.push_str(&fold_base64(&base64(&sign(&data)?)));
     Ok([
         ("ARC-Seal", seal),
@@ -320,10 +326,24 @@ fn ams_unsigned(parts: &SetParts<'_>, bh: &[u8]) -> String {
 /// SHA-256 of the relaxed canonical body (RFC 6376 §3.4.4), computed over a copy without
 /// trailing whitespace-only lines: mail-auth 0.13.3 keeps them (DESIGN.md item 1).
 pub fn body_hash(body: &[u8]) -> Vec<u8> {
+    body_hash_as(body, true, None)
+}
+
+/// SHA-256 of the relaxed or simple canonical body, cut to `length` octets if given (`l=`).
+pub fn body_hash_as(body: &[u8], relaxed: bool, length: Option<usize>) -> Vec<u8> {
     let mut canonical = Vec::with_capacity(body.len());
-    Canonicalization::Relaxed
-        .canonical_body(trim_trailing_blank_lines(body), 0)
-        .write(&mut canonical);
+    if relaxed {
+        Canonicalization::Relaxed
+            .canonical_body(trim_trailing_blank_lines(body), 0)
+            .write(&mut canonical);
+    } else {
+        Canonicalization::Simple
+            .canonical_body(body, 0)
+            .write(&mut canonical);
+    }
+    if let Some(l) = length {
+        canonical.truncate(l);
+    }
     ring::digest::digest(&ring::digest::SHA256, &canonical)
         .as_ref()
         .to_vec()
@@ -332,6 +352,18 @@ pub fn body_hash(body: &[u8]) -> Vec<u8> {
 /// What the AMS signature covers (RFC 6376 §3.7): the listed fields, each occurrence taken
 /// from the bottom up, then the AMS itself without its `b=` value and without CRLF.
 pub fn ams_signed_data(fields: &[Field<'_>], h: &[String], ams_unsigned: &str) -> Vec<u8> {
+    let ams = (&b"ARC-Message-Signature"[..], ams_unsigned.as_bytes());
+    ams_signed_data_as(fields, h, ams, true)
+}
+
+/// [`ams_signed_data`] for either header canonicalization; `ams` is the field as written
+/// (name and value) with its `b=` value removed. Simple keeps every byte (RFC 6376 §3.4.1).
+pub fn ams_signed_data_as(
+    fields: &[Field<'_>],
+    h: &[String],
+    ams: Field<'_>,
+    relaxed: bool,
+) -> Vec<u8> {
     let mut data = Vec::new();
     let mut used = vec![false; fields.len()];
     for name in h {
@@ -341,11 +373,28 @@ pub fn ams_signed_data(fields: &[Field<'_>], h: &[String], ams_unsigned: &str) -
             });
         if let Some((k, (n, v))) = found {
             used[k] = true;
-            relaxed_header(n, v, &mut data);
-            data.extend_from_slice(b"\r\n");
+            if relaxed {
+                relaxed_header(n, v, &mut data);
+                data.extend_from_slice(b"\r\n");
+            } else {
+                data.extend_from_slice(n);
+                data.push(b':');
+                data.extend_from_slice(v);
+                if !v.ends_with(b"\n") {
+                    data.extend_from_slice(b"\r\n");
+                }
+            }
         }
     }
-    relaxed_header(b"ARC-Message-Signature", ams_unsigned.as_bytes(), &mut data);
+    if relaxed {
+        relaxed_header(ams.0, ams.1, &mut data);
+    } else {
+        data.extend_from_slice(ams.0);
+        data.push(b':');
+        let value = ams.1;
+        let value = value.strip_suffix(b"\n").unwrap_or(value);
+        data.extend_from_slice(value.strip_suffix(b"\r").unwrap_or(value));
+    }
     data
 }
 
@@ -355,9 +404,9 @@ pub fn ams_signed_data(fields: &[Field<'_>], h: &[String], ams_unsigned: &str) -
 pub fn seal_signed_data(
     fields: &[Field<'_>],
     chain: ChainState,
-    aar: &str,
-    ams: &str,
-    seal_unsigned: &str,
+    aar: &[u8],
+    ams: &[u8],
+    seal_unsigned: &[u8],
 ) -> Result<Vec<u8>, NotSealed> {
     let mut data = Vec::new();
     if let ChainState::Pass(n) = chain {
@@ -374,11 +423,11 @@ pub fn seal_signed_data(
             }
         }
     }
-    relaxed_header(b"ARC-Authentication-Results", aar.as_bytes(), &mut data);
+    relaxed_header(b"ARC-Authentication-Results", aar, &mut data);
     data.extend_from_slice(b"\r\n");
-    relaxed_header(b"ARC-Message-Signature", ams.as_bytes(), &mut data);
+    relaxed_header(b"ARC-Message-Signature", ams, &mut data);
     data.extend_from_slice(b"\r\n");
-    relaxed_header(b"ARC-Seal", seal_unsigned.as_bytes(), &mut data);
+    relaxed_header(b"ARC-Seal", seal_unsigned, &mut data);
     Ok(data)
 }
 

@@ -90,7 +90,13 @@ async fn arc_signing_suite() {
             if !verifies(&public, &data, &tag(&ams, "b")) {
                 problems.push("AMS b= does not verify over our data".into());
             }
-            match seal_signed_data(&fields, chain, &aar, &ams, &without_b(&seal)) {
+            match seal_signed_data(
+                &fields,
+                chain,
+                aar.as_bytes(),
+                ams.as_bytes(),
+                without_b(&seal).as_bytes(),
+            ) {
                 Ok(data) if verifies(&public, &data, &tag(&seal, "b")) => {}
                 Ok(_) => problems.push("AS b= does not verify over our data".into()),
                 Err(e) => problems.push(format!("seal data: {e}")),
