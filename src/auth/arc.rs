@@ -47,19 +47,21 @@ pub(super) async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcOutc
                 }
                 DkimResult::None => (AuthResult::None, None),
                 DkimResult::TempError(e) => (AuthResult::Temperror, Some(e.to_string())),
-                // mail-auth does not parse an AMS with an empty h=: validate it ourselves.
-                _ if has_empty_ams_h(msg) => {
+                // RFC 8617 §4.4: anything else makes the chain fail, unless our own
+                // validation passes it: mail-auth refuses an AMS with an empty h=, and its
+                // relaxed header form treats form feed as white space (RFC 6376 §3.4.2
+                // does not), where dkimpy and Mail::DKIM follow the RFC.
+                DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
                     match arc_chain::validate(dns, &msg.headers, body).await {
                         Ok(oldest) => {
                             oldest_pass = Some(oldest);
                             (AuthResult::Pass, None)
                         }
-                        Err(why) => (AuthResult::Fail, Some(why.to_lowercase())),
+                        Err(why) if has_empty_ams_h(msg) => {
+                            (AuthResult::Fail, Some(why.to_lowercase()))
+                        }
+                        Err(_) => (AuthResult::Fail, Some(e.to_string().to_lowercase())),
                     }
-                }
-                // RFC 8617 §4.4: anything else makes the chain fail.
-                DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
-                    (AuthResult::Fail, Some(e.to_string().to_lowercase()))
                 }
             }
         }

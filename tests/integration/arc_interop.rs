@@ -348,3 +348,22 @@ async fn arc_seal_command_output_validates_in_both_peers() {
     );
     assert_all_pass(&peers_verdicts(dir.path(), &files));
 }
+
+// RFC 6376 §3.4.2: relaxed header canonicalization folds only WSP (SP, HTAB); mail-auth
+// 0.13.3 also treats form feed as white space. Our seal signs the RFC form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arc_seal_relaxed_header_form_feed() {
+    if !have_dkimpy() || !have_mail_dkim() {
+        return;
+    }
+    let env = Env::new().await;
+    let s = sealer(SealMode::Verified);
+    let dir = tempfile::tempdir().unwrap();
+    let raw = message("Alice <alice@example.com>", "form\x0cfeed", "Hello\r\n");
+    let (sealed, result) = hop(&env, &s, &raw).await;
+    assert_eq!(result, Ok(Some(1)));
+    let path = dir.path().join("ff.eml");
+    std::fs::write(&path, &sealed).unwrap();
+    assert_all_pass(&peers_verdicts(dir.path(), &[path]));
+    assert_eq!(our_arc(&env, &sealed).await, (AuthResult::Pass, 1));
+}

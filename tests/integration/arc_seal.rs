@@ -370,3 +370,23 @@ fn inserted_on_top(replies: &[Reply], raw: &[u8]) -> Vec<u8> {
     out.extend_from_slice(raw);
     out
 }
+
+// RFC 8617 §4.1.1 via RFC 8301: rsa-sha256 only, so an Ed25519 key refuses to start.
+#[test]
+fn sealing_key_must_be_rsa_of_2048_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, expected) in [
+        ("ed25519.pem", "needs an RSA key of at least 2048 bits"),
+        ("rsa1024.pem", "1024"),
+    ] {
+        let key = dir.path().join(file);
+        std::fs::copy(testdata(&format!("keys/{file}")), &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut config = seal_config(SealMode::Verified, &key);
+        config.origin = Some("a.toml:7".into());
+        let e = Sealer::new(&config).unwrap_err().to_string();
+        assert!(e.contains(expected) && e.contains("a.toml:7"), "{e}");
+    }
+    let off = seal_config(SealMode::Off, Path::new("/nonexistent"));
+    assert!(Sealer::new(&off).unwrap().is_none());
+}
