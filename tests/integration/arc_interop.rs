@@ -347,6 +347,57 @@ async fn arc_seal_command_output_validates_in_both_peers() {
         "{second}"
     );
     assert_all_pass(&peers_verdicts(dir.path(), &files));
+    // As a user runs them: dkimpy's `arcverify` program (message on stdin) and Mail::DKIM's
+    // ARC verifier, both resolving the keys through real DNS queries to the loopback server.
+    let port = dns.addr.port().to_string();
+    for file in &files {
+        let message = std::fs::read(file).unwrap();
+        let out = run_with_stdin(PYTHON, &["-c", ARCVERIFY_OVER_DNS, &port], &message);
+        assert!(out.contains("cv=b'pass' success"), "arcverify: {out}");
+        let out = run_with_stdin("perl", &["-e", MAIL_DKIM_OVER_DNS, &port], &message);
+        assert!(out.starts_with("pass "), "Mail::DKIM: {out}");
+    }
+}
+
+/// dkimpy's `arcverify` program, its resolver pointed at the loopback server (port: argv[1]).
+const ARCVERIFY_OVER_DNS: &str = r#"
+import sys, dns.resolver
+r = dns.resolver.Resolver(configure=False)
+r.nameservers = ["127.0.0.1"]
+r.port = int(sys.argv[1])
+dns.resolver.default_resolver = r
+sys.argv = ["arcverify"]
+from dkim.arcverify import main
+main()
+"#;
+
+/// Mail::DKIM's ARC verifier with Net::DNS pointed at the loopback server (port: $ARGV[0]).
+const MAIL_DKIM_OVER_DNS: &str = r#"
+use Mail::DKIM::ARC::Verifier; use Net::DNS;
+Mail::DKIM::DNS::resolver(Net::DNS::Resolver->new(nameservers => ['127.0.0.1'], port => $ARGV[0]));
+binmode STDIN; my $m = do { local $/; <STDIN> };
+my $v = Mail::DKIM::ARC::Verifier->new; $v->PRINT($m); $v->CLOSE;
+print $v->result, ' ', $v->result_detail, "
+";
+"#;
+
+/// Runs a program with `input` on standard input; its standard output (and error, on failure).
+fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    text
 }
 
 // RFC 6376 §3.4.2: relaxed header canonicalization folds only WSP (SP, HTAB); mail-auth
