@@ -390,3 +390,53 @@ fn sealing_key_must_be_rsa_of_2048_bits() {
     let off = seal_config(SealMode::Off, Path::new("/nonexistent"));
     assert!(Sealer::new(&off).unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_front_end_seals_outbound_mail_after_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let keys = signing_keys(dir.path());
+    let (m, path) = (maildir.clone(), dir.path().to_path_buf());
+    // 127.0.0.1 is trusted by default: its mail is outbound, signed, then sealed.
+    let d = Daemon::start(move |c| {
+        c.smtp.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.smtp.delivery = Delivery::Maildir(m);
+        c.signing.add_keys(keys);
+        configure(c, SealMode::Outbound, &path);
+    })
+    .await;
+    let port = d.smtp.unwrap().port();
+    let raw = message("Alice <alice@example.com>", "out", "Hello\r\n");
+    let sent = tokio::task::spawn_blocking(move || {
+        crate::smtp_client::send_plain(port, "alice@example.com", &["bob@example.net"], &raw)
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent.reply.code, 250, "{sent}");
+    let file = std::fs::read_dir(maildir.join("new"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let delivered = std::fs::read(file).unwrap();
+    let text = String::from_utf8_lossy(&delivered);
+    let seal = text.find("\r\nARC-Seal: i=1;").expect("sealed");
+    let signature = text.find("\r\nDKIM-Signature:").expect("signed");
+    assert!(
+        seal < signature,
+        "the set goes above the signatures: {text}"
+    );
+    let env = Env::new().await;
+    assert_eq!(our_arc(&env, &delivered).await, (AuthResult::Pass, 1));
+    let v = env
+        .check(
+            "203.0.113.5",
+            "relay.example",
+            "alice@example.com",
+            &delivered,
+        )
+        .await;
+    assert!(!v.outcome.dkim.is_empty());
+    assert!(v.outcome.dkim.iter().all(|x| x.result == AuthResult::Pass));
+}
