@@ -8,6 +8,9 @@ use crate::policy::{decide, Action, Policy, Verdict};
 use crate::sign::{from_domain, SignError, Signer};
 use serde::Serialize;
 
+mod seal;
+pub use seal::{apply_edits, seal_inbound, sign_and_seal};
+
 /// Header changes for the MTA to make.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Edits {
@@ -65,8 +68,9 @@ pub fn conclude(
 /// What happens to an outbound message (trusted or authenticated client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
-    /// Add these `DKIM-Signature` values (one per key), at the top, in this order.
-    Signed(Vec<String>),
+    /// Add these fields at the top, in this order: `(name, value)`, the `DKIM-Signature`
+    /// fields (one per key), with our ARC set above them when it is sealed too.
+    Signed(Vec<(String, String)>),
     /// Pass it on unsigned, for this reason (not our domain, no From, ...).
     Unsigned(String),
     /// Refuse it with this verdict (an unauthorised sender when policy says reject, or a
@@ -85,7 +89,12 @@ pub fn sign_outbound(signer: &Signer, auth_user: Option<&str>, message: &[u8]) -
         return Outbound::Unsigned("no From address".into());
     };
     match signer.sign(&domain, auth_user, message) {
-        Ok(values) => Outbound::Signed(values),
+        Ok(values) => Outbound::Signed(
+            values
+                .into_iter()
+                .map(|v| ("DKIM-Signature".to_string(), v))
+                .collect(),
+        ),
         Err(SignError::Unauthorised { user, domain })
             if signer.on_unauthorised() == OnUnauthorised::Reject =>
         {

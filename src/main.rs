@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod seal_cmd;
 mod sign_cmd;
 
 #[derive(Parser)]
@@ -42,6 +43,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Verify one message, add our ARC set (RFC 8617) and print the sealed message (exit 1
+    /// if it was not sealed, with the reason on stderr).
+    ArcSeal(seal_cmd::ArcSealArgs),
     /// DKIM-sign one message and print it (exit 1 if no key applies).
     Sign(sign_cmd::SignArgs),
     /// Generate a DKIM key pair: the private key (mode 0600) and its DNS record.
@@ -203,6 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check(args).map(|()| ExitCode::SUCCESS),
         Command::Sign(args) => sign_cmd::sign(args),
+        Command::ArcSeal(args) => seal_cmd::arc_seal(args),
         Command::Keygen(args) => sign_cmd::keygen(args),
         Command::DnsRecord(args) => sign_cmd::dns_record(args),
         Command::DnsCheck(args) => sign_cmd::dns_check(args),

@@ -12,11 +12,12 @@
 
 use crate::auth::budget::Budget;
 use crate::auth::{Connection, Transaction, Verifier};
-use crate::check::{conclude, Decision};
-use crate::config::{Config, ListenAddr};
+use crate::check::{conclude, seal_inbound, Decision};
+use crate::config::{Config, ListenAddr, SealMode};
 use crate::http::metrics::Metrics;
 use crate::milter::listener::serve_connection;
 use crate::policy::Policy;
+use crate::sign::seal::{NotSealed, Sealer};
 use crate::sign::Signer;
 use crate::smtp::setup::SmtpService;
 use crate::store::{spawn_writer, Envelope, Journal, Record, Transport, Writer};
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub policy: Arc<Policy>,
     /// Keys for outbound mail (empty: nothing is signed).
     pub signer: Arc<Signer>,
+    /// The ARC sealer, when `[arc.seal]` seals anything.
+    pub sealer: Option<Arc<Sealer>>,
     /// Where verdicts are recorded (the server sets it; a bare snapshot only counts metrics).
     pub journal: Journal,
     /// The SMTP front end's settings and next hop, when `[smtp]` is configured.
@@ -49,6 +52,7 @@ impl Snapshot {
             None => Policy::default(),
         };
         let signer = Signer::new(&config.signing).map_err(|e| e.to_string())?;
+        let sealer = Sealer::new(&config.arc_seal).map_err(|e| e.to_string())?;
         let smtp = crate::smtp::setup::service(&config)?.map(Arc::new);
         let config = Arc::new(config);
         let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
@@ -59,6 +63,7 @@ impl Snapshot {
             verifier,
             policy: Arc::new(policy),
             signer: Arc::new(signer),
+            sealer: sealer.map(Arc::new),
             journal: Journal::disabled(metrics),
             smtp,
         })
@@ -85,8 +90,18 @@ impl Snapshot {
             .is_storing()
             .then(|| crate::store::message_id(tx.raw()))
             .flatten();
-        let outcome = tx.finish(&self.verifier).await;
-        let decision = conclude(&self.verifier, &self.policy, conn, outcome);
+        let decision = match self.sealer.as_deref() {
+            Some(sealer) if sealer.mode == SealMode::Verified => {
+                let (outcome, raw) = tx.finish_keeping(&self.verifier).await;
+                let mut decision = conclude(&self.verifier, &self.policy, conn, outcome);
+                log_seal(seal_inbound(sealer, &mut decision, &raw), envelope.queue_id);
+                decision
+            }
+            _ => {
+                let outcome = tx.finish(&self.verifier).await;
+                conclude(&self.verifier, &self.policy, conn, outcome)
+            }
+        };
         let took = started.elapsed();
         let verdict = decision.verdict.action.as_str();
         self.journal
@@ -96,6 +111,16 @@ impl Snapshot {
                 record
             });
         decision
+    }
+}
+
+/// One log line for a message that was, or could have been, sealed.
+fn log_seal(sealed: Result<Option<u32>, NotSealed>, queue_id: Option<&str>) {
+    let queue_id = queue_id.unwrap_or("-");
+    match sealed {
+        Ok(Some(instance)) => tracing::debug!(queue_id, instance, "ARC set added"),
+        Ok(None) => {}
+        Err(why) => tracing::warn!(queue_id, reason = %why, "message not ARC-sealed"),
     }
 }
 

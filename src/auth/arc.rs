@@ -5,7 +5,7 @@
 //! tag, `a=rsa-sha1` or no `a=`, an AMS that signs ARC-Seal) and reports a set with no AMS as
 //! "no chain". Those are checked here first: any of them makes the chain fail (§5.2).
 
-use super::{ArcOutcome, AuthResult};
+use super::{arc_chain, ArcOutcome, AuthResult};
 use crate::dns::Dns;
 use mail_auth::{AuthenticatedMessage, DkimResult};
 
@@ -19,6 +19,11 @@ pub(super) async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcOutc
     let chain_length = seals.len() as u32;
     let sealers = seals.into_iter().map(|(_, d)| d).collect();
 
+    let body = msg
+        .raw_message
+        .get(msg.body_offset as usize..)
+        .unwrap_or_default();
+    let mut oldest_pass = None;
     let (result, reason) = match structural_problem(msg) {
         Some(problem) => (AuthResult::Fail, Some(problem)),
         None => {
@@ -36,12 +41,27 @@ pub(super) async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcOutc
             }
             let output = dns.authenticator().verify_arc(dns.params(msg)).await;
             match output.result() {
-                DkimResult::Pass => (AuthResult::Pass, None),
+                DkimResult::Pass => {
+                    oldest_pass = Some(arc_chain::oldest_pass(dns, &msg.headers, body).await);
+                    (AuthResult::Pass, None)
+                }
                 DkimResult::None => (AuthResult::None, None),
                 DkimResult::TempError(e) => (AuthResult::Temperror, Some(e.to_string())),
-                // RFC 8617 §4.4: anything else makes the chain fail.
+                // RFC 8617 §4.4: anything else makes the chain fail, unless our own
+                // validation passes it: mail-auth refuses an AMS with an empty h=, and its
+                // relaxed header form treats form feed as white space (RFC 6376 §3.4.2
+                // does not), where dkimpy and Mail::DKIM follow the RFC.
                 DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
-                    (AuthResult::Fail, Some(e.to_string().to_lowercase()))
+                    match arc_chain::validate(dns, &msg.headers, body).await {
+                        Ok(oldest) => {
+                            oldest_pass = Some(oldest);
+                            (AuthResult::Pass, None)
+                        }
+                        Err(why) if has_empty_ams_h(msg) => {
+                            (AuthResult::Fail, Some(why.to_lowercase()))
+                        }
+                        Err(_) => (AuthResult::Fail, Some(e.to_string().to_lowercase())),
+                    }
                 }
             }
         }
@@ -51,7 +71,21 @@ pub(super) async fn verify(dns: &Dns, msg: &AuthenticatedMessage<'_>) -> ArcOutc
         reason,
         chain_length,
         sealers,
+        oldest_pass,
+        remote_ip: None,
     }
+}
+
+/// Whether an ARC-Message-Signature signs no header field (`h=` empty), which mail-auth
+/// refuses to parse; RFC 8617 §4.1.2 takes DKIM's `h=` syntax, and both peers accept it.
+fn has_empty_ams_h(msg: &AuthenticatedMessage<'_>) -> bool {
+    msg.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case(b"ARC-Message-Signature")
+            && parse_tag_list(value).is_ok_and(|tags| {
+                tags.iter()
+                    .any(|(k, v)| k == "h" && v.trim_matches(':').is_empty())
+            })
+    })
 }
 
 /// Problems with the ARC header fields themselves, before any cryptography.

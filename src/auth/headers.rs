@@ -57,6 +57,13 @@ pub fn authentication_results(
             ))),
             None => {}
         }
+        // RFC 8617 §10.2: the oldest instance whose AMS still validates, and the client.
+        if let Some(oldest) = arc.oldest_pass.filter(|_| arc.result == AuthResult::Pass) {
+            r.push(format!("header.oldest-pass={oldest}"));
+        }
+        if let Some(ip) = arc.remote_ip {
+            r.push(format!("smtp.remote-ip={}", pvalue(&ip.to_string())));
+        }
         results.push(r);
     }
     if let Some(dmarc) = &outcome.dmarc {

@@ -6,6 +6,7 @@
 //! [`headers`] renders Authentication-Results. No I/O here beyond DNS.
 
 mod arc;
+mod arc_chain;
 pub mod budget;
 mod dkim;
 mod dmarc;

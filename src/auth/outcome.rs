@@ -51,6 +51,11 @@ pub struct ArcOutcome {
     pub chain_length: u32,
     /// `d=` of each ARC-Seal, oldest (i=1) first.
     pub sealers: Vec<String>,
+    /// RFC 8617 §5.2 step 7: the lowest instance whose AMS still validates, 0 when every
+    /// AMS does; known only for a passing chain.
+    pub oldest_pass: Option<u32>,
+    /// The SMTP client's address (RFC 8617 §10.2 `smtp.remote-ip`), when known.
+    pub remote_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -11,9 +11,11 @@ use super::spf_record::{
     Letter, MacroContext, MacroString, MacroVars, Mechanism, Qualifier, Record,
 };
 use super::AuthResult;
+use crate::dns::empty_rdata::{self, is_empty_rdata_error};
 use crate::dns::stats::{Ending, QueryType, STATS};
 use crate::dns::Dns;
 use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
+use mail_auth::hickory_resolver::proto::op::ResponseCode;
 use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mail_auth::ResolverCache;
 use std::net::IpAddr;
@@ -394,10 +396,29 @@ impl Evaluator<'_> {
             return Ok(SpfRecord::NotFound);
         };
         let started = Instant::now();
-        let lookup = self.dns.authenticator().resolver().txt_lookup(name).await;
+        let lookup = self
+            .dns
+            .authenticator()
+            .resolver()
+            .txt_lookup(name.clone())
+            .await;
         STATS.observe(QueryType::Txt, started, ending(&lookup));
         let lookup = match lookup {
             Ok(l) => l,
+            // RFC 7208 §4.5 (suite "null-text", §3.3): a TXT record with empty RDATA beside
+            // the SPF record makes hickory refuse the answer; ask again tolerating it.
+            Err(e) if is_empty_rdata_error(&e) => {
+                let answer =
+                    empty_rdata::query(&self.dns.servers, &name, RecordType::TXT, self.dns.timeout)
+                        .await
+                        .map_err(|why| format!("{e} (and again: {why})"))?;
+                return match answer.code {
+                    ResponseCode::NoError | ResponseCode::NXDomain => {
+                        Ok(select(answer.records.iter().map(|r| &r.data)))
+                    }
+                    code => Err(format!("{e} (and again: {code})")),
+                };
+            }
             Err(e) if is_void(&e) => {
                 // Cache the absence too: most HELO names publish no SPF, and every message
                 // from such a client would otherwise ask again (RFC 2308 negative TTL).
@@ -410,21 +431,7 @@ impl Evaluator<'_> {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let mut spf_records = lookup.answers().iter().filter_map(|r| match &r.data {
-            RData::TXT(txt) => {
-                let joined: Vec<u8> = txt.txt_data.iter().flatten().copied().collect();
-                is_spf_record(&joined).then_some(joined)
-            }
-            _ => None,
-        });
-        let record = match (spf_records.next(), spf_records.next()) {
-            (None, _) => SpfRecord::NotFound,
-            (Some(_), Some(_)) => SpfRecord::Multiple,
-            (Some(text), None) => match Record::parse(&text) {
-                Ok(spf) => SpfRecord::Found(Arc::new(spf)),
-                Err(_) => SpfRecord::Invalid,
-            },
-        };
+        let record = select(lookup.answers().iter().map(|r| &r.data));
         self.dns
             .spf
             .insert(key, record.clone(), lookup.valid_until());
@@ -631,6 +638,25 @@ fn ending<T>(result: &Result<T, NetError>) -> Ending {
         Err(e) if is_void(e) => Ending::NoRecords,
         Err(NetError::Dns(HickoryDnsError::NoRecordsFound(_))) => Ending::ServerFailure,
         Err(e) => Ending::of_error_text(&e.to_string()),
+    }
+}
+
+/// The SPF record among a name's TXT records (§4.5): exactly one starting `v=spf1`.
+fn select<'a>(data: impl Iterator<Item = &'a RData>) -> SpfRecord {
+    let mut spf_records = data.filter_map(|d| match d {
+        RData::TXT(txt) => {
+            let joined: Vec<u8> = txt.txt_data.iter().flatten().copied().collect();
+            is_spf_record(&joined).then_some(joined)
+        }
+        _ => None,
+    });
+    match (spf_records.next(), spf_records.next()) {
+        (None, _) => SpfRecord::NotFound,
+        (Some(_), Some(_)) => SpfRecord::Multiple,
+        (Some(text), None) => match Record::parse(&text) {
+            Ok(spf) => SpfRecord::Found(Arc::new(spf)),
+            Err(_) => SpfRecord::Invalid,
+        },
     }
 }
 

@@ -7,7 +7,8 @@ use super::budget::{Budget, Charge};
 use super::message::{forged_ar, from_info};
 use super::spf::{check_host, is_valid_domain, SpfQuery};
 use super::{
-    arc, dkim, dmarc, AuthResult, IprevOutcome, Outcome, ResourceLimit, SpfCheck, SpfOutcome,
+    arc, dkim, dmarc, ArcOutcome, AuthResult, IprevOutcome, Outcome, ResourceLimit, SpfCheck,
+    SpfOutcome,
 };
 use crate::config::Config;
 use crate::dns::{Dns, DnsSetupError};
@@ -77,6 +78,7 @@ impl Connection {
 
 /// A message being verified.
 pub struct Transaction {
+    ip: IpAddr,
     spf: Option<SpfOutcome>,
     iprev: Option<IprevOutcome>,
     skipped: Option<String>,
@@ -97,6 +99,7 @@ impl Transaction {
     pub async fn begin(verifier: &Verifier, conn: &Connection, mail_from: &str) -> Transaction {
         let config = verifier.config();
         let mut tx = Transaction {
+            ip: conn.ip,
             spf: None,
             iprev: None,
             skipped: conn.outbound_reason(config),
@@ -231,17 +234,49 @@ impl Transaction {
         self.message.len()
     }
 
+    /// A message from a client whose mail is not verified (outbound), verified after all
+    /// for the ARC set we add to it: DKIM and ARC only (SPF and DMARC judge the client,
+    /// which is ours).
+    pub fn for_outbound_seal(verifier: &Verifier, conn: &Connection, raw: &[u8]) -> Transaction {
+        let mut tx = Transaction {
+            ip: conn.ip,
+            spf: None,
+            iprev: None,
+            skipped: None,
+            message: Vec::new(),
+            max_size: verifier.config().limits.max_message_size,
+            oversized: false,
+            charge: None,
+            limit: None,
+            header_fields: 0,
+            max_header_fields: verifier.config().limits.max_header_fields,
+        };
+        tx.message(raw);
+        tx
+    }
+
     /// End of data: DKIM, ARC and DMARC.
     pub async fn finish(self, verifier: &Verifier) -> Outcome {
+        self.finish_keeping(verifier).await.0
+    }
+
+    /// [`Transaction::finish`], handing back the message as received (empty when it went
+    /// over the size limit), for the ARC set built over it.
+    pub async fn finish_keeping(self, verifier: &Verifier) -> (Outcome, Vec<u8>) {
+        let outcome = self.verify(verifier).await;
+        (outcome, self.message)
+    }
+
+    async fn verify(&self, verifier: &Verifier) -> Outcome {
         let mut outcome = Outcome::empty();
-        outcome.spf = self.spf;
-        outcome.iprev = self.iprev;
+        outcome.spf = self.spf.clone();
+        outcome.iprev = self.iprev.clone();
         if let Some(limit) = self.limit {
             outcome.resource_limit = Some(limit);
             return outcome;
         }
-        if let Some(reason) = self.skipped {
-            outcome.skipped = Some(reason);
+        if let Some(reason) = &self.skipped {
+            outcome.skipped = Some(reason.clone());
             return outcome;
         }
         if self.oversized {
@@ -264,7 +299,10 @@ impl Transaction {
             tokio::join!(dkim::verify(dns, &msg), arc::verify(dns, &msg));
         outcome.dkim = dkim_outcomes;
         outcome.dkim.extend(refused.into_iter().map(|r| r.outcome));
-        outcome.arc = Some(arc);
+        outcome.arc = Some(ArcOutcome {
+            remote_ip: Some(self.ip).filter(|ip| !ip.is_unspecified()),
+            ..arc
+        });
         if let Some(spf) = &outcome.spf {
             outcome.dmarc = Some(dmarc::verify(dns, &msg, &dkim_outputs, spf, &outcome.from).await);
         }

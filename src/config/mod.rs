@@ -5,6 +5,7 @@
 //! fills defaults. Every error names the file, the line and the key. The defaults live here and
 //! nowhere else; the README's configuration reference documents them.
 
+mod arc;
 mod error;
 mod raw;
 mod reports;
@@ -12,6 +13,7 @@ mod service;
 mod signing;
 mod smtp;
 
+pub use arc::{ArcSealConfig, SealMode, DEFAULT_ARC_SIGNED_HEADERS};
 pub use error::ConfigError;
 pub use reports::{ForeignReports, ReportDelivery, ReportsConfig};
 pub use service::parse_sha256;
@@ -79,6 +81,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// DMARC reports out and in.
     pub reports: ReportsConfig,
+    /// ARC sealing (`[arc.seal]`; off unless configured).
+    pub arc_seal: ArcSealConfig,
 }
 
 /// Where a listener listens.
@@ -206,6 +210,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             smtp: SmtpConfig::default(),
             reports: ReportsConfig::default(),
+            arc_seal: ArcSealConfig::default(),
         }
     }
 }
@@ -369,6 +374,9 @@ impl Config {
         }
         if let Some(smtp) = raw.smtp {
             config.smtp = smtp::smtp_from_raw(smtp, base, &err)?;
+        }
+        if let Some(seal) = raw.arc.and_then(|a| a.seal) {
+            config.arc_seal = arc::from_raw(seal, base, file, text, &err)?;
         }
         Ok(config)
     }

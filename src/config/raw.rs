@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub http: Option<RawHttp>,
     pub store: Option<RawStore>,
     pub smtp: Option<RawSmtp>,
+    pub arc: Option<RawArc>,
     pub reports: Option<RawReports>,
 }
 
@@ -59,6 +60,22 @@ pub(super) struct RawSigning {
     pub identity: Option<Spanned<String>>,
     pub users: Option<BTreeMap<String, Spanned<Vec<Spanned<String>>>>>,
     pub on_unauthorised: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArc {
+    pub seal: Option<RawArcSeal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArcSeal {
+    pub seal: Option<Spanned<String>>,
+    pub domain: Option<Spanned<String>>,
+    pub selector: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub headers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

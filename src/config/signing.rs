@@ -314,7 +314,7 @@ pub(super) fn from_raw(
     Ok(c)
 }
 
-fn field_names(
+pub(super) fn field_names(
     names: Vec<toml::Spanned<String>>,
     err: &dyn Fn(Range<usize>, String) -> ConfigError,
 ) -> Result<Vec<String>, ConfigError> {

@@ -261,3 +261,36 @@ junk_command_limit = 20
         assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
     }
 }
+
+#[test]
+fn arc_seal_section() {
+    let c = Config::parse("", None).unwrap();
+    assert_eq!(c.arc_seal.mode, SealMode::Off);
+    let text = "[arc.seal]\nseal = \"outbound\"\ndomain = \"Lists.Example.org.\"\nselector = \"arc\"\nkey_file = \"keys/arc.pem\"\n";
+    let c = Config::parse(text, Some(Path::new("/etc/am/a.toml"))).unwrap();
+    assert_eq!(c.arc_seal.mode, SealMode::Outbound);
+    assert_eq!(c.arc_seal.domain, "lists.example.org");
+    assert_eq!(c.arc_seal.key_file, PathBuf::from("/etc/am/keys/arc.pem"));
+    assert_eq!(c.arc_seal.origin.as_deref(), Some("/etc/am/a.toml:5"));
+    assert!(c.arc_seal.headers.iter().any(|h| h == "DKIM-Signature"));
+    // Off needs nothing else.
+    assert!(Config::parse("[arc.seal]\nseal = \"off\"\n", None).is_ok());
+}
+
+#[test]
+fn arc_seal_errors_name_their_key() {
+    let cases = [
+        ("[arc.seal]\nseal = \"always\"\n", 2, "arc.seal.seal"),
+        ("[arc.seal]\nseal = \"verified\"\ndomain = \"x.example\"\n", 2, "arc.seal.seal"),
+        ("[arc.seal]\nseal = \"verified\"\ndomain = \"not a domain\"\nselector = \"s\"\nkey_file = \"k\"\n", 3, "arc.seal.domain"),
+        ("[arc.seal]\ndomain = \"x.example\"\n", 2, "arc.seal.domain"),
+        ("[arc.seal]\nseal = \"verified\"\nheaders = [\"From\", \"Received\"]\n", 3, "arc.seal.headers"),
+        ("[arc.seal]\nseal = \"verified\"\nheaders = [\"To\"]\n", 3, "arc.seal.headers"),
+        ("[arc.seal]\nseel = \"verified\"\n", 2, "arc.seal.seel"),
+    ];
+    for (text, line, key) in cases {
+        let e = Config::parse(text, Some(Path::new("c.toml"))).unwrap_err();
+        assert_eq!(e.line, Some(line), "{text}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+    }
+}

@@ -5,6 +5,7 @@
 //! honouring the records' TTLs: hickory's answer cache, and caches of *parsed* records that
 //! mail-auth fills (so a hot DKIM key is not parsed again for every message).
 
+pub mod empty_rdata;
 pub mod stats;
 
 use crate::config::DnsConfig;
@@ -19,7 +20,7 @@ use stats::{Ending, QueryType, STATS};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,9 @@ pub struct Dns {
     pub(crate) ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
     /// Selected SPF records (our evaluator's, see `auth::spf`).
     pub(crate) spf: TtlCache<Box<str>, crate::auth::spf::SpfRecord>,
+    /// The nameservers (`ip:port`), for the queries hickory cannot decode ([`empty_rdata`]).
+    pub(crate) servers: Vec<SocketAddr>,
+    pub(crate) timeout: Duration,
 }
 
 /// mail-auth's parameter bundle with our caches plugged in.
@@ -85,6 +89,15 @@ impl Dns {
         // Names in mail are absolute; never append a search domain.
         opts.ndots = 0;
         opts.edns0 = true;
+        let mut servers: Vec<SocketAddr> = Vec::new();
+        for ns in resolver_config.name_servers() {
+            for conn in &ns.connections {
+                let addr = SocketAddr::new(ns.ip, conn.port);
+                if !servers.contains(&addr) {
+                    servers.push(addr);
+                }
+            }
+        }
         let auth = MessageAuthenticator::new(resolver_config, opts)
             .map_err(|e| DnsSetupError::Build(e.to_string()))?;
         let cap = config.cache_size;
@@ -96,6 +109,8 @@ impl Dns {
             ipv6: TtlCache::new(cap),
             ptr: TtlCache::new(cap),
             spf: TtlCache::new(cap),
+            servers,
+            timeout: config.timeout,
         })
     }
 

@@ -11,7 +11,7 @@ use super::consts::*;
 use super::reply::{lf_folded, Reply, ReplyText};
 use crate::auth::ResourceLimit;
 use crate::auth::{Connection, Transaction};
-use crate::check::{sign_outbound, Decision, Outbound};
+use crate::check::{sign_and_seal, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
 use crate::server::Snapshot;
 use crate::store::{cut, Recipients, Transport};
@@ -367,7 +367,7 @@ impl Session {
         m.tx.body(chunk);
         let snapshot = Arc::clone(&self.snapshot);
         if m.outbound {
-            self.sign(&m.tx, replies);
+            self.sign(&m.tx, replies).await;
             return;
         }
         let envelope = m.rcpts.envelope(self.queue_id());
@@ -432,8 +432,9 @@ impl Session {
         }
     }
 
-    /// Outbound end of message: the signatures go on top, in one write with the verdict.
-    fn sign(&self, tx: &Transaction, replies: &mut Vec<Reply>) {
+    /// Outbound end of message: the signatures (and our ARC set, when outbound mail is
+    /// sealed) go on top, in one write with the verdict.
+    async fn sign(&self, tx: &Transaction, replies: &mut Vec<Reply>) {
         let queue_id = self.queue_id.as_deref().unwrap_or("-");
         if let Some(limit) = tx.resource_limit() {
             // Not kept, so not signable: defer rather than pass it on unsigned.
@@ -458,9 +459,19 @@ impl Session {
             return;
         }
         let user = self.conn.authenticated.as_deref();
-        match sign_outbound(&self.snapshot.signer, user, tx.raw()) {
-            Outbound::Signed(values) => {
-                tracing::info!(queue_id, signatures = values.len(), "signed");
+        let snapshot = &self.snapshot;
+        let outbound = sign_and_seal(
+            &snapshot.signer,
+            snapshot.sealer.as_deref(),
+            &snapshot.verifier,
+            &self.conn,
+            user,
+            tx.raw(),
+        )
+        .await;
+        match outbound {
+            Outbound::Signed(fields) => {
+                tracing::info!(queue_id, fields = fields.len(), "signed");
                 if self.actions & SMFIF_ADDHDRS != 0 {
                     // What was signed is `DKIM-Signature: <value>`: one space after the colon.
                     let space = if self.protocol & SMFIP_HDR_LEADSPC != 0 {
@@ -468,10 +479,10 @@ impl Session {
                     } else {
                         ""
                     };
-                    for (i, value) in values.iter().enumerate() {
+                    for (i, (name, value)) in fields.iter().enumerate() {
                         replies.push(Reply::InsertHeader {
                             index: i as u32,
-                            name: "DKIM-Signature".into(),
+                            name: name.clone(),
                             value: format!("{space}{}", lf_folded(value)),
                         });
                     }

@@ -136,7 +136,7 @@ pub enum KeyErrorKind {
 }
 
 impl KeyError {
-    fn new(kind: KeyErrorKind) -> Self {
+    pub(crate) fn new(kind: KeyErrorKind) -> Self {
         KeyError {
             origin: None,
             path: None,
@@ -144,7 +144,7 @@ impl KeyError {
         }
     }
 
-    fn at(mut self, path: &Path) -> Self {
+    pub(crate) fn at(mut self, path: &Path) -> Self {
         self.path = Some(path.to_path_buf());
         self
     }

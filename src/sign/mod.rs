@@ -17,6 +17,7 @@ pub mod key;
 pub mod keygen;
 pub mod record;
 pub mod rules;
+pub mod seal;
 
 pub use key::{KeyAlgorithm, KeyError, KeyErrorKind, KeyFormat, PrivateKey};
 pub use rules::{authorise, Authorisation};

@@ -1,5 +1,8 @@
 //! Integration tests: one binary, one module per area (see each module's doc comment).
 
+mod arc_interop;
+mod arc_seal;
+mod arc_sign_suite;
 mod arc_suite;
 mod bench_milter;
 mod cli;

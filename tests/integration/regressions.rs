@@ -255,3 +255,24 @@ async fn oversized_message_is_refused() {
     assert!(d.outcome.oversized);
     assert_eq!((d.verdict.action, d.verdict.code), (Action::Tempfail, 452));
 }
+
+/// RFC 7208 §4.5 (suite "null-text", §3.3): a TXT record with zero-length RDATA beside the SPF
+/// record is no record, not a DNS failure; hickory refuses such an answer as a whole.
+#[tokio::test]
+async fn spf_null_text_empty_rdata_is_no_record() {
+    use crate::dns_server::DnsServer;
+    use crate::dns_zone::{Entry, Zone};
+    let mut zone = Zone::new();
+    zone.txt_strings("null.example.com", ["v=spf1 ip4:", "192.0.2.5 -all"])
+        .push("null.example.com", Entry::Txt(Vec::new()));
+    let dns = DnsServer::start(zone).await;
+    let verifier =
+        authmilter::auth::Verifier::new(std::sync::Arc::new(config_for(dns.addr))).unwrap();
+    let conn = external("192.0.2.5", "hosed");
+    let tx = authmilter::auth::Transaction::begin(&verifier, &conn, "silly@null.example.com").await;
+    let spf = &tx.spf().unwrap().mail_from;
+    assert_eq!(spf.result, AuthResult::Pass, "{}", spf.reason);
+    let conn = external("192.0.2.6", "hosed");
+    let tx = authmilter::auth::Transaction::begin(&verifier, &conn, "silly@null.example.com").await;
+    assert_eq!(tx.spf().unwrap().mail_from.result, AuthResult::Fail);
+}

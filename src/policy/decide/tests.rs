@@ -145,6 +145,8 @@ fn trusted_arc_sealer_overrides_dmarc_failure() {
         reason: None,
         chain_length: 1,
         sealers: vec!["lists.example.org".into()],
+        oldest_pass: None,
+        remote_ip: None,
     });
     let p = policy("[arc]\ntrusted_sealers = [\"Lists.Example.Org\"]\n");
     let v = decide(&o, &p);

@@ -7,7 +7,7 @@
 use super::compose::{field, prepend, received, remove_fields, Trace};
 use super::machine::{Message, Session, State};
 use super::replies::{no_memory, relayed, too_big};
-use crate::check::{sign_outbound, Outbound};
+use crate::check::{sign_and_seal, Outbound};
 use crate::policy::{Action, Verdict};
 use crate::smtp::data::DataEnd;
 use crate::smtp::{NextHop, SmtpReply};
@@ -80,13 +80,27 @@ impl<H: NextHop> Session<H> {
             // Same as the milter: too large to sign, passed on unsigned.
             passed("outbound, over limits.max_message_size: not signed".into())
         } else {
-            match sign_outbound(&snapshot.signer, None, &raw) {
-                Outbound::Signed(values) => {
+            let outbound = sign_and_seal(
+                &snapshot.signer,
+                snapshot.sealer.as_deref(),
+                &snapshot.verifier,
+                &self.conn,
+                None,
+                &raw,
+            )
+            .await;
+            match outbound {
+                Outbound::Signed(fields) => {
                     // What was signed is `DKIM-Signature: <value>`, one space after the colon.
-                    let fields: String =
-                        values.iter().map(|v| field("DKIM-Signature", v)).collect();
-                    prepend(&mut raw, fields.as_bytes());
-                    passed(format!("outbound, signed ({} signatures)", values.len()))
+                    let text: String = fields.iter().map(|(n, v)| field(n, v)).collect();
+                    prepend(&mut raw, text.as_bytes());
+                    let signatures = fields.iter().filter(|(n, _)| n == "DKIM-Signature");
+                    let sealed = fields.iter().any(|(n, _)| n == "ARC-Seal");
+                    passed(format!(
+                        "outbound, signed ({} signatures){}",
+                        signatures.count(),
+                        if sealed { ", ARC-sealed" } else { "" }
+                    ))
                 }
                 Outbound::Unsigned(why) => passed(format!("outbound, not signed: {why}")),
                 Outbound::Refused(verdict) => verdict,
