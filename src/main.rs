@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod report_cmd;
 mod seal_cmd;
 mod sign_cmd;
 
@@ -54,6 +55,9 @@ enum Command {
     DnsRecord(sign_cmd::DnsRecordArgs),
     /// Check that the DKIM record published in DNS matches a private key (exit 1 if not).
     DnsCheck(sign_cmd::DnsCheckArgs),
+    /// DMARC reports (RFC 9990): send the aggregate reports that are due.
+    #[command(subcommand)]
+    Report(report_cmd::ReportCommand),
     #[command(flatten)]
     Bench(authmilter::loadgen::BenchCommand),
 }
@@ -211,6 +215,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keygen(args) => sign_cmd::keygen(args),
         Command::DnsRecord(args) => sign_cmd::dns_record(args),
         Command::DnsCheck(args) => sign_cmd::dns_check(args),
+        Command::Report(command) => report_cmd::report(command),
         Command::Bench(bench) => Ok(bench.run()?),
         Command::Validate { config } => {
             let c = Config::load(&config)?;

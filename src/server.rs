@@ -255,6 +255,17 @@ pub async fn run_with(
             stop_rx.clone(),
         ))
     });
+    let report_job = store_config
+        .path
+        .clone()
+        .filter(|_| writer.is_some())
+        .map(|path| {
+            tokio::spawn(crate::jobs::reports(
+                Arc::clone(&current),
+                path,
+                stop_rx.clone(),
+            ))
+        });
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
 
@@ -292,6 +303,10 @@ pub async fn run_with(
     let _ = stop_tx.send(true);
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if let Some(job) = report_job {
+        // A report being handed on finishes; its state is in the store either way.
+        let _ = tokio::time::timeout(grace, job).await;
     }
     let mut sessions = match accept.await {
         Ok(sessions) => sessions,

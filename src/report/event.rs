@@ -59,10 +59,11 @@ impl DmarcEvent {
             (domain, row)
         };
         let passed = dmarc.result == AuthResult::Pass;
+        // RFC 9990 §3.1.3: "pass" is a passing message under an enforcing policy; otherwise
+        // what was applied.
         let disposition = match verdict.dmarc_disposition.as_deref() {
+            _ if passed && policy.p != "none" => "pass".to_string(),
             Some(applied) => applied.to_string(),
-            // RFC 9990 §3.1.3: "pass" is a passing message under an enforcing policy.
-            None if passed && policy.p != "none" => "pass".to_string(),
             None => "none".to_string(),
         };
         let mut reasons = Vec::new();

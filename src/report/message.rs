@@ -61,7 +61,17 @@ pub fn compose(report: &Aggregate, reporter: &Reporter, to: &[String], now: i64)
     let bytes = MessageBuilder::new()
         .from((reporter.org_name.clone(), reporter.email.clone()))
         .to(Address::new_list(recipients))
-        .subject(subject)
+        // Folded between its parts rather than encoded (mail-builder encodes a long text),
+        // so the subject reads the same unfolded (RFC 5322 §2.2.3).
+        .header(
+            "Subject",
+            HeaderType::Raw(
+                subject
+                    .replace(" Submitter:", "\r\n Submitter:")
+                    .replace(" Report-ID:", "\r\n Report-ID:")
+                    .into(),
+            ),
+        )
         .date(now)
         .message_id(format!("{}@{submitter}", unique_part(&report.report_id)))
         .header("Auto-Submitted", HeaderType::Text("auto-generated".into()))

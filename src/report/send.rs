@@ -65,7 +65,7 @@ pub enum State {
     Retry(String),
     /// Given up after `max_attempts`.
     Failed(String),
-    /// Sent before, or not due yet: not touched.
+    /// Sent (or given up) before, not due yet, or no message in the period: not touched.
     AlreadyDone,
 }
 
@@ -146,7 +146,8 @@ impl Sender {
                 );
             }
         }
-        results.retain(|r| r.state != State::AlreadyDone || selection.dry_run);
+        // A dry run also lists the reports done before; a real run only what it did.
+        results.retain(|r| r.state != State::AlreadyDone || (selection.dry_run && r.messages > 0));
         Ok(results)
     }
 
@@ -189,7 +190,11 @@ impl Sender {
             state: State::AlreadyDone,
         };
         let attempts = match &before {
-            Some(b) if b.state != "pending" => return Ok(sent),
+            Some(b) if b.state != "pending" => {
+                sent.messages = b.messages;
+                sent.to = b.destinations.clone();
+                return Ok(sent);
+            }
             Some(b) if !selection.ignore_wait && b.next_attempt.is_some_and(|t| t > now) => {
                 return Ok(sent)
             }
@@ -198,7 +203,7 @@ impl Sender {
         };
         let (d, p, id) = (domain.to_string(), period.clone(), report_id.clone());
         let Some(report) = blocking(store, move |s| Aggregate::collect(s, &d, p, id)).await? else {
-            sent.state = State::Skipped("no messages".into());
+            // No message counted in this period: there is no report to make.
             return Ok(sent);
         };
         sent.messages = report.messages;

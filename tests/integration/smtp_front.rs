@@ -237,7 +237,7 @@ async fn client_gone_in_the_middle_of_data_delivers_nothing() {
 }
 
 /// Postfix as the next hop, for one test (it is stopped at the end); `None` when skipped.
-fn downstream(extra: &str) -> Option<(Postfix, u16, PathBuf)> {
+pub fn downstream(extra: &str) -> Option<(Postfix, u16, PathBuf)> {
     let Some(postfix) = find_program("postfix") else {
         return skip("postfix not installed");
     };

@@ -1,0 +1,121 @@
+//! `authmilter report send`: send (or with `--dry-run`, describe) the DMARC aggregate reports
+//! that are due, by hand. `serve` does the same on a schedule; both go through
+//! `authmilter::report::send`, and both record what was sent, so neither sends a report the
+//! other already sent.
+//!
+//! Exit status: 0 done (sent, skipped or nothing due); 1 some report failed or waits for a
+//! retry; 2 an error (arguments, configuration, store).
+
+use super::{load_config, Common};
+use anyhow::{bail, Context, Result};
+use authmilter::auth::Verifier;
+use authmilter::dates::{format_rfc3339, now_ms, parse_utc_day};
+use authmilter::report::send::{Selection, Sender, State, LOOKBACK_MS};
+use authmilter::store::Store;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// Send the aggregate reports that are due (RFC 9990): by default every period that
+    /// ended in the last two days and was not sent yet.
+    Send(SendArgs),
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The verdict store (default: the configuration's [store] path).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Only the periods of this UTC day (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    period: Option<String>,
+    /// Only this policy domain.
+    #[arg(long)]
+    domain: Option<String>,
+    /// Print what would be sent to whom; send and record nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn report(command: ReportCommand) -> Result<ExitCode> {
+    match command {
+        ReportCommand::Send(args) => send(args),
+    }
+}
+
+fn send(args: SendArgs) -> Result<ExitCode> {
+    let config = load_config(&args.common)?;
+    let path = args
+        .store
+        .or_else(|| config.store.path.clone())
+        .context("no verdict store: give --store or a configuration with [store] path")?;
+    let now = now_ms();
+    let ending = match &args.period {
+        Some(day) => match parse_utc_day(day) {
+            Some(range) => range,
+            None => bail!("--period: `{day}` is not a date YYYY-MM-DD"),
+        },
+        None => (now - LOOKBACK_MS)..now,
+    };
+    if !args.dry_run && config.reports.delivery.is_none() {
+        bail!("nowhere to send: configure [reports] relay or outbox (or use --dry-run)");
+    }
+    let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let store = Arc::new(Mutex::new(store));
+    let sender = Sender::new(&config);
+    let verifier = Verifier::new(Arc::new(config)).context("DNS resolver")?;
+    let selection = Selection {
+        ending,
+        domain: args.domain,
+        dry_run: args.dry_run,
+        ignore_wait: true,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let results = runtime.block_on(sender.run(&store, verifier.dns(), &selection, now))?;
+    let mut code = ExitCode::SUCCESS;
+    for r in &results {
+        let (word, why) = match &r.state {
+            State::WouldSend => ("would send", None),
+            State::Sent => ("sent", None),
+            State::AlreadyDone => ("already sent", None),
+            State::Skipped(why) => ("skipped", Some(why)),
+            State::Retry(why) => {
+                code = ExitCode::from(1);
+                ("will retry", Some(why))
+            }
+            State::Failed(why) => {
+                code = ExitCode::from(1);
+                ("failed", Some(why))
+            }
+        };
+        println!(
+            "{word}: {} {} to {} ({} messages, {} bytes gzipped) to: {}{}",
+            r.domain,
+            format_rfc3339(r.period.start),
+            format_rfc3339(r.period.end),
+            r.messages,
+            r.size,
+            if r.to.is_empty() {
+                "nobody".to_string()
+            } else {
+                r.to.join(", ")
+            },
+            why.map(|w| format!(" [{w}]")).unwrap_or_default()
+        );
+        for (address, reason) in &r.left_out {
+            println!("  left out {address}: {reason}");
+        }
+    }
+    if results.is_empty() {
+        println!("no reports due");
+    }
+    Ok(code)
+}

@@ -1,0 +1,410 @@
+//! DMARC aggregate reports out (issue "DMARC reporting"): a store filled by real milter and
+//! SMTP traffic through the loopback DNS server, turned into reports that validate against
+//! the schema (xmllint), parse back in parsedmarc with the same figures, go only to
+//! authorised destinations within their size limits, travel through a real Postfix next hop,
+//! and are sent exactly once.
+//!
+//! Peers (xmllint from libxml2-utils, parsedmarc in the virtualenv `.ci/run` makes, Postfix)
+//! are skipped when missing unless `AUTHMILTER_REQUIRE_PEERS=1`.
+
+use crate::common::*;
+use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
+use crate::postfix::{find_program, free_port, skip};
+use crate::smtp_client::send_plain;
+use crate::smtp_front::downstream;
+use authmilter::auth::Verifier;
+use authmilter::config::{Config, Delivery, ReportDelivery};
+use authmilter::dates::{now_ms, utc_day_start, DAY_MS};
+use authmilter::report::send::{Selection, Sender, State};
+use authmilter::store::{Filter, Store};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where `.ci/run` installs parsedmarc (override with AUTHMILTER_PARSEDMARC).
+const PARSEDMARC: &str = "/opt/authmilter-venv/bin/parsedmarc";
+
+/// Today's UTC period and a `now` just after it, so today's traffic is reportable.
+fn today() -> (std::ops::Range<i64>, i64) {
+    let start = utc_day_start(now_ms());
+    (start..start + DAY_MS, start + DAY_MS + 1)
+}
+
+fn signed_from(local: &str, subject: &str) -> Vec<u8> {
+    sign_rsa(
+        "reports.example",
+        &message(
+            &format!("{local} <{local}@reports.example>"),
+            subject,
+            "Quarterly figures attached.\r\n",
+        ),
+    )
+}
+
+/// Sends the traffic every test here reports on; returns the store's path.
+/// 192.0.2.10 (milter): 3 signed messages, DMARC pass. 203.0.113.5 (milter): 2 unsigned,
+/// DMARC fail, quarantined. 127.0.0.1 (SMTP front end): 1 signed, DKIM passes, SPF fails.
+async fn traffic(d: &Daemon) -> PathBuf {
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("192.0.2.10", "mail.reports.example")
+        .await;
+    for i in 0..3 {
+        let raw = signed_from("alice", &format!("pass-{i}"));
+        mta.message(&format!("P{i}"), "alice@reports.example", None, &raw)
+            .await;
+    }
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("203.0.113.5", "spoofer.example").await;
+    for i in 0..2 {
+        let raw = message(
+            "Mallory <ceo@reports.example>",
+            &format!("fail-{i}"),
+            "Pay.\r\n",
+        );
+        mta.message(&format!("F{i}"), "ceo@reports.example", None, &raw)
+            .await;
+    }
+    let port = d.smtp.unwrap().port();
+    let sent = tokio::task::spawn_blocking(move || {
+        send_plain(
+            port,
+            "alice@reports.example",
+            &["bob@example.net"],
+            &signed_from("alice", "via-smtp"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent.reply.code, 250, "{sent}");
+    let path = d.store_dir.as_ref().unwrap().path().join("verdicts.sqlite");
+    // The writer stores records as they come; wait for all six.
+    let started = Instant::now();
+    loop {
+        let n = Store::open(&path)
+            .unwrap()
+            .list(&Filter::default(), 100)
+            .unwrap()
+            .items
+            .len();
+        if n >= 6 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{n} records");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    path
+}
+
+async fn daemon(maildir: &Path) -> Daemon {
+    let m = maildir.to_path_buf();
+    Daemon::start_with_api(move |c| {
+        c.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()];
+        c.smtp.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.smtp.local_domains = vec!["example.net".into()];
+        c.smtp.delivery = Delivery::Maildir(m);
+    })
+    .await
+}
+
+/// The reporting configuration of the tests: the daemon's DNS, our identity, `delivery`.
+fn report_config(d: &Daemon, delivery: ReportDelivery) -> Config {
+    let mut c = config_for(d.dns.addr);
+    c.reports.email = Some("dmarc-reports@mx.test.example".into());
+    c.reports.org_name = Some("authmilter tests".into());
+    c.reports.delivery = Some(delivery);
+    c.reports.retry = Duration::from_secs(60);
+    c.reports.max_attempts = 2;
+    c
+}
+
+async fn run(
+    config: &Config,
+    store: &Path,
+    selection: &Selection,
+    now: i64,
+) -> Vec<authmilter::report::send::Sent> {
+    let store = Arc::new(Mutex::new(Store::open(store).unwrap()));
+    let verifier = Verifier::new(Arc::new(config.clone())).unwrap();
+    Sender::new(config)
+        .run(&store, verifier.dns(), selection, now)
+        .await
+        .unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut xml).unwrap();
+    xml
+}
+
+/// The report attachment of a report message.
+fn attachment(eml: &[u8]) -> (String, Vec<u8>) {
+    use mail_parser::MimeHeaders;
+    let parsed = mail_parser::MessageParser::default().parse(eml).unwrap();
+    let part = parsed.attachment(0).expect("an attachment");
+    (
+        part.attachment_name().unwrap().to_string(),
+        part.contents().to_vec(),
+    )
+}
+
+fn validate(xml_path: &Path) {
+    let Some(xmllint) = find_program("xmllint") else {
+        skip::<()>("xmllint (libxml2-utils) not installed");
+        return;
+    };
+    let out = Command::new(xmllint)
+        .arg("--noout")
+        .arg("--schema")
+        .arg(testdata("dmarc/aggregate-report.xsd"))
+        .arg(xml_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xmllint: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// parsedmarc's reading of a report message: source IP -> (count, disposition, dkim, spf).
+fn parsedmarc(eml: &Path) -> Option<BTreeMap<String, (u64, String, String, String)>> {
+    let program = std::env::var("AUTHMILTER_PARSEDMARC").unwrap_or(PARSEDMARC.into());
+    if !Path::new(&program).is_file() {
+        return skip("parsedmarc not installed (.ci/run makes its virtualenv)");
+    }
+    let out = Command::new(&program)
+        .arg("--offline")
+        .arg(eml)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "parsedmarc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report = &json["aggregate_reports"][0];
+    assert_eq!(report["policy_published"]["domain"], "reports.example");
+    let mut rows = BTreeMap::new();
+    for r in report["records"].as_array().unwrap() {
+        let ip = r["source"]["ip_address"].as_str().unwrap().to_string();
+        let e = &r["policy_evaluated"];
+        let entry = rows
+            .entry(ip)
+            .or_insert((0, String::new(), String::new(), String::new()));
+        entry.0 += r["count"].as_u64().unwrap();
+        entry.1 = e["disposition"].as_str().unwrap().to_string();
+        entry.2 = e["dkim"].as_str().unwrap().to_string();
+        entry.3 = e["spf"].as_str().unwrap().to_string();
+    }
+    Some(rows)
+}
+
+// RFC 9990: a day of real milter and SMTP traffic becomes one report per policy domain,
+// which validates against the schema, carries the figures sent, and goes only where it may
+// (RFC 7489 §7.1 authorisation, `!size` limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_report_from_real_traffic_validates_and_parses_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("Maildir")).await;
+    let store = traffic(&d).await;
+    let outbox = dir.path().join("outbox");
+    let config = report_config(&d, ReportDelivery::Outbox(outbox.clone()));
+    let (day, now) = today();
+    let selection = Selection {
+        ending: day.clone(),
+        ..Selection::default()
+    };
+
+    // Dry run: what would go to whom, nothing sent or recorded.
+    let dry = run(
+        &config,
+        &store,
+        &Selection {
+            dry_run: true,
+            ..selection.clone()
+        },
+        now,
+    )
+    .await;
+    assert_eq!(dry.len(), 1, "{dry:?}");
+    assert_eq!(dry[0].state, State::WouldSend);
+    assert_eq!(dry[0].messages, 6);
+    assert_eq!(dry[0].to, ["dmarc@reports.example", "agg@example.net"]);
+    let left: Vec<&str> = dry[0].left_out.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(left, ["agg@example.org", "small@reports.example"]);
+    assert!(!outbox.exists(), "a dry run writes nothing");
+
+    let sent = run(&config, &store, &selection, now).await;
+    assert_eq!(sent[0].state, State::Sent, "{sent:?}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read(&files[0]).unwrap();
+    let text = String::from_utf8_lossy(&eml);
+    let parsed = mail_parser::MessageParser::default().parse(&eml).unwrap();
+    let subject = parsed.subject().unwrap();
+    assert!(
+        subject.starts_with(
+            "Report Domain: reports.example Submitter: mx.test.example Report-ID: <reports.example!"
+        ),
+        "{subject}"
+    );
+    assert!(
+        text.contains("To: <dmarc@reports.example>, <agg@example.net>"),
+        "{text}"
+    );
+    let (name, gz) = attachment(&eml);
+    assert!(
+        name.starts_with(&format!(
+            "mx.test.example!reports.example!{}!{}!",
+            day.start / 1000,
+            day.end / 1000
+        )) && name.ends_with(".xml.gz"),
+        "{name}"
+    );
+    let xml = gunzip(&gz);
+    let xml_path = dir.path().join("report.xml");
+    std::fs::write(&xml_path, &xml).unwrap();
+    validate(&xml_path);
+    assert!(
+        xml.contains("<policy_published>") && xml.contains("<p>quarantine</p>"),
+        "{xml}"
+    );
+
+    assert!(xml.contains("<disposition>pass</disposition>"), "{xml}");
+    if let Some(rows) = parsedmarc(&files[0]) {
+        let want: BTreeMap<String, (u64, String, String, String)> = [
+            ("127.0.0.1", (1, "pass", "pass", "fail")),
+            ("192.0.2.10", (3, "pass", "pass", "pass")),
+            ("203.0.113.5", (2, "quarantine", "fail", "fail")),
+        ]
+        .into_iter()
+        .map(|(ip, (n, d, k, s))| (ip.to_string(), (n, d.into(), k.into(), s.into())))
+        .collect();
+        assert_eq!(rows, want);
+    }
+
+    // Exactly once: the next run finds it sent and sends nothing.
+    let again = run(&config, &store, &selection, now).await;
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+}
+
+// A next hop that is down: the report waits (pending, its attempt counted) and is not tried
+// again before its retry time; once the next hop is back it goes, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_report_is_retried_later_and_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("Maildir")).await;
+    let store = traffic(&d).await;
+    let closed = format!("127.0.0.1:{}", free_port());
+    let config = report_config(&d, ReportDelivery::Relay(closed));
+    let (day, now) = today();
+    let selection = Selection {
+        ending: day,
+        ..Selection::default()
+    };
+    let first = run(&config, &store, &selection, now).await;
+    assert!(matches!(first[0].state, State::Retry(_)), "{first:?}");
+    // Before the retry time: untouched.
+    assert!(run(&config, &store, &selection, now + 1000)
+        .await
+        .is_empty());
+    // The next hop is back (an outbox stands in for it here); after the wait it goes.
+    let outbox = dir.path().join("outbox");
+    let config = report_config(&d, ReportDelivery::Outbox(outbox.clone()));
+    let later = now + 61_000;
+    let second = run(&config, &store, &selection, later).await;
+    assert_eq!(second[0].state, State::Sent, "{second:?}");
+    assert!(run(&config, &store, &selection, later + 10_000_000)
+        .await
+        .is_empty());
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+    let row = Store::open(&store)
+        .unwrap()
+        .sent_report("reports.example", selection.ending.start)
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.state.as_str(), row.attempts), ("sent", 2));
+}
+
+// The report travels through a real Postfix next hop and lands in the destination's mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_go_through_a_real_postfix_next_hop() {
+    let Some((postfix, port, _scratch)) = downstream("") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("Maildir")).await;
+    let store = traffic(&d).await;
+    let config = report_config(&d, ReportDelivery::Relay(format!("127.0.0.1:{port}")));
+    let (day, now) = today();
+    let sent = run(
+        &config,
+        &store,
+        &Selection {
+            ending: day,
+            ..Selection::default()
+        },
+        now,
+    )
+    .await;
+    assert_eq!(sent[0].state, State::Sent, "{sent:?}");
+    let delivered = postfix
+        .delivered("Report Domain: reports.example", Duration::from_secs(15))
+        .expect("the report reaches agg@example.net's mailbox");
+    let (name, gz) = attachment(delivered.as_bytes());
+    assert!(name.ends_with(".xml.gz"));
+    assert!(gunzip(&gz).contains("<count>3</count>"));
+}
+
+// ri=21600: a domain that asks for six-hour reports gets one per six hours, each aligned
+// to UTC midnight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_ri_sets_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("Maildir")).await;
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("192.0.2.10", "mail.hourly.example")
+        .await;
+    let raw = message("Bo <bo@hourly.example>", "ri", "Hi.\r\n");
+    mta.message("R1", "bo@hourly.example", None, &raw).await;
+    let store = d.store_dir.as_ref().unwrap().path().join("verdicts.sqlite");
+    let outbox = dir.path().join("outbox");
+    let config = report_config(&d, ReportDelivery::Outbox(outbox));
+    let (day, _) = today();
+    let received = now_ms();
+    let started = Instant::now();
+    let results = loop {
+        let results = run(
+            &config,
+            &store,
+            &Selection {
+                ending: day.clone(),
+                dry_run: true,
+                ..Selection::default()
+            },
+            day.end + 1,
+        )
+        .await;
+        if !results.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break results;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(results.len(), 1, "{results:?}");
+    let period = &results[0].period;
+    assert_eq!(period.end - period.start, 6 * 3_600_000);
+    assert!(period.contains(&received), "{period:?} {received}");
+    assert_eq!((period.start - day.start) % (6 * 3_600_000), 0);
+}
