@@ -17,6 +17,7 @@ use crate::config::{Config, ListenAddr, SealMode};
 use crate::http::metrics::Metrics;
 use crate::milter::listener::serve_connection;
 use crate::policy::Policy;
+use crate::report::failure::{self, FailureCase, FailureReports};
 use crate::sign::seal::{NotSealed, Sealer};
 use crate::sign::Signer;
 use crate::smtp::setup::SmtpService;
@@ -39,6 +40,8 @@ pub struct Snapshot {
     pub sealer: Option<Arc<Sealer>>,
     /// Where verdicts are recorded (the server sets it; a bare snapshot only counts metrics).
     pub journal: Journal,
+    /// Where due DMARC failure reports go (the server sets it; a bare snapshot sends none).
+    pub failures: FailureReports,
     /// The SMTP front end's settings and next hop, when `[smtp]` is configured.
     pub smtp: Option<Arc<SmtpService>>,
 }
@@ -65,6 +68,7 @@ impl Snapshot {
             signer: Arc::new(signer),
             sealer: sealer.map(Arc::new),
             journal: Journal::disabled(metrics),
+            failures: FailureReports::default(),
             smtp,
         })
     }
@@ -90,17 +94,40 @@ impl Snapshot {
             .is_storing()
             .then(|| crate::store::message_id(tx.raw()))
             .flatten();
-        let decision = match self.sealer.as_deref() {
-            Some(sealer) if sealer.mode == SealMode::Verified => {
-                let (outcome, raw) = tx.finish_keeping(&self.verifier).await;
-                let mut decision = conclude(&self.verifier, &self.policy, conn, outcome);
+        let sealing = self
+            .sealer
+            .as_deref()
+            .filter(|s| s.mode == SealMode::Verified);
+        let failure_reports = self.config.reports.failure && self.failures.is_running();
+        let decision = if sealing.is_some() || failure_reports {
+            let (outcome, raw) = tx.finish_keeping(&self.verifier).await;
+            let mut decision = conclude(&self.verifier, &self.policy, conn, outcome);
+            if failure_reports {
+                let ar = decision
+                    .edits
+                    .add
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
+                    .map(|(_, value)| value.as_str());
+                if let Some(case) = FailureCase::of(
+                    conn,
+                    envelope.mail_from,
+                    envelope.rcpts,
+                    &decision.outcome,
+                    &decision.verdict,
+                    ar,
+                    &raw,
+                ) {
+                    self.failures.submit(case);
+                }
+            }
+            if let Some(sealer) = sealing {
                 log_seal(seal_inbound(sealer, &mut decision, &raw), envelope.queue_id);
-                decision
             }
-            _ => {
-                let outcome = tx.finish(&self.verifier).await;
-                conclude(&self.verifier, &self.policy, conn, outcome)
-            }
+            decision
+        } else {
+            let outcome = tx.finish(&self.verifier).await;
+            conclude(&self.verifier, &self.policy, conn, outcome)
         };
         let took = started.elapsed();
         let verdict = decision.verdict.action.as_str();
@@ -230,6 +257,8 @@ pub async fn run_with(
         None => Journal::disabled(Arc::clone(&metrics)),
     };
     initial.journal = journal.clone();
+    let (failures, failure_queue) = failure::queue();
+    initial.failures = failures.clone();
     let current: Current = Arc::new(RwLock::new(Arc::new(initial)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = current
@@ -266,12 +295,18 @@ pub async fn run_with(
                 stop_rx.clone(),
             ))
         });
+    tokio::spawn(failure::run(
+        failure_queue,
+        Arc::clone(&current),
+        stop_rx.clone(),
+    ));
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
 
     let reload = || match loader() {
         Ok(mut snapshot) => {
             snapshot.journal = journal.clone();
+            snapshot.failures = failures.clone();
             snapshot
                 .budget()
                 .set_max(snapshot.config.limits.max_inflight_bytes);

@@ -6,5 +6,6 @@
 
 pub mod aggregate;
 pub mod event;
+pub mod failure;
 pub mod message;
 pub mod send;

@@ -11,7 +11,7 @@
 //! limit (`!10m`) the report passes is left out, and logged.
 
 use super::aggregate::{Aggregate, Reporter};
-use super::message::{compose, ReportMessage};
+use super::message::compose;
 use crate::config::{Config, RelayTls, ReportDelivery};
 use crate::dates::{report_period, DAY_MS};
 use crate::dns::Dns;
@@ -257,7 +257,14 @@ impl Sender {
         self.save(store, &sent, attempts + 1, Some(now), now)
             .await?;
         let message = compose(&report, &self.reporter, &sent.to, now / 1000);
-        match self.deliver(&message, &sent.to).await {
+        let name = format!(
+            "{}.eml",
+            message
+                .filename
+                .trim_end_matches(".xml.gz")
+                .replace('!', "_")
+        );
+        match self.deliver_raw(&message.bytes, &name, &sent.to).await {
             Ok(refused) => {
                 for (address, why) in refused {
                     sent.to.retain(|a| a != &address);
@@ -339,16 +346,18 @@ impl Sender {
         blocking(store, move |s| s.save_sent_report(&row, now)).await
     }
 
-    /// Hands the message on; `Ok` with the destinations the next hop refused for good.
-    async fn deliver(
+    /// Hands a message on (to the outbox as `name`); `Ok` with the destinations the next
+    /// hop refused for good.
+    pub(crate) async fn deliver_raw(
         &self,
-        message: &ReportMessage,
+        message: &[u8],
+        name: &str,
         to: &[String],
     ) -> Result<Vec<(String, String)>, String> {
         match &self.delivery {
             None => Err("no reports.relay or reports.outbox configured".into()),
             Some(ReportDelivery::Outbox(dir)) => {
-                write_outbox(dir, message).map_err(|e| format!("outbox: {e}"))?;
+                write_outbox(dir, name, message).map_err(|e| format!("outbox: {e}"))?;
                 Ok(Vec::new())
             }
             Some(ReportDelivery::Relay(addr)) => self.relay(addr, message, to).await,
@@ -358,7 +367,7 @@ impl Sender {
     async fn relay(
         &self,
         addr: &str,
-        message: &ReportMessage,
+        message: &[u8],
         to: &[String],
     ) -> Result<Vec<(String, String)>, String> {
         let config = RelayConfig {
@@ -390,7 +399,7 @@ impl Sender {
             if refused.len() == to.len() {
                 return Err(format!("every destination refused: {refused:?}"));
             }
-            hop.data(&message.bytes).await.map_err(text)?;
+            hop.data(message).await.map_err(text)?;
             Ok(refused)
         }
         .await;
@@ -427,17 +436,13 @@ async fn blocking<T: Send + 'static>(
         .expect("store task panicked")
 }
 
-/// Writes the message as `<filename>.eml` in `dir`: to a temporary name, then renamed, so a
-/// reader never sees half a file.
-fn write_outbox(dir: &Path, message: &ReportMessage) -> std::io::Result<PathBuf> {
+/// Writes a message as `name` in `dir`: to a temporary name, then renamed, so a reader never
+/// sees half a file.
+fn write_outbox(dir: &Path, name: &str, message: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let name = message
-        .filename
-        .trim_end_matches(".xml.gz")
-        .replace('!', "_");
-    let path = dir.join(format!("{name}.eml"));
-    let tmp = dir.join(format!(".{name}.eml.tmp"));
-    std::fs::write(&tmp, &message.bytes)?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, message)?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }

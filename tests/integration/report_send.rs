@@ -408,3 +408,209 @@ async fn the_records_ri_sets_the_period() {
     assert!(period.contains(&received), "{period:?} {received}");
     assert_eq!((period.start - day.start) % (6 * 3_600_000), 0);
 }
+
+// RFC 6591 / RFC 7489 §7.3: with failure reports on, a message failing DMARC for a domain
+// with ruf= and fo=1 gets an ARF auth-failure report, local parts redacted, at most
+// reports.failure_per_hour per domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_reports_are_arf_redacted_and_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let o = outbox.clone();
+    let d = Daemon::start(move |c| {
+        c.reports.failure = true;
+        c.reports.email = Some("dmarc-reports@mx.test.example".into());
+        c.reports.delivery = Some(ReportDelivery::Outbox(o));
+        c.reports.failure_per_hour = 2;
+    })
+    .await;
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("203.0.113.5", "spoofer.example").await;
+    for i in 0..3 {
+        let raw = message(
+            "Mallory <ceo@reports.example>",
+            &format!("fail-{i}"),
+            "Pay.\r\n",
+        );
+        mta.message(&format!("F{i}"), "ceo@reports.example", None, &raw)
+            .await;
+    }
+    // A passing message: no report.
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("192.0.2.10", "mail.reports.example")
+        .await;
+    let raw = signed_from("alice", "pass");
+    mta.message("P0", "alice@reports.example", None, &raw).await;
+
+    let started = Instant::now();
+    let files = loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(&outbox)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        if files.len() >= 2 || started.elapsed() > Duration::from_secs(10) {
+            break files;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The third one is over the hourly limit: it never comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 2);
+    let eml = std::fs::read(&files[0]).unwrap();
+    use mail_parser::MimeHeaders;
+    let parsed = mail_parser::MessageParser::default().parse(&eml).unwrap();
+    assert_eq!(
+        parsed.content_type().map(|c| (c.ctype(), c.subtype())),
+        Some(("multipart", Some("report")))
+    );
+    let text = String::from_utf8_lossy(&eml);
+    for want in [
+        "Feedback-Type: auth-failure",
+        "Auth-Failure: dmarc",
+        "Reported-Domain: reports.example",
+        "Source-IP: 203.0.113.5",
+        "To: fail@reports.example",
+        "From: Mallory <redacted@reports.example>",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert!(!text.contains("ceo@"), "{text}");
+}
+
+/// Yesterday's verdicts for reports.example, written straight into the store as the
+/// writer would have: `n` messages from 192.0.2.10 that passed.
+fn yesterdays_records(store: &Path, n: usize) -> std::ops::Range<i64> {
+    use authmilter::auth::Published;
+    use authmilter::report::event::DmarcEvent;
+    use authmilter::store::{Record, Transport};
+    let day = utc_day_start(now_ms()) - DAY_MS;
+    let policy = Published {
+        domain: "reports.example".into(),
+        adkim: "r".into(),
+        aspf: "r".into(),
+        p: "quarantine".into(),
+        sp: "quarantine".into(),
+        np: "quarantine".into(),
+        testing: false,
+        fo: "1".into(),
+        rua: vec![("dmarc@reports.example".into(), 0)],
+        ruf: vec![],
+    };
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            received_at: day + 1000 * i as i64,
+            transport: Transport::Milter,
+            queue_id: Some(format!("Y{i}")),
+            message_id: None,
+            client_ip: "192.0.2.10".into(),
+            helo: None,
+            mail_from: Some("alice@reports.example".into()),
+            rcpts: vec!["bob@example.net".into()],
+            rcpt_count: 1,
+            from_domain: Some("reports.example".into()),
+            verdict: "accept".into(),
+            dmarc: Some("pass".into()),
+            duration: Duration::from_millis(1),
+            document: serde_json::json!({}),
+            dmarc_event: Some(DmarcEvent {
+                policy: policy.clone(),
+                header_from: "reports.example".into(),
+                envelope_from: "reports.example".into(),
+                envelope_to: Some("example.net".into()),
+                disposition: "pass".into(),
+                dkim_aligned: true,
+                spf_aligned: true,
+                reasons: vec![],
+                dkim: vec![("reports.example".into(), "rsa".into(), "pass".into())],
+                spf: ("reports.example".into(), "mfrom".into(), "pass".into()),
+            }),
+        })
+        .collect();
+    Store::open(store).unwrap().insert_batch(&records).unwrap();
+    day..day + DAY_MS
+}
+
+// serve sends what is due on its own, every reports.check_interval, and only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sends_yesterdays_report_on_its_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let o = outbox.clone();
+    let d = Daemon::start_with_api(move |c| {
+        c.reports.aggregate = true;
+        c.reports.email = Some("dmarc-reports@mx.test.example".into());
+        c.reports.delivery = Some(ReportDelivery::Outbox(o));
+        c.reports.check_interval = Duration::from_millis(300);
+    })
+    .await;
+    let store = d.store_dir.as_ref().unwrap().path().join("verdicts.sqlite");
+    let day = yesterdays_records(&store, 4);
+    let started = Instant::now();
+    while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no report sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Several more runs: still one report.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+    let row = Store::open(&store)
+        .unwrap()
+        .sent_report("reports.example", day.start)
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.state.as_str(), row.messages), ("sent", 4));
+}
+
+// `authmilter report send --dry-run` (the real binary): what would go to whom, nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_send_dry_run_prints_what_would_go_to_whom() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("Maildir")).await;
+    let store = d.store_dir.as_ref().unwrap().path().join("verdicts.sqlite");
+    let day = yesterdays_records(&store, 2);
+    let date = authmilter::dates::format_rfc3339(day.start)[..10].to_string();
+    let config = dir.path().join("authmilter.toml");
+    std::fs::write(
+        &config,
+        "[reports]\nemail = \"dmarc-reports@mx.test.example\"\n",
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking({
+        let store = store.clone();
+        let ns = d.dns.addr.to_string();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_authmilter"))
+                .args(["report", "send", "--dry-run", "--period", &date])
+                .arg("--config")
+                .arg(&config)
+                .arg("--store")
+                .arg(&store)
+                .args(["--nameserver", &ns])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("would send: reports.example ")
+            && stdout.contains("(2 messages,")
+            && stdout.contains("to: dmarc@reports.example"),
+        "{stdout}"
+    );
+    let sent = Store::open(&store)
+        .unwrap()
+        .sent_report("reports.example", day.start)
+        .unwrap();
+    assert_eq!(sent, None, "a dry run records nothing");
+}

@@ -1,0 +1,337 @@
+//! DMARC failure reports (RFC 6591 ARF, `ruf=` with `fo=`; RFC 7489 §7.3): off unless
+//! `reports.failure` is on.
+//!
+//! At the end of a message the door only checks whether a report is due and, if so, hands
+//! the message's header section (capped) to a bounded queue: a task off the hot path
+//! applies the per-domain hourly limit, verifies the destinations like aggregate reports,
+//! redacts the local parts of addresses (RFC 6590) when configured, composes the ARF message
+//! with mail-auth's generator and sends it the way aggregate reports go.
+
+use super::send::Sender;
+use crate::auth::{AuthResult, Connection, Outcome};
+use crate::policy::{Action, Verdict};
+use crate::server::Current;
+use mail_auth::report::{
+    AuthFailureType, DeliveryResult, Feedback, FeedbackType, IdentityAlignment,
+};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Reports waiting for the task; beyond, new ones are dropped and counted.
+const QUEUE: usize = 256;
+/// The header section kept for a report.
+const MAX_HEADERS: usize = 64 * 1024;
+
+/// One message a failure report is due for.
+#[derive(Debug, Clone)]
+pub struct FailureCase {
+    pub domain: String,
+    pub ruf: Vec<(String, usize)>,
+    pub source_ip: IpAddr,
+    pub mail_from: String,
+    pub rcpt: Option<String>,
+    /// The header section as received (capped).
+    pub headers: String,
+    pub authentication_results: Option<String>,
+    pub arrival: i64,
+    pub delivery: DeliveryResult,
+    pub alignment: IdentityAlignment,
+}
+
+impl FailureCase {
+    /// The case for a decided message, when its domain's `fo=` asks for one (RFC 7489
+    /// §6.3): `0` when neither DKIM nor SPF gave an aligned pass, `1` when either did not,
+    /// `d` when a DKIM signature failed, `s` when SPF failed.
+    pub fn of(
+        conn: &Connection,
+        mail_from: Option<&str>,
+        rcpts: &[String],
+        outcome: &Outcome,
+        verdict: &Verdict,
+        authentication_results: Option<&str>,
+        raw: &[u8],
+    ) -> Option<FailureCase> {
+        let dmarc = outcome.dmarc.as_ref()?;
+        let policy = dmarc.published.as_ref()?;
+        if policy.ruf.is_empty() {
+            return None;
+        }
+        let dkim_failed = outcome
+            .dkim
+            .iter()
+            .any(|d| matches!(d.result, AuthResult::Fail | AuthResult::Permerror));
+        let spf_failed = outcome
+            .spf
+            .as_ref()
+            .is_some_and(|s| s.mail_from.result == AuthResult::Fail);
+        let due = policy.fo.split(':').any(|option| match option {
+            "0" => !dmarc.dkim_aligned && !dmarc.spf_aligned,
+            "1" => !dmarc.dkim_aligned || !dmarc.spf_aligned,
+            "d" => dkim_failed,
+            "s" => spf_failed,
+            _ => false,
+        });
+        if !due {
+            return None;
+        }
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |i| i + 2);
+        let headers = String::from_utf8_lossy(&raw[..end.min(MAX_HEADERS)]).into_owned();
+        Some(FailureCase {
+            domain: dmarc.domain.clone(),
+            ruf: policy.ruf.clone(),
+            source_ip: conn.ip,
+            mail_from: mail_from
+                .map(str::to_string)
+                .or_else(|| outcome.spf.as_ref().map(|s| s.mail_from.identity.clone()))
+                .unwrap_or_default(),
+            rcpt: rcpts.first().cloned(),
+            headers,
+            authentication_results: authentication_results.map(str::to_string),
+            arrival: crate::dates::now_ms() / 1000,
+            delivery: match verdict.action {
+                Action::Accept => DeliveryResult::Delivered,
+                Action::Quarantine => DeliveryResult::Spam,
+                Action::Reject => DeliveryResult::Reject,
+                Action::Tempfail => DeliveryResult::Other,
+            },
+            alignment: match (dmarc.dkim_aligned, dmarc.spf_aligned) {
+                (true, true) => IdentityAlignment::DkimSpf,
+                (true, false) => IdentityAlignment::Dkim,
+                (false, true) => IdentityAlignment::Spf,
+                (false, false) => IdentityAlignment::None,
+            },
+        })
+    }
+}
+
+/// The doors' handle: cheap to clone; submitting never waits.
+#[derive(Clone, Default)]
+pub struct FailureReports {
+    tx: Option<mpsc::Sender<FailureCase>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl FailureReports {
+    /// Whether a task takes reports (so a door should look for due ones).
+    pub fn is_running(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues a report, or drops it (counted) when the task is behind.
+    pub fn submit(&self, case: FailureCase) {
+        if let Some(tx) = &self.tx {
+            if tx.try_send(case).is_err() {
+                self.dropped.fetch_add(1, Relaxed);
+                tracing::warn!("failure-report queue full; report dropped");
+            }
+        }
+    }
+
+    /// Reports dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+}
+
+/// The queue: the doors' handle, and the end the task reads.
+pub fn queue() -> (FailureReports, mpsc::Receiver<FailureCase>) {
+    let (tx, rx) = mpsc::channel::<FailureCase>(QUEUE);
+    let handle = FailureReports {
+        tx: Some(tx),
+        dropped: Arc::new(AtomicU64::new(0)),
+    };
+    (handle, rx)
+}
+
+/// The task: runs until `stop` turns true, reading the running configuration for each
+/// report (a reload that turns failure reports off stops them at once).
+pub async fn run(
+    mut rx: mpsc::Receiver<FailureCase>,
+    current: Current,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut limits = RateLimit::default();
+    {
+        loop {
+            let case = tokio::select! {
+                case = rx.recv() => match case {
+                    Some(c) => c,
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            };
+            let snapshot = Arc::clone(&current.read().unwrap_or_else(|p| p.into_inner()));
+            let reports = &snapshot.config.reports;
+            if !reports.failure {
+                continue;
+            }
+            let hour = crate::dates::now_ms() / 3_600_000;
+            if !limits.allow(&case.domain, hour, reports.failure_per_hour) {
+                tracing::info!(domain = %case.domain, "failure report over the hourly limit; not sent");
+                continue;
+            }
+            let sender = Sender::new(&snapshot.config);
+            send(
+                &sender,
+                snapshot.verifier.dns(),
+                case,
+                reports.redact_local_parts,
+            )
+            .await;
+        }
+    }
+}
+
+/// Reports per domain in the current hour.
+#[derive(Default)]
+struct RateLimit(HashMap<String, (i64, u32)>);
+
+impl RateLimit {
+    fn allow(&mut self, domain: &str, hour: i64, per_hour: u32) -> bool {
+        // Old hours are forgotten, so the map holds at most this hour's domains.
+        self.0.retain(|_, (h, _)| *h == hour);
+        let (_, n) = self.0.entry(domain.to_string()).or_insert((hour, 0));
+        *n += 1;
+        *n <= per_hour
+    }
+}
+
+async fn send(sender: &Sender, dns: &crate::dns::Dns, case: FailureCase, redact_parts: bool) {
+    let addresses: Vec<String> = case.ruf.iter().map(|(a, _)| a.clone()).collect();
+    let Some(authorised) = dns
+        .authorised_report_addresses(&case.domain, &addresses)
+        .await
+    else {
+        tracing::warn!(domain = %case.domain, "failure report not sent: DNS failure verifying destinations");
+        return;
+    };
+    let message = compose(sender, &case, redact_parts);
+    let to: Vec<String> = case
+        .ruf
+        .iter()
+        .filter(|(a, limit)| authorised.contains(a) && (*limit == 0 || message.len() <= *limit))
+        .map(|(a, _)| a.clone())
+        .collect();
+    if to.is_empty() {
+        tracing::info!(domain = %case.domain, "failure report: no destination may receive it");
+        return;
+    }
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "failure_{}_{}_{}.eml",
+        case.domain,
+        case.arrival,
+        SEQUENCE.fetch_add(1, Relaxed)
+    );
+    match sender.deliver_raw(&message, &name, &to).await {
+        Ok(_) => tracing::info!(domain = %case.domain, to = ?to, "DMARC failure report sent"),
+        Err(why) => {
+            tracing::warn!(domain = %case.domain, reason = %why, "DMARC failure report not sent")
+        }
+    }
+}
+
+/// The ARF message (RFC 5965 / RFC 6591) through mail-auth's generator.
+fn compose(sender: &Sender, case: &FailureCase, redact_parts: bool) -> Vec<u8> {
+    let hide = |text: &str| {
+        if redact_parts {
+            redact(text)
+        } else {
+            text.to_string()
+        }
+    };
+    let (headers, mail_from) = (hide(&case.headers), hide(&case.mail_from));
+    let rcpt = case.rcpt.as_deref().map(hide);
+    let ar = case.authentication_results.as_deref().map(hide);
+    let mut feedback = Feedback::new(FeedbackType::AuthFailure)
+        .with_auth_failure(AuthFailureType::Dmarc)
+        .with_arrival_date(case.arrival)
+        .with_source_ip(case.source_ip)
+        .with_reported_domain(case.domain.clone())
+        .with_original_mail_from(mail_from)
+        .with_delivery_result(case.delivery)
+        .with_identity_alignment(case.alignment)
+        .with_user_agent(concat!("authmilter/", env!("CARGO_PKG_VERSION")))
+        .with_reporting_mta(sender.reporter.org_name.clone())
+        .with_headers(headers);
+    if let Some(rcpt) = rcpt {
+        feedback = feedback.with_original_rcpt_to(rcpt);
+    }
+    if let Some(ar) = ar {
+        feedback = feedback.with_authentication_results(ar);
+    }
+    let to = case
+        .ruf
+        .iter()
+        .map(|(a, _)| a.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let subject = format!(
+        "DMARC failure report: {} from {}",
+        case.domain, case.source_ip
+    );
+    let mut out = Vec::new();
+    feedback
+        .write_rfc5322(
+            (
+                sender.reporter.org_name.as_str(),
+                sender.reporter.email.as_str(),
+            ),
+            &to,
+            &subject,
+            &mut out,
+        )
+        .expect("composing into memory cannot fail");
+    out
+}
+
+/// Replaces the local part of every address in `text` with `redacted` (RFC 6590 §4).
+pub fn redact(text: &str) -> String {
+    let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.\"".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut pending = String::new();
+    for c in text.chars() {
+        if c == '@' && !pending.is_empty() {
+            out.push_str("redacted@");
+            pending.clear();
+        } else if atom(c) {
+            pending.push(c);
+        } else {
+            out.push_str(&pending);
+            pending.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&pending);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_local_parts_only() {
+        assert_eq!(
+            redact("From: Alice <alice.smith@example.com>, bob@example.net\r\nSubject: hi"),
+            "From: Alice <redacted@example.com>, redacted@example.net\r\nSubject: hi"
+        );
+        assert_eq!(redact("no address here"), "no address here");
+    }
+
+    #[test]
+    fn the_hourly_limit_counts_per_domain_and_resets() {
+        let mut limit = RateLimit::default();
+        assert!(limit.allow("a.example", 1, 2));
+        assert!(limit.allow("a.example", 1, 2));
+        assert!(!limit.allow("a.example", 1, 2));
+        assert!(limit.allow("b.example", 1, 2));
+        assert!(limit.allow("a.example", 2, 2), "a new hour");
+    }
+}
