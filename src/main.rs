@@ -50,8 +50,18 @@ enum Command {
     DnsRecord(sign_cmd::DnsRecordArgs),
     /// Check that the DKIM record published in DNS matches a private key (exit 1 if not).
     DnsCheck(sign_cmd::DnsCheckArgs),
+    /// DMARC reports (`report import`: store the aggregate reports other receivers sent).
+    #[command(subcommand)]
+    Report(ReportCommand),
     #[command(flatten)]
     Bench(authmilter::loadgen::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Store the aggregate reports in a message, .xml, .xml.gz or .zip file, in every file
+    /// of a directory, or on standard input (-); exit 1 if any was refused.
+    Import(authmilter::report::import_cmd::ImportArgs),
 }
 
 /// Settings every subcommand that resolves or verifies accepts.
@@ -207,6 +217,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::DnsRecord(args) => sign_cmd::dns_record(args),
         Command::DnsCheck(args) => sign_cmd::dns_check(args),
         Command::Bench(bench) => Ok(bench.run()?),
+        Command::Report(ReportCommand::Import(args)) => {
+            let tally = authmilter::report::import_cmd::run(&args, &mut std::io::stdout())?;
+            Ok(if tally.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Validate { config } => {
             let c = Config::load(&config)?;
             let policy = load_policy(&c)?;

@@ -17,6 +17,7 @@ mod miltertest;
 mod pipeline;
 mod postfix;
 mod regressions;
+mod report_import;
 mod serve;
 mod signing;
 mod signing_interop;
