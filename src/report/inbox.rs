@@ -194,3 +194,62 @@ async fn import_one(store: &Arc<Mutex<Store>>, mail: ReportMail, metrics: &Metri
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(deliver: bool, queue: usize) -> (Snapshot, mpsc::Receiver<ReportMail>) {
+        let mut config = Config::default();
+        config.reports.rua_addresses = vec!["dmarc-rua@example.com".into()];
+        config.reports.deliver_imported = deliver;
+        let mut s = Snapshot::new(config).unwrap();
+        let (tx, rx) = mpsc::channel(queue);
+        s.reports_in = Inbox {
+            tx: Some(tx),
+            metrics: Arc::clone(s.journal.metrics()),
+        };
+        (s, rx)
+    }
+
+    #[test]
+    fn report_addresses_match_without_brackets_or_case() {
+        let mut c = ReportsConfig::default();
+        c.rua_addresses = vec!["dmarc-rua@example.com".into()];
+        assert!(is_report_address(&c, "<DMARC-RUA@example.COM>"));
+        assert!(!is_report_address(&c, "dmarc@example.com"));
+        assert!(!is_report_address(
+            &ReportsConfig::default(),
+            "dmarc-rua@example.com"
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_queued_report_only_mail_is_dropped() {
+        let (s, mut rx) = snapshot(false, 2);
+        // Refused mail is not read; mail also for others is delivered.
+        assert!(!hand_over(&s, b"x", 1, 1, Action::Reject));
+        assert!(!hand_over(&s, b"x", 1, 2, Action::Accept));
+        assert!(hand_over(&s, b"x", 1, 1, Action::Quarantine));
+        assert_eq!(rx.recv().await.unwrap().raw, b"x");
+        let (s, _rx) = snapshot(true, 2);
+        assert!(!hand_over(&s, b"x", 1, 1, Action::Accept));
+    }
+
+    // The hot path never waits: a full queue or a spent budget loses the import (counted),
+    // and the mail is then delivered whatever deliver_imported says.
+    #[tokio::test]
+    async fn full_queue_or_spent_budget_delivers_and_counts_lost() {
+        let (s, _rx) = snapshot(false, 1);
+        let lost = || s.journal.metrics().reports_received(ReportIn::Lost);
+        assert!(hand_over(&s, b"first", 1, 1, Action::Accept));
+        assert!(!hand_over(&s, b"second", 1, 1, Action::Accept));
+        assert_eq!(lost(), 1);
+        // The queued copy is charged to the budget.
+        assert_eq!(s.budget().used(), 5);
+        let (t, _rx2) = snapshot(false, 4);
+        t.budget().set_max(3);
+        assert!(!hand_over(&t, b"four", 1, 1, Action::Accept));
+        assert_eq!(t.journal.metrics().reports_received(ReportIn::Lost), 1);
+    }
+}

@@ -207,3 +207,18 @@ fn garbage_never_panics() {
         assert!(found.iter().all(|f| f.report.is_err()), "{junk:?}");
     }
 }
+
+#[test]
+fn byte_order_mark_and_leading_blank_lines_are_read() {
+    let xml = fixture("mail.example.net!example.com!1714521600!1714608000.xml");
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend_from_slice(&xml);
+    assert!(one(&bom, MIB).is_ok(), "{:?}", one(&bom, MIB));
+    let without_decl = String::from_utf8(xml).unwrap().replacen(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+        "",
+        1,
+    );
+    let blank = format!("\r\n\r\n{without_decl}");
+    assert!(one(blank.as_bytes(), MIB).is_ok());
+}
