@@ -214,8 +214,10 @@ mod tests {
 
     #[test]
     fn report_addresses_match_without_brackets_or_case() {
-        let mut c = ReportsConfig::default();
-        c.rua_addresses = vec!["dmarc-rua@example.com".into()];
+        let c = ReportsConfig {
+            rua_addresses: vec!["dmarc-rua@example.com".into()],
+            ..ReportsConfig::default()
+        };
         assert!(is_report_address(&c, "<DMARC-RUA@example.COM>"));
         assert!(!is_report_address(&c, "dmarc@example.com"));
         assert!(!is_report_address(
