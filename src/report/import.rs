@@ -131,7 +131,7 @@ impl Budget {
         corrupt: fn(String) -> ImportError,
     ) -> Result<Vec<u8>, ImportError> {
         let mut out = Vec::new();
-        let mut bounded = reader.take(self.left as u64 + 1);
+        let mut bounded = reader.take((self.left as u64).saturating_add(1));
         bounded
             .read_to_end(&mut out)
             .map_err(|e| corrupt(e.to_string()))?;

@@ -148,7 +148,9 @@ enum Input {
 /// Reads at most `max + 1` bytes: a larger input is refused without being read whole.
 fn read_capped(reader: impl Read, max: usize) -> io::Result<Input> {
     let mut data = Vec::new();
-    reader.take(max as u64 + 1).read_to_end(&mut data)?;
+    reader
+        .take((max as u64).saturating_add(1))
+        .read_to_end(&mut data)?;
     Ok(if data.len() > max {
         Input::TooLarge
     } else {
