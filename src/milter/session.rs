@@ -383,17 +383,6 @@ impl Session {
         let decision = snapshot
             .conclude_recorded(Transport::Milter, &self.conn, envelope, m.tx)
             .await;
-        if let Some(raw) = report {
-            let (n, total) = (m.report_rcpts, m.rcpts.total());
-            if hand_over(&snapshot, &raw, n, total, decision.verdict.action) {
-                tracing::info!(
-                    queue_id = self.queue_id.as_deref().unwrap_or("-"),
-                    "DMARC report mail imported, discarded (reports.deliver_imported = false)"
-                );
-                replies.push(Reply::Discard);
-                return;
-            }
-        }
         tracing::info!(
             queue_id = self.queue_id.as_deref().unwrap_or("-"),
             client = %self.conn.ip,
@@ -401,6 +390,17 @@ impl Session {
             reasons = ?decision.verdict.reasons,
             "milter verdict"
         );
+        if let Some(raw) = report {
+            let (n, total) = (m.report_rcpts, m.rcpts.total());
+            if hand_over(&snapshot, &raw, n, total, decision.verdict.action) {
+                tracing::info!(
+                    queue_id = self.queue_id.as_deref().unwrap_or("-"),
+                    "DMARC report mail queued for import; discarded (reports.deliver_imported = false)"
+                );
+                replies.push(Reply::Discard);
+                return;
+            }
+        }
         self.eom_replies(&decision, replies);
     }
 

@@ -125,7 +125,7 @@ impl<H: NextHop> Session<H> {
         let reply = match verdict.action {
             Action::Accept | Action::Quarantine if imported_only => {
                 self.hop.reset().await;
-                tracing::info!(queue_id = id, "DMARC report mail imported, not delivered");
+                tracing::info!(queue_id = id, "DMARC report mail queued for import; not delivered (reports.deliver_imported = false)");
                 queued(id)
             }
             Action::Accept => self.hand_on(id, &message).await,
