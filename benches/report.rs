@@ -46,7 +46,12 @@ fn event(domain: &str, i: usize) -> DmarcEvent {
         spf: (
             domain.into(),
             "mfrom".into(),
-            if !i.is_multiple_of(3) { "pass" } else { "softfail" }.into(),
+            if !i.is_multiple_of(3) {
+                "pass"
+            } else {
+                "softfail"
+            }
+            .into(),
         ),
     }
 }

@@ -55,7 +55,8 @@ enum Command {
     DnsRecord(sign_cmd::DnsRecordArgs),
     /// Check that the DKIM record published in DNS matches a private key (exit 1 if not).
     DnsCheck(sign_cmd::DnsCheckArgs),
-    /// DMARC reports (RFC 9990): send the aggregate reports that are due.
+    /// DMARC reports (RFC 9990): send the aggregate reports that are due; store the ones
+    /// other receivers sent.
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
     #[command(flatten)]

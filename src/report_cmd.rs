@@ -1,5 +1,6 @@
 //! `authmilter report send`: send (or with `--dry-run`, describe) the DMARC aggregate reports
-//! that are due, by hand. `serve` does the same on a schedule; both go through
+//! that are due, by hand; `authmilter report import` (in `authmilter::report::import_cmd`):
+//! store the reports other receivers sent. `serve` does the same on a schedule; both go through
 //! `authmilter::report::send`, and both record what was sent, so neither sends a report the
 //! other already sent.
 //!
@@ -22,6 +23,9 @@ pub enum ReportCommand {
     /// Send the aggregate reports that are due (RFC 9990): by default every period that
     /// ended in the last two days and was not sent yet.
     Send(SendArgs),
+    /// Store the aggregate reports in a message, .xml, .xml.gz or .zip file, in every file
+    /// of a directory, or on standard input (-); exit 1 if any was refused.
+    Import(authmilter::report::import_cmd::ImportArgs),
 }
 
 #[derive(Args)]
@@ -45,6 +49,14 @@ pub struct SendArgs {
 pub fn report(command: ReportCommand) -> Result<ExitCode> {
     match command {
         ReportCommand::Send(args) => send(args),
+        ReportCommand::Import(args) => {
+            let tally = authmilter::report::import_cmd::run(&args, &mut std::io::stdout())?;
+            Ok(if tally.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
     }
 }
 

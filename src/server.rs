@@ -6,9 +6,10 @@
 //! feed it directly. A graceful stop closes the listeners, lets every session finish the
 //! message in flight (within the grace period), then returns.
 //!
-//! Beside the milter, [`run_with`] starts the verdict store's writer and the HTTP API; every
-//! snapshot (the first and each reloaded one) carries the same [`Journal`], so recording
-//! survives reloads and the metrics keep counting.
+//! Beside the milter, [`run_with`] starts the verdict store's writer, the importer of report
+//! mail and the HTTP API; every snapshot (the first and each reloaded one) carries the same
+//! [`Journal`] and report [`Inbox`], so recording survives reloads and the metrics keep
+//! counting.
 
 use crate::auth::budget::Budget;
 use crate::auth::{Connection, Transaction, Verifier};
@@ -18,6 +19,7 @@ use crate::http::metrics::Metrics;
 use crate::milter::listener::serve_connection;
 use crate::policy::Policy;
 use crate::report::failure::{self, FailureCase, FailureReports};
+use crate::report::inbox::{spawn_importer, Importer, Inbox};
 use crate::sign::seal::{NotSealed, Sealer};
 use crate::sign::Signer;
 use crate::smtp::setup::SmtpService;
@@ -44,6 +46,9 @@ pub struct Snapshot {
     pub failures: FailureReports,
     /// The SMTP front end's settings and next hop, when `[smtp]` is configured.
     pub smtp: Option<Arc<SmtpService>>,
+    /// Where report mail (to `reports.rua_addresses`) goes to be imported (the server sets
+    /// it, like the journal; a bare snapshot counts it as lost).
+    pub reports_in: Inbox,
 }
 
 impl Snapshot {
@@ -67,9 +72,10 @@ impl Snapshot {
             policy: Arc::new(policy),
             signer: Arc::new(signer),
             sealer: sealer.map(Arc::new),
-            journal: Journal::disabled(metrics),
+            journal: Journal::disabled(Arc::clone(&metrics)),
             failures: FailureReports::default(),
             smtp,
+            reports_in: Inbox::disabled(metrics),
         })
     }
 
@@ -259,6 +265,22 @@ pub async fn run_with(
     initial.journal = journal.clone();
     let (failures, failure_queue) = failure::queue();
     initial.failures = failures.clone();
+    // Report mail is imported by its own task, on its own connection to the same store.
+    let importer: Option<Importer> = match (&store_config.path, &writer) {
+        (Some(path), Some(_)) => match spawn_importer(path, Arc::clone(&metrics)) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                tracing::error!(error = %e, "report importer unavailable; report mail is not imported");
+                None
+            }
+        },
+        _ => None,
+    };
+    let inbox = match &importer {
+        Some(i) => i.inbox.clone(),
+        None => Inbox::disabled(Arc::clone(&metrics)),
+    };
+    initial.reports_in = inbox.clone();
     let current: Current = Arc::new(RwLock::new(Arc::new(initial)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = current
@@ -307,6 +329,7 @@ pub async fn run_with(
         Ok(mut snapshot) => {
             snapshot.journal = journal.clone();
             snapshot.failures = failures.clone();
+            snapshot.reports_in = inbox.clone();
             snapshot
                 .budget()
                 .set_max(snapshot.config.limits.max_inflight_bytes);
@@ -372,6 +395,9 @@ pub async fn run_with(
             "grace period over; closing remaining sessions"
         );
         sessions.abort_all();
+    }
+    if let Some(importer) = importer {
+        importer.shutdown().await;
     }
     if let Some(writer) = writer {
         writer.shutdown().await;

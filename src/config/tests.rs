@@ -292,5 +292,64 @@ fn arc_seal_errors_name_their_key() {
         let e = Config::parse(text, Some(Path::new("c.toml"))).unwrap_err();
         assert_eq!(e.line, Some(line), "{text}: {e}");
         assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+    }
+}
+
+#[test]
+fn reports_received_keys_are_read_and_checked() {
+    let text = r#"
+[reports]
+rua_addresses = ["DMARC-RUA@Example.COM."]
+owned_domains = ["Example.com", "example.org."]
+foreign = "drop"
+deliver_imported = false
+max_import_size = 2048
+"#;
+    let c = Config::parse(text, None).unwrap();
+    let r = &c.reports;
+    assert_eq!(r.rua_addresses, vec!["DMARC-RUA@example.com".to_string()]);
+    assert_eq!(r.owned_domains, vec!["example.com", "example.org"]);
+    assert_eq!(r.foreign, ForeignReports::Drop);
+    assert!(!r.deliver_imported);
+    assert_eq!(r.max_import_size, 2048);
+    let d = Config::parse("", None).unwrap().reports;
+    assert_eq!(
+        (d.foreign, d.deliver_imported),
+        (ForeignReports::Keep, true)
+    );
+    assert_eq!(d.max_import_size, 10 * 1024 * 1024);
+    let cases = [
+        (
+            "[reports]\nrua_addresses = [\"nobody\"]\n",
+            2,
+            "reports.rua_addresses",
+        ),
+        (
+            "[reports]\n\nowned_domains = [\"a..b\"]\n",
+            3,
+            "reports.owned_domains",
+        ),
+        ("[reports]\nforeign = \"maybe\"\n", 2, "reports.foreign"),
+        (
+            "[reports]\nmax_import_size = 100\n",
+            2,
+            "reports.max_import_size",
+        ),
+        (
+            "[reports]\ndeliver_imported = \"no\"\n",
+            2,
+            "reports.deliver_imported",
+        ),
+    ];
+    for (text, line, key) in cases {
+        let e = Config::parse(text, Some(Path::new("r.toml"))).unwrap_err();
+        assert_eq!(e.line, Some(line), "{text}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("r.toml:{line}: key `{key}`")),
+            "{e}"
+        );
     }
 }

@@ -26,9 +26,13 @@ pub enum Access {
 pub fn access(path: &str) -> Access {
     match path {
         "/v1/check" => Access::Scoped(Scope::Check),
-        "/v1/verdicts" | "/v1/verdicts/{id}" | "/v1/stats" | "/metrics" => {
-            Access::Scoped(Scope::Read)
-        }
+        "/v1/verdicts"
+        | "/v1/verdicts/{id}"
+        | "/v1/stats"
+        | "/v1/reports"
+        | "/v1/reports/{id}"
+        | "/v1/reports/summary"
+        | "/metrics" => Access::Scoped(Scope::Read),
         "/v1/sign" => Access::Token(Scope::Sign),
         "/v1/reload" => Access::Token(Scope::Admin),
         _ => Access::Open,

@@ -18,15 +18,15 @@ use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-/// Most verdicts on one page.
+/// Most verdicts (or reports) on one page.
 const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
 /// Query parameters as `(name, value)` pairs, checked against the names a route knows.
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(raw: Option<String>, known: &[&str]) -> Result<Params, ApiError> {
+    pub(super) fn parse(raw: Option<String>, known: &[&str]) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
         if let Some((name, _)) = pairs.iter().find(|(n, _)| !known.contains(&n.as_str())) {
@@ -38,7 +38,7 @@ impl Params {
         Ok(Params(pairs))
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
@@ -53,7 +53,32 @@ impl Params {
             .collect()
     }
 
-    fn time(&self, name: &str, now: i64) -> Result<Option<i64>, ApiError> {
+    /// `limit`: items per page.
+    pub(super) fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(DEFAULT_LIMIT),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("`limit` must be between 1 and {MAX_LIMIT}"))
+                }),
+        }
+    }
+
+    /// `next`: the cursor a previous page gave.
+    pub(super) fn cursor(&self) -> Result<Option<i64>, ApiError> {
+        self.get("next")
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::BadRequest("`next` is not a cursor from a previous page".into())
+                })
+            })
+            .transpose()
+    }
+
+    pub(super) fn time(&self, name: &str, now: i64) -> Result<Option<i64>, ApiError> {
         self.get(name)
             .map(|v| {
                 parse_time(v, now).ok_or_else(|| {
@@ -265,24 +290,8 @@ pub async fn verdicts(
         ],
     )?;
     let now = now_ms();
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("`limit` must be between 1 and {MAX_LIMIT}"))
-            })?,
-    };
-    let before_id = params
-        .get("next")
-        .map(|v| {
-            v.parse::<i64>().map_err(|_| {
-                ApiError::BadRequest("`next` is not a cursor from a previous page".into())
-            })
-        })
-        .transpose()?;
+    let limit = params.limit()?;
+    let before_id = params.cursor()?;
     let text = |name: &str| params.get(name).map(str::to_string);
     let filter = Filter {
         since: params.time("since", now)?,

@@ -101,7 +101,32 @@ pub struct Metrics {
     store_batches: AtomicU64,
     store_dropped: AtomicU64,
     store_failed: AtomicU64,
+    /// DMARC reports received, by [`ReportIn`].
+    reports_in: [AtomicU64; REPORTS_IN.len()],
 }
+
+/// What became of a DMARC report received by mail (the `result` label).
+#[derive(Debug, Clone, Copy)]
+pub enum ReportIn {
+    Stored = 0,
+    Duplicate = 1,
+    /// About a domain we do not own, and `reports.foreign = "drop"`.
+    Dropped = 2,
+    Refused = 3,
+    /// The store failed.
+    Failed = 4,
+    /// A message never reached the importer: queue full, memory budget spent, no store.
+    Lost = 5,
+}
+
+const REPORTS_IN: [&str; 6] = [
+    "stored",
+    "duplicate",
+    "dropped",
+    "refused",
+    "failed",
+    "lost",
+];
 
 /// Why an SMTP connection was refused at accept (the `reason` label).
 #[derive(Debug, Clone, Copy)]
@@ -218,6 +243,16 @@ impl Metrics {
 
     pub fn store_failed(&self, n: usize) {
         self.store_failed.fetch_add(n as u64, Relaxed);
+    }
+
+    /// A report received by mail was stored, refused, ... (see [`ReportIn`]).
+    pub fn report_received(&self, result: ReportIn) {
+        self.reports_in[result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Reports received with this result so far.
+    pub fn reports_received(&self, result: ReportIn) -> u64 {
+        self.reports_in[result as usize].load(Relaxed)
     }
 
     pub fn store_dropped(&self) {
@@ -389,6 +424,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "authmilter_smtp_no_progress_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        family(
+            &mut out,
+            "authmilter_reports_received_total",
+            "counter",
+            "DMARC aggregate reports received by mail, by what became of them.",
+        );
+        for (i, result) in REPORTS_IN.iter().enumerate() {
+            let n = self.reports_in[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "authmilter_reports_received_total{{result=\"{result}\"}} {n}"
             );
         }
         crate::dns::stats::STATS.render(&mut out);

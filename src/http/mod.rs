@@ -1,4 +1,5 @@
-//! The HTTP API (axum): check or sign a message on request, query past verdicts, metrics.
+//! The HTTP API (axum): check or sign a message on request, query past verdicts and the DMARC
+//! reports received, metrics.
 //!
 //! Routes are added through [`Routes`], which also lists them, so the OpenAPI document can be
 //! checked against the router itself. Every error goes through [`ApiError`]; access rules are
@@ -10,6 +11,7 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
+mod reports;
 
 pub use error::ApiError;
 
@@ -139,6 +141,9 @@ fn routes() -> Routes {
     .get("/v1/verdicts", handlers::verdicts)
     .get("/v1/verdicts/{id}", handlers::verdict)
     .get("/v1/stats", handlers::stats)
+    .get("/v1/reports", reports::list)
+    .get("/v1/reports/summary", reports::summary)
+    .get("/v1/reports/{id}", reports::one)
     .post("/v1/reload", handlers::reload)
     .get("/metrics", handlers::metrics)
     .get("/openapi.json", handlers::openapi)

@@ -13,6 +13,7 @@ use crate::auth::ResourceLimit;
 use crate::auth::{Connection, Transaction};
 use crate::check::{sign_and_seal, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
+use crate::report::inbox::{hand_over, is_report_address};
 use crate::server::Snapshot;
 use crate::store::{cut, Recipients, Transport};
 use std::net::{IpAddr, Ipv4Addr};
@@ -79,6 +80,8 @@ struct Message {
     outbound: bool,
     /// The body went over the size limit and the MTA was asked to skip the rest.
     skip_sent: bool,
+    /// Recipients that are DMARC report addresses (`reports.rua_addresses`).
+    report_rcpts: usize,
 }
 
 /// One milter connection.
@@ -203,6 +206,9 @@ impl Session {
                 let max = self.snapshot.config.limits.max_recipients;
                 if let (Some(m), Some(rcpt)) = (&mut self.message, args.first()) {
                     m.rcpts.push(rcpt.trim_matches(|c| c == '<' || c == '>'));
+                    if is_report_address(&self.snapshot.config.reports, rcpt) {
+                        m.report_rcpts += 1;
+                    }
                     if m.rcpts.total() > max {
                         // Like Postfix's smtpd_recipient_limit; RCPT replies are negotiated
                         // away, so the message is deferred at its end.
@@ -323,6 +329,7 @@ impl Session {
             rcpts: Recipients::default(),
             outbound,
             skip_sent: false,
+            report_rcpts: 0,
         });
         self.state = State::Message;
         replies.push(Reply::Continue);
@@ -371,6 +378,8 @@ impl Session {
             return;
         }
         let envelope = m.rcpts.envelope(self.queue_id());
+        // Report mail is copied for the importer before the transaction is consumed.
+        let report = (m.report_rcpts > 0).then(|| m.tx.raw().to_vec());
         let decision = snapshot
             .conclude_recorded(Transport::Milter, &self.conn, envelope, m.tx)
             .await;
@@ -381,6 +390,17 @@ impl Session {
             reasons = ?decision.verdict.reasons,
             "milter verdict"
         );
+        if let Some(raw) = report {
+            let (n, total) = (m.report_rcpts, m.rcpts.total());
+            if hand_over(&snapshot, &raw, n, total, decision.verdict.action) {
+                tracing::info!(
+                    queue_id = self.queue_id.as_deref().unwrap_or("-"),
+                    "DMARC report mail queued for import; discarded (reports.deliver_imported = false)"
+                );
+                replies.push(Reply::Discard);
+                return;
+            }
+        }
         self.eom_replies(&decision, replies);
     }
 

@@ -438,7 +438,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
+        // Several connections may open a new file at once (the writer, the report importer,
+        // the report job): the write lock is taken first and the version read again under
+        // it, so each migration runs once.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if version(&tx)? > i {
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.execute("DELETE FROM schema_version", [])?;
         tx.execute(

@@ -18,13 +18,13 @@ use tokio::net::TcpStream;
 
 /// A response: status, content type, body.
 pub struct Resp {
-    status: u16,
+    pub status: u16,
     headers: String,
     body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }

@@ -20,6 +20,7 @@ mod miltertest;
 mod pipeline;
 mod postfix;
 mod regressions;
+mod report_import;
 mod report_send;
 mod serve;
 mod signing;

@@ -258,6 +258,19 @@ impl Mta {
         auth: Option<&str>,
         raw: &[u8],
     ) -> Vec<Reply> {
+        self.message_to(queue_id, mail_from, auth, &["bob@example.net"], raw)
+            .await
+    }
+
+    /// As [`Mta::message`], to these recipients.
+    pub async fn message_to(
+        &mut self,
+        queue_id: &str,
+        mail_from: &str,
+        auth: Option<&str>,
+        rcpts: &[&str],
+        raw: &[u8],
+    ) -> Vec<Reply> {
         let mut mail_macros = vec![("i", queue_id)];
         if let Some(user) = auth {
             mail_macros.push(("{auth_authen}", user));
@@ -274,13 +287,15 @@ impl Mta {
         if r != vec![Reply::Continue] {
             return r;
         }
-        self.step(
-            Command::Rcpt {
-                args: vec!["<bob@example.net>".into()],
-            },
-            SMFIP_NR_RCPT,
-        )
-        .await;
+        for rcpt in rcpts {
+            self.step(
+                Command::Rcpt {
+                    args: vec![format!("<{rcpt}>")],
+                },
+                SMFIP_NR_RCPT,
+            )
+            .await;
+        }
         if self.protocol & SMFIP_NODATA == 0 {
             self.step(Command::Data, SMFIP_NR_DATA).await;
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Inbound from 127.0.0.1 (trusted: 10.0.0.0/8 only), delivered into `maildir`.
-fn inbound(c: &mut Config, maildir: &Path) {
+pub fn inbound(c: &mut Config, maildir: &Path) {
     c.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()];
     c.smtp.listen = Some("127.0.0.1:0".parse().unwrap());
     c.smtp.local_domains = vec!["example.net".into()];
@@ -22,7 +22,7 @@ fn inbound(c: &mut Config, maildir: &Path) {
 }
 
 /// The files delivered into a Maildir's `new/`, as text.
-fn delivered(maildir: &Path) -> Vec<String> {
+pub fn delivered(maildir: &Path) -> Vec<String> {
     std::fs::read_dir(maildir.join("new"))
         .map(|dir| {
             dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
@@ -32,11 +32,11 @@ fn delivered(maildir: &Path) -> Vec<String> {
 }
 
 /// Runs the blocking SMTP client off the runtime the daemon lives on.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
-fn port(d: &Daemon) -> u16 {
+pub fn port(d: &Daemon) -> u16 {
     d.smtp.expect("the daemon has an SMTP listener").port()
 }
 

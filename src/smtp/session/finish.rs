@@ -9,6 +9,7 @@ use super::machine::{Message, Session, State};
 use super::replies::{no_memory, relayed, too_big};
 use crate::check::{sign_and_seal, Outbound};
 use crate::policy::{Action, Verdict};
+use crate::report::inbox::{hand_over, is_report_address};
 use crate::smtp::data::DataEnd;
 use crate::smtp::{NextHop, SmtpReply};
 use crate::store::{Envelope, Transport};
@@ -49,6 +50,13 @@ impl<H: NextHop> Session<H> {
             mut tx,
         } = message;
         tx.message(&raw);
+        let reports = &self.snapshot.config.reports;
+        let report_rcpts = rcpts
+            .iter()
+            .filter(|r| is_report_address(reports, r))
+            .count();
+        // Report mail goes to the importer as it was received, before our fields.
+        let report = (report_rcpts > 0).then(|| raw.clone());
         let envelope = Envelope {
             queue_id: Some(&id),
             mail_from: Some(&from),
@@ -68,7 +76,16 @@ impl<H: NextHop> Session<H> {
         // RFC 7208 §9.1 / RFC 8601 §5: our fields go above our own Received.
         top.push_str(&self.received(&id, &rcpts, params.smtputf8));
         prepend(&mut raw, top.as_bytes());
-        self.apply(&id, &decision.verdict, raw).await
+        let imported_only = report.is_some_and(|report| {
+            hand_over(
+                &snapshot,
+                &report,
+                report_rcpts,
+                rcpts.len(),
+                decision.verdict.action,
+            )
+        });
+        self.apply(&id, &decision.verdict, raw, imported_only).await
     }
 
     /// From a trusted client: signed if there are keys for its From domain, not verified.
@@ -106,13 +123,25 @@ impl<H: NextHop> Session<H> {
                 Outbound::Refused(verdict) => verdict,
             }
         };
-        self.apply(&message.id, &verdict, raw).await
+        self.apply(&message.id, &verdict, raw, false).await
     }
 
     /// The one place a [`Verdict`] becomes the next hop's instructions and the client's
-    /// reply; also the one log line per message.
-    async fn apply(&mut self, id: &str, verdict: &Verdict, mut message: Vec<u8>) -> SmtpReply {
+    /// reply; also the one log line per message. `imported_only`: a DMARC report taken by the
+    /// importer that is not to be delivered (`reports.deliver_imported = false`).
+    async fn apply(
+        &mut self,
+        id: &str,
+        verdict: &Verdict,
+        mut message: Vec<u8>,
+        imported_only: bool,
+    ) -> SmtpReply {
         let reply = match verdict.action {
+            Action::Accept | Action::Quarantine if imported_only => {
+                self.hop.reset().await;
+                tracing::info!(queue_id = id, "DMARC report mail queued for import; not delivered (reports.deliver_imported = false)");
+                queued(id)
+            }
             Action::Accept => self.hand_on(id, &message).await,
             Action::Quarantine => match self.settings.quarantine.clone() {
                 Some(dir) => {

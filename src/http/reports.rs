@@ -1,0 +1,96 @@
+//! The routes over DMARC aggregate reports other receivers sent us (read scope): the list,
+//! one report with its rows, and a summary per domain. Periods are the reports' own
+//! (`since`/`until` select reports whose period overlaps them); each report says whether its
+//! domain is one of `reports.owned_domains` (`owned`), as the configuration says now.
+
+use super::error::ApiError;
+use super::handlers::Params;
+use super::AppState;
+use crate::dates::now_ms;
+use crate::report::received::ImportSettings;
+use crate::store::ReportFilter;
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// The summary's default window: a week of daily reports.
+const DEFAULT_SUMMARY_MS: i64 = 7 * 86_400_000;
+
+/// Marks each report with whether its domain is ours.
+fn mark_owned(state: &AppState, items: &mut [Value]) {
+    let settings = ImportSettings::from(&state.snapshot().config.reports);
+    for item in items {
+        let owned = item["domain"].as_str().is_some_and(|d| settings.owns(d));
+        item["owned"] = owned.into();
+    }
+}
+
+fn domain(params: &Params) -> Option<String> {
+    params
+        .get("domain")
+        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `GET /v1/reports`: the newest import first; `next` is the cursor for the following page.
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(
+        query,
+        &["domain", "reporter", "since", "until", "limit", "next"],
+    )?;
+    let now = now_ms();
+    let filter = ReportFilter {
+        domain: domain(&params),
+        reporter: params.get("reporter").map(|r| r.trim().to_string()),
+        since: params.time("since", now)?.map(|ms| ms.div_euclid(1000)),
+        until: params.time("until", now)?.map(|ms| ms.div_euclid(1000)),
+        before_id: params.cursor()?,
+    };
+    let limit = params.limit()?;
+    let mut page = state
+        .query(move |s| Ok(s.received_reports(&filter, limit)?))
+        .await?;
+    mark_owned(&state, &mut page.items);
+    Ok(Json(json!({
+        "items": page.items,
+        "next": page.next.map(|n| n.to_string()),
+    })))
+}
+
+/// `GET /v1/reports/{id}`: one report with its rows.
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a report id")))?;
+    match state.query(move |s| Ok(s.received_report(id)?)).await? {
+        Some(mut report) => {
+            mark_owned(&state, std::slice::from_mut(&mut report));
+            Ok(Json(report))
+        }
+        None => Err(ApiError::NotFound(format!("no report {id}"))),
+    }
+}
+
+/// `GET /v1/reports/summary`: messages, DMARC pass rate, the source addresses failing most,
+/// and the same per reporter, over reports whose period ends after `since` (default 7 days).
+pub async fn summary(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(query, &["domain", "since"])?;
+    let now = now_ms();
+    let since = params
+        .time("since", now)?
+        .unwrap_or(now - DEFAULT_SUMMARY_MS)
+        .div_euclid(1000);
+    let domain = domain(&params);
+    let summary = state
+        .query(move |s| Ok(s.received_summary(domain.as_deref(), since)?))
+        .await?;
+    Ok(Json(summary))
+}

@@ -1,0 +1,257 @@
+//! Report mail arriving through a door (milter or SMTP front end), imported off the hot path
+//! (DESIGN.md: the same bounded-channel pattern as the verdict journal).
+//!
+//! At end of message a door that saw a recipient in `reports.rua_addresses` calls
+//! [`hand_over`], which only copies the message into a bounded queue (`try_send`, never
+//! waiting): when the queue is full, the memory budget is spent or there is no store, the
+//! message is not imported, and that is logged and counted
+//! (`authmilter_reports_received_total{result="lost"}`). The importer task parses and stores
+//! on the blocking pool. The copy waiting in the queue is charged to the memory budget every
+//! door shares.
+//!
+//! Whether the message still goes on is the door's to apply: it is dropped (milter
+//! SMFIR_DISCARD; SMTP: 250 and not handed on) only when `reports.deliver_imported` is false,
+//! the message was queued for import, and every recipient is a report address; mail for
+//! anyone else is never dropped.
+
+use super::received::{import, Fate, ImportSettings, Imported};
+use crate::auth::budget::Charge;
+use crate::config::{Config, ReportsConfig};
+use crate::dates::now_ms;
+use crate::http::metrics::{Metrics, ReportIn};
+use crate::policy::Action;
+use crate::server::Snapshot;
+use crate::store::{Store, StoreError};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Report messages waiting for the importer (each also held against the memory budget).
+pub const QUEUE: usize = 64;
+
+/// A message to import, with the settings in force when it arrived.
+pub struct ReportMail {
+    raw: Vec<u8>,
+    config: Arc<Config>,
+    _charge: Charge,
+}
+
+/// The doors' handle: cheap to clone; handing over never waits.
+#[derive(Clone)]
+pub struct Inbox {
+    tx: Option<mpsc::Sender<ReportMail>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Inbox {
+    /// No importer (no store): report mail is counted as lost and delivered as usual.
+    pub fn disabled(metrics: Arc<Metrics>) -> Inbox {
+        Inbox { tx: None, metrics }
+    }
+
+    /// Queues a copy of `raw` for import; `false` (logged and counted) when it was not.
+    fn offer(&self, raw: &[u8], snapshot: &Snapshot) -> bool {
+        let lost = |why: &str| {
+            self.metrics.report_received(ReportIn::Lost);
+            tracing::warn!(
+                message_id = crate::store::message_id(raw).as_deref().unwrap_or("-"),
+                why,
+                "report mail not imported"
+            );
+            false
+        };
+        let Some(tx) = &self.tx else {
+            return lost("no verdict store");
+        };
+        let mut charge = snapshot.budget().charge();
+        if !charge.grow(raw.len()) {
+            return lost("memory budget spent");
+        }
+        let mail = ReportMail {
+            raw: raw.to_vec(),
+            config: Arc::clone(&snapshot.config),
+            _charge: charge,
+        };
+        match tx.try_send(mail) {
+            Ok(()) => true,
+            Err(_) => lost("import queue full"),
+        }
+    }
+}
+
+/// Whether `address` (an envelope recipient, angle brackets or not) is a report address.
+pub fn is_report_address(config: &ReportsConfig, address: &str) -> bool {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    config
+        .rua_addresses
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(address))
+}
+
+/// A door's end of message for mail with `report_rcpts` of its `rcpts` recipients at report
+/// addresses: the message (as received, `raw`) is handed to the importer when its verdict
+/// keeps it. Returns true when the door must drop it instead of delivering it.
+pub fn hand_over(
+    snapshot: &Snapshot,
+    raw: &[u8],
+    report_rcpts: usize,
+    rcpts: usize,
+    action: Action,
+) -> bool {
+    // Mail refused or deferred is not ours to read.
+    if report_rcpts == 0 || raw.is_empty() || !matches!(action, Action::Accept | Action::Quarantine)
+    {
+        return false;
+    }
+    let queued = snapshot.reports_in.offer(raw, snapshot);
+    queued && report_rcpts == rcpts && !snapshot.config.reports.deliver_imported
+}
+
+/// The running importer: its inbox, and a way to finish the queue and stop.
+pub struct Importer {
+    pub inbox: Inbox,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Importer {
+    /// Imports what is queued, then stops.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Opens its own connection to the store at `path` and starts the importer task.
+pub fn spawn_importer(path: &Path, metrics: Arc<Metrics>) -> Result<Importer, StoreError> {
+    let store = Arc::new(Mutex::new(Store::open(path)?));
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (stop, stop_rx) = watch::channel(false);
+    let inbox = Inbox {
+        tx: Some(tx),
+        metrics: Arc::clone(&metrics),
+    };
+    let task = tokio::spawn(run(store, rx, stop_rx, metrics));
+    Ok(Importer { inbox, stop, task })
+}
+
+async fn run(
+    store: Arc<Mutex<Store>>,
+    mut rx: mpsc::Receiver<ReportMail>,
+    mut stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        tokio::select! {
+            mail = rx.recv() => match mail {
+                Some(mail) => import_one(&store, mail, &metrics).await,
+                None => break,
+            },
+            _ = stop.changed() => {
+                rx.close();
+                while let Some(mail) = rx.recv().await {
+                    import_one(&store, mail, &metrics).await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Parses and stores one message on the blocking pool; logs and counts each report in it.
+async fn import_one(store: &Arc<Mutex<Store>>, mail: ReportMail, metrics: &Metrics) {
+    let store = Arc::clone(store);
+    let message_id = crate::store::message_id(&mail.raw).unwrap_or_else(|| "-".into());
+    let done = tokio::task::spawn_blocking(move || {
+        let settings = ImportSettings::from(&mail.config.reports);
+        let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+        import(&mut store, &mail.raw, &settings, now_ms())
+    })
+    .await;
+    let results = match done {
+        Ok(results) => results,
+        Err(e) => {
+            metrics.report_received(ReportIn::Failed);
+            tracing::error!(error = %e, message_id, "report importer failed");
+            return;
+        }
+    };
+    for Imported { part, fate } in &results {
+        let part = part.as_deref().unwrap_or("-");
+        match fate {
+            Fate::Stored { .. } => metrics.report_received(ReportIn::Stored),
+            Fate::Duplicate { .. } => metrics.report_received(ReportIn::Duplicate),
+            Fate::Dropped { .. } => metrics.report_received(ReportIn::Dropped),
+            Fate::Refused(_) => metrics.report_received(ReportIn::Refused),
+            Fate::StoreFailed(_) => metrics.report_received(ReportIn::Failed),
+        }
+        match fate {
+            Fate::Refused(_) | Fate::StoreFailed(_) => {
+                tracing::warn!(message_id, part, "report mail: {fate}")
+            }
+            _ => tracing::info!(message_id, part, "report mail: {fate}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(deliver: bool, queue: usize) -> (Snapshot, mpsc::Receiver<ReportMail>) {
+        let mut config = Config::default();
+        config.reports.rua_addresses = vec!["dmarc-rua@example.com".into()];
+        config.reports.deliver_imported = deliver;
+        let mut s = Snapshot::new(config).unwrap();
+        let (tx, rx) = mpsc::channel(queue);
+        s.reports_in = Inbox {
+            tx: Some(tx),
+            metrics: Arc::clone(s.journal.metrics()),
+        };
+        (s, rx)
+    }
+
+    #[test]
+    fn report_addresses_match_without_brackets_or_case() {
+        let c = ReportsConfig {
+            rua_addresses: vec!["dmarc-rua@example.com".into()],
+            ..ReportsConfig::default()
+        };
+        assert!(is_report_address(&c, "<DMARC-RUA@example.COM>"));
+        assert!(!is_report_address(&c, "dmarc@example.com"));
+        assert!(!is_report_address(
+            &ReportsConfig::default(),
+            "dmarc-rua@example.com"
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_queued_report_only_mail_is_dropped() {
+        let (s, mut rx) = snapshot(false, 2);
+        // Refused mail is not read; mail also for others is delivered.
+        assert!(!hand_over(&s, b"x", 1, 1, Action::Reject));
+        assert!(!hand_over(&s, b"x", 1, 2, Action::Accept));
+        assert!(hand_over(&s, b"x", 1, 1, Action::Quarantine));
+        assert_eq!(rx.recv().await.unwrap().raw, b"x");
+        let (s, _rx) = snapshot(true, 2);
+        assert!(!hand_over(&s, b"x", 1, 1, Action::Accept));
+    }
+
+    // The hot path never waits: a full queue or a spent budget loses the import (counted),
+    // and the mail is then delivered whatever deliver_imported says.
+    #[tokio::test]
+    async fn full_queue_or_spent_budget_delivers_and_counts_lost() {
+        let (s, _rx) = snapshot(false, 1);
+        let lost = || s.journal.metrics().reports_received(ReportIn::Lost);
+        assert!(hand_over(&s, b"first", 1, 1, Action::Accept));
+        assert!(!hand_over(&s, b"second", 1, 1, Action::Accept));
+        assert_eq!(lost(), 1);
+        // The queued copy is charged to the budget.
+        assert_eq!(s.budget().used(), 5);
+        let (t, _rx2) = snapshot(false, 4);
+        t.budget().set_max(3);
+        assert!(!hand_over(&t, b"four", 1, 1, Action::Accept));
+        assert_eq!(t.journal.metrics().reports_received(ReportIn::Lost), 1);
+    }
+}
