@@ -10,6 +10,7 @@ mod raw;
 mod service;
 mod signing;
 mod smtp;
+mod submission;
 
 pub use error::ConfigError;
 pub use service::parse_sha256;
@@ -25,6 +26,7 @@ pub use smtp::{
     check_relay, normalize_domain, parse_relay_tls, Delivery, RelayTls, SmtpConfig,
     DEFAULT_SMTP_LISTEN,
 };
+pub use submission::{AuthBackend, AuthConfig, ListenerConfig, Role, TlsMode};
 
 use ipnet::IpNet;
 use raw::RawConfig;
