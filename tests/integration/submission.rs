@@ -832,3 +832,28 @@ async fn authorised_user_mail_arrives_signed_at_postfix_and_verifies_in_dkimpy()
     assert!(lines.iter().all(|l| l.ends_with("\tTrue")), "{out}");
     postfix.stop(&[next_port]);
 }
+
+// Issue 18's limits exempt trusted clients; an authenticated user is ours too: the junk
+// command limit (and the stress timeouts, same flag) stop applying once AUTH succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_sessions_are_exempt_from_the_junk_command_limit() {
+    let site = Site::new(&format!("alice@example.com:{ALICE_HASH}\n"));
+    let d = Daemon::start(|c| {
+        site.configure(c);
+        c.smtp.junk_command_limit = 3;
+    })
+    .await;
+    let p = d.listeners[2].port();
+    let (anonymous, user) = blocking(move || {
+        let (mut c, _) = Client::connect(p);
+        c.command("EHLO client.test");
+        let anonymous: Vec<u16> = (0..4).map(|_| c.command("NOOP").code).collect();
+        let (mut c, _) = Client::connect(p);
+        assert_eq!(login(&mut c, "alice@example.com", PASSWORD).code, 235);
+        let user: Vec<u16> = (0..6).map(|_| c.command("NOOP").code).collect();
+        (anonymous, user)
+    })
+    .await;
+    assert_eq!(anonymous, [250, 250, 250, 421]);
+    assert_eq!(user, [250; 6]);
+}
