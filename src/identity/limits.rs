@@ -153,17 +153,6 @@ impl Guard {
         started
     }
 
-    /// A successful AUTH clears the address's failures (a user who mistyped once is not
-    /// left closer to a block).
-    pub fn succeeded(&self, ip: IpAddr) {
-        let mut table = lock(&self.failures_ip);
-        if let Some(w) = table.0.get(&ip) {
-            if w.blocked_until.is_none() {
-                table.0.remove(&ip);
-            }
-        }
-    }
-
     /// Takes one message from `user`'s hourly allowance; `false` when it is spent.
     pub fn take_message(&self, limits: &AuthConfig, user: &str) -> bool {
         take(

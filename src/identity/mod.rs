@@ -36,6 +36,9 @@ pub trait Credentials: Send + Sync {
     ) -> impl Future<Output = Result<Checked, CheckError>> + Send;
 }
 
+/// Password hashes computed at once, over every session.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// The configured back end, built with each snapshot (a reload re-reads the passwd file).
 #[derive(Debug)]
 pub enum Backend {
@@ -69,6 +72,12 @@ impl Credentials for Backend {
     ) -> Result<Checked, CheckError> {
         match self {
             Backend::Passwd(file) => {
+                // Each check costs a hash (Argon2: 19 MiB or more): a bounded number at once,
+                // so a flood of AUTH attempts queues instead of taking every core and GiBs.
+                let _permit = HASHING
+                    .acquire()
+                    .await
+                    .map_err(|_| CheckError("password checks closed".into()))?;
                 // Password hashing is deliberately slow: not on the async threads.
                 let (file, user, password) =
                     (Arc::clone(file), user.to_string(), password.to_vec());

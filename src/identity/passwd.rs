@@ -201,6 +201,19 @@ bare:$6$3xblJbzCTsPkaftQ$RNbYki0blExH/2t54ISCROBmWhwYkhXUuw3LFH2lGEW1E0cEfcJNBTG
     }
 
     #[test]
+    fn the_unknown_user_hash_is_a_real_one() {
+        // Otherwise an unknown user would be answered faster than a known one.
+        assert!(PasswordHash::new(DUMMY_ARGON2).is_ok());
+        let t = std::time::Instant::now();
+        let file = PasswdFile::parse("", false).unwrap();
+        assert!(!file.verify("nobody", b"x"));
+        assert!(
+            t.elapsed() > std::time::Duration::from_millis(1),
+            "no hash was computed"
+        );
+    }
+
+    #[test]
     fn plain_scheme_needs_to_be_enabled() {
         let text = "# users\n\ncarol:{PLAIN}pw:::\n";
         assert!(PasswdFile::parse(text, false)

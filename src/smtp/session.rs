@@ -73,7 +73,7 @@ pub async fn serve_connection<H: NextHop>(
     };
     // RFC 8314 §3.3: on an implicit-TLS port the handshake comes before the greeting.
     let ended = match settings.listener.tls {
-        TlsMode::Implicit => match start_tls(&mut io, &settings).await {
+        TlsMode::Implicit => match start_tls(&mut io, &settings, session.command_timeout()).await {
             Ok(()) => {
                 session.tls_started();
                 drive(&mut session, &mut io, &settings, &mut stop).await
@@ -231,7 +231,7 @@ async fn drive<H: NextHop>(
                 // RFC 3207 §4.2: nothing sent before the handshake counts (CVE-2011-0411).
                 io.input.clear();
                 io.lines = LineDecoder::new(settings.max_line_length);
-                start_tls(io, settings).await?;
+                start_tls(io, settings, settings.command_timeout).await?;
                 session.tls_started();
                 progress = Instant::now();
             }
@@ -292,11 +292,16 @@ async fn read_data<H: NextHop>(
     }
 }
 
-async fn start_tls(io: &mut Io, settings: &SmtpSettings) -> Result<(), End> {
+/// The TLS handshake, within `limit` (on an implicit-TLS port under stress: the short one).
+async fn start_tls(
+    io: &mut Io,
+    settings: &SmtpSettings,
+    limit: std::time::Duration,
+) -> Result<(), End> {
     let (Some(config), Some(stream)) = (settings.tls.clone(), io.stream.take()) else {
         return Err(End::Tls(io::Error::other("TLS not configured")));
     };
-    match timeout(settings.command_timeout, stream.start_tls(config)).await {
+    match timeout(limit, stream.start_tls(config)).await {
         Ok(Ok(tls)) => {
             io.stream = Some(tls);
             Ok(())

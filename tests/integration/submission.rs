@@ -425,7 +425,11 @@ async fn a_user_sending_as_someone_else_is_refused() {
     })
     .await;
     let p = d.listeners[2].port();
-    let site_mail = message("Alice <alice@example.com>", "own", "x\r\n");
+    // With results forged in our name: they must not go on (RFC 8601 §5).
+    let mut site_mail =
+        format!("Authentication-Results: {AUTHSERV_ID}; dkim=pass header.d=forged\r\n")
+            .into_bytes();
+    site_mail.extend(message("Alice <alice@example.com>", "own", "x\r\n"));
     let forged = message("Bob <bob@example.com>", "forged-from", "x\r\n");
     blocking(move || {
         let (mut c, _) = Client::connect(p);
@@ -456,7 +460,14 @@ async fn a_user_sending_as_someone_else_is_refused() {
         assert_eq!(c.data(&site_mail).code, 250);
     })
     .await;
-    assert_eq!(site.delivered().len(), 1);
+    let files = site.delivered();
+    assert_eq!(files.len(), 1);
+    assert!(!files[0].contains("forged"), "{}", files[0]);
+    assert!(
+        files[0].contains("auth=pass smtp.auth=alice\r\n"),
+        "{}",
+        files[0]
+    );
     let metrics = call(d.http.unwrap(), "GET", "/metrics", None, b"")
         .await
         .text();
@@ -577,6 +588,7 @@ fn passwd_command_prints_a_line_that_verifies() {
 struct Dovecot {
     child: std::process::Child,
     socket: PathBuf,
+    stopped: bool,
 }
 
 impl Dovecot {
@@ -616,10 +628,17 @@ impl Dovecot {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Dovecot { child, socket }
+        Dovecot {
+            child,
+            socket,
+            stopped: false,
+        }
     }
 
     fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

@@ -84,6 +84,13 @@ impl<H: NextHop> Session<H> {
         let mut trace = self.received(&message.id, &message.rcpts, message.params.smtputf8);
         let snapshot = Arc::clone(&self.snapshot);
         if let Some(user) = &self.conn.authenticated {
+            // A user could write results in our name; only ours go on (RFC 8601 §5).
+            let claimed = crate::auth::claimed_results(&raw, &snapshot.config.authserv_id);
+            let removals: Vec<(String, usize)> = claimed
+                .into_iter()
+                .map(|i| ("Authentication-Results".to_string(), i))
+                .collect();
+            remove_fields(&mut raw, &removals);
             let ar = format!(
                 "{};\r\n\tauth=pass smtp.auth={}",
                 snapshot.config.authserv_id,

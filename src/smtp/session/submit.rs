@@ -144,7 +144,6 @@ impl<H: NextHop> Session<H> {
             Ok(Checked::Valid(name)) => {
                 tracing::info!(client = %self.conn.ip, user = %name, "smtp: authenticated");
                 metrics.smtp_auth(SmtpAuthResult::Success);
-                self.guard.succeeded(self.conn.ip);
                 self.conn.authenticated = Some(name);
                 // Our own user: not held to the stress limits.
                 self.exempt = true;
