@@ -174,6 +174,8 @@ impl<H: NextHop> Session<H> {
             out.push(SmtpReply::new(421, "4.3.2", "Service shutting down"));
             return Next::Close;
         }
+        // Inside an AUTH exchange a line is a SASL response, not a command: `accepts` already
+        // allowed the AUTH that started it.
         if let State::Auth(exchange) = &self.state {
             let exchange = exchange.clone();
             let text = String::from_utf8_lossy(line);
@@ -267,7 +269,8 @@ impl<H: NextHop> Session<H> {
         use Request::*;
         let out_of_order = |text: &str| Err(SmtpReply::new(503, "5.5.1", text));
         match (request, &self.state) {
-            // Not offered: BDAT (CHUNKING), AUTH, ETRN, ATRN, BURL, and LHLO is LMTP's.
+            // Not offered: BDAT (CHUNKING), ETRN, ATRN, BURL, and LHLO is LMTP's; AUTH only
+            // on a submission listener (below).
             (Lhlo { .. } | Bdat { .. } | Etrn { .. } | Atrn { .. }, _)
             | (Burl { .. } | Expn { .. }, _) => Err(not_implemented()),
             (StartTls, _) if self.settings.tls.is_none() => Err(not_implemented()),
