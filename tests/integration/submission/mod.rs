@@ -503,3 +503,78 @@ async fn authenticated_sessions_are_exempt_from_the_junk_command_limit() {
     assert_eq!(anonymous, [250, 250, 250, 421]);
     assert_eq!(user, [250; 6]);
 }
+
+/// AUTH PLAIN from the source address `from` (any of 127/8): the AUTH reply's code.
+async fn login_from(from: [u8; 4], port: u16, user: &str, password: &str) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    let mut io = tokio::io::BufReader::new(stream);
+    let mut code = 0;
+    for line in [
+        None,
+        Some("EHLO client.test".to_string()),
+        Some(format!("AUTH PLAIN {}", plain(user, password))),
+    ] {
+        if let Some(line) = line {
+            io.get_mut()
+                .write_all(format!("{line}\r\n").as_bytes())
+                .await
+                .unwrap();
+        }
+        loop {
+            let mut text = String::new();
+            if io.read_line(&mut text).await.unwrap_or(0) == 0 {
+                return 0;
+            }
+            code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if text.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+    }
+    code
+}
+
+// Issue 13 §4: failures for one login name from many addresses (no per-address limit is
+// reached) block that name everywhere, with the same 421, while other users still log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_one_user_from_many_addresses_blocks_that_user() {
+    let site = Site::new(&format!(
+        "alice@example.com:{ALICE_HASH}\nbob@example.com:{ALICE_HASH}\n"
+    ));
+    let d = Daemon::start_with_api(|c| {
+        site.configure(c);
+        c.smtp.auth.max_failures_per_user = 3;
+    })
+    .await;
+    let p = d.listeners[2].port();
+    let mut codes = Vec::new();
+    for i in 1..=3u8 {
+        codes.push(login_from([127, 0, 5, i], p, "alice@example.com", "guess").await);
+    }
+    assert_eq!(codes, [535, 535, 421]);
+    // The right password, from a fresh address: still blocked for a while.
+    assert_eq!(
+        login_from([127, 0, 5, 9], p, "alice@example.com", PASSWORD).await,
+        421
+    );
+    assert_eq!(
+        login_from([127, 0, 5, 9], p, "bob@example.com", PASSWORD).await,
+        235
+    );
+    let metrics = call(d.http.unwrap(), "GET", "/metrics", None, b"")
+        .await
+        .text();
+    assert_eq!(
+        sample(
+            &metrics,
+            "authmilter_smtp_auth_blocks_total{scope=\"user\"}"
+        ),
+        1.0
+    );
+}
