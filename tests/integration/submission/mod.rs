@@ -449,7 +449,8 @@ async fn hourly_message_and_recipient_limits_hold_across_connections() {
     .await;
 }
 
-// Reload (SIGHUP) re-reads the passwd file: a changed password works at once, the old one not.
+// Reload (SIGHUP) re-reads the passwd file: a changed password works at once, the old one
+// not; a broken file is refused and the one in force stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rereads_the_passwd_file() {
     let site = Site::new(&format!("alice@example.com:{ALICE_HASH}\n"));
@@ -477,6 +478,17 @@ async fn reload_rereads_the_passwd_file() {
     })
     .await;
     assert_eq!((old, new), (535, 235));
+
+    // A broken file: the reload fails, the file in force stays.
+    std::fs::write(site.path("users"), "alice@example.com:{MD5}nope\n").unwrap();
+    d.control.send(Signal::Reload).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still = blocking(move || {
+        let (mut c, _) = Client::connect(p);
+        login(&mut c, "alice@example.com", "new pass").code
+    })
+    .await;
+    assert_eq!(still, 235);
 }
 
 // Issue 18's limits exempt trusted clients; an authenticated user is ours too: the junk
