@@ -11,6 +11,7 @@ pub mod config;
 pub mod dates;
 pub mod dns;
 pub mod http;
+pub mod identity;
 pub mod jobs;
 pub mod loadgen;
 pub mod milter;

@@ -51,6 +51,12 @@ enum Command {
     Sign(sign_cmd::SignArgs),
     /// Generate a DKIM key pair: the private key (mode 0600) and its DNS record.
     Keygen(sign_cmd::KeygenArgs),
+    /// Print a passwd-file line `USER:{ARGON2ID}...` for SMTP AUTH; the password is read
+    /// from the terminal (not echoed) or from the first line of standard input.
+    Passwd {
+        /// The login name.
+        user: String,
+    },
     /// Print the DNS record (zone-file line) publishing a private key's public half.
     DnsRecord(sign_cmd::DnsRecordArgs),
     /// Check that the DKIM record published in DNS matches a private key (exit 1 if not).
@@ -214,6 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sign(args) => sign_cmd::sign(args),
         Command::ArcSeal(args) => seal_cmd::arc_seal(args),
         Command::Keygen(args) => sign_cmd::keygen(args),
+        Command::Passwd { user } => passwd(&user),
         Command::DnsRecord(args) => sign_cmd::dns_record(args),
         Command::DnsCheck(args) => sign_cmd::dns_check(args),
         Command::Report(command) => report_cmd::report(command),
@@ -235,6 +242,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `authmilter passwd USER`: one passwd-file line on standard output.
+fn passwd(user: &str) -> Result<ExitCode> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if user.is_empty() || user.contains([':', '\n', '\r', '\t']) {
+        anyhow::bail!("a user name must not be empty or contain ':' or line breaks");
+    }
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    // No terminal crate: stty turns echo off and on again.
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if terminal {
+        eprint!("Password for {user}: ");
+        let _ = std::io::stderr().flush();
+        stty("-echo");
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if terminal {
+        stty("echo");
+        eprintln!();
+    }
+    read.context("reading the password")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    let hash = authmilter::identity::passwd::hash_argon2id(password.as_bytes())
+        .map_err(anyhow::Error::msg)?;
+    println!("{user}:{hash}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
@@ -295,26 +339,28 @@ fn serve(args: ServeArgs) -> Result<()> {
             ),
             None => None,
         };
-        let smtp = match config.smtp.listen {
-            Some(addr) => {
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (SMTP)"))?;
-                match &config.smtp.delivery {
-                    authmilter::config::Delivery::Relay(to) => {
-                        tracing::info!(smtp = %addr, relay = %to, "SMTP front end listening")
-                    }
-                    authmilter::config::Delivery::Maildir(dir) => {
-                        tracing::info!(smtp = %addr, maildir = %dir.display(), "SMTP front end listening")
-                    }
+        let mut smtp = Vec::new();
+        for endpoint in config.smtp.all_listeners() {
+            let addr = endpoint.address;
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (SMTP)"))?;
+            let role = format!("{:?}", endpoint.role).to_ascii_lowercase();
+            let tls = format!("{:?}", endpoint.tls).to_ascii_lowercase();
+            match &config.smtp.delivery {
+                authmilter::config::Delivery::Relay(to) => {
+                    tracing::info!(smtp = %addr, %role, %tls, relay = %to, "SMTP front end listening")
                 }
-                if config.smtp.local_domains.is_empty() {
-                    tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
+                authmilter::config::Delivery::Maildir(dir) => {
+                    tracing::info!(smtp = %addr, %role, %tls, maildir = %dir.display(), "SMTP front end listening")
                 }
-                Some(l)
             }
-            None => None,
-        };
+            smtp.push(authmilter::smtp::listener::SmtpListener { tcp, config: endpoint });
+        }
+        let mx = config.smtp.all_listeners().iter().any(|l| l.role == authmilter::config::Role::Mx);
+        if mx && config.smtp.local_domains.is_empty() {
+            tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(forward_signals(tx));
         run_server(snapshot, loader, listener, rx, Services { http, smtp }).await;

@@ -214,8 +214,8 @@ impl MilterListener {
 pub struct Services {
     /// The HTTP API's bound listener (`None`: no API).
     pub http: Option<TcpListener>,
-    /// The SMTP front end's bound listener (`None`: milter only).
-    pub smtp: Option<TcpListener>,
+    /// The SMTP front end's bound listeners, each with its role (empty: milter only).
+    pub smtp: Vec<crate::smtp::listener::SmtpListener>,
 }
 
 /// The snapshot in force, swapped on reload; the HTTP API reads it per request.
@@ -299,13 +299,19 @@ pub async fn run_with(
         );
         tokio::spawn(crate::http::serve(l, state, stop_rx.clone()))
     });
-    let smtp_accept = services.smtp.map(|l| {
-        tokio::spawn(crate::smtp::listener::accept_loop(
-            l,
-            Arc::clone(&current),
-            stop_rx.clone(),
-        ))
-    });
+    let smtp_shared = crate::smtp::listener::Shared::new(&current);
+    let smtp_accept: Vec<_> = services
+        .smtp
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(crate::smtp::listener::accept_loop(
+                l,
+                Arc::clone(&smtp_shared),
+                Arc::clone(&current),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
     let report_job = store_config
         .path
         .clone()
@@ -370,7 +376,7 @@ pub async fn run_with(
         Ok(sessions) => sessions,
         Err(_) => return,
     };
-    if let Some(smtp) = smtp_accept {
+    for smtp in smtp_accept {
         // SMTP sessions drain with the milter's, within the same grace period.
         // Dropping the set (when the grace period ends) aborts what is left in it.
         if let Ok(mut smtp_sessions) = smtp.await {

@@ -23,6 +23,15 @@ pub use outcome::{
 };
 pub use transaction::{normalize_mail_from, Connection, Transaction, Verifier};
 
+/// 1-based positions of the `Authentication-Results` fields in `raw` that claim
+/// `authserv_id` (RFC 8601 §5: a receiver removes those it did not add), for a door that
+/// does not verify the message (submission).
+pub fn claimed_results(raw: &[u8], authserv_id: &str) -> Vec<usize> {
+    mail_auth::AuthenticatedMessage::parse(raw)
+        .map(|msg| message::forged_ar(&msg, authserv_id))
+        .unwrap_or_default()
+}
+
 /// Shared with the signer, which works around the same mail-auth defect (DESIGN.md item 1).
 pub(crate) use dkim::trim_trailing_blank_lines;
 

@@ -12,6 +12,7 @@ mod reports;
 mod service;
 mod signing;
 mod smtp;
+mod submission;
 
 pub use arc::{ArcSealConfig, SealMode, DEFAULT_ARC_SIGNED_HEADERS};
 pub use error::ConfigError;
@@ -29,6 +30,7 @@ pub use smtp::{
     check_relay, normalize_domain, parse_relay_tls, Delivery, RelayTls, SmtpConfig,
     DEFAULT_SMTP_LISTEN,
 };
+pub use submission::{AuthBackend, AuthConfig, ListenerConfig, Role, TlsMode};
 
 use ipnet::IpNet;
 use raw::RawConfig;

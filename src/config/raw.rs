@@ -186,4 +186,33 @@ pub(super) struct RawSmtp {
     pub relay_timeout_secs: Option<Spanned<u64>>,
     pub maildir: Option<Spanned<String>>,
     pub quarantine_maildir: Option<Spanned<String>>,
+    pub listeners: Option<Vec<RawListener>>,
+    pub auth: Option<RawAuth>,
+    pub senders: Option<BTreeMap<String, Spanned<Vec<Spanned<String>>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub address: Spanned<String>,
+    pub role: Option<Spanned<String>>,
+    pub tls: Option<Spanned<String>>,
+    pub require_tls: Option<bool>,
+    pub plaintext_auth: Option<Spanned<bool>>,
+    pub trusted_without_auth: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub passwd_file: Option<Spanned<String>>,
+    pub dovecot_socket: Option<Spanned<String>>,
+    pub plaintext_schemes: Option<bool>,
+    pub max_failures_per_ip: Option<Spanned<u32>>,
+    pub max_failures_per_user: Option<Spanned<u32>>,
+    pub failure_window_secs: Option<Spanned<u64>>,
+    pub block_secs: Option<Spanned<u64>>,
+    pub failure_delay_ms: Option<u64>,
+    pub max_messages_per_hour: Option<Spanned<u32>>,
+    pub max_recipients_per_hour: Option<Spanned<u32>>,
 }

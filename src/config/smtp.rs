@@ -5,7 +5,11 @@
 
 use super::raw::RawSmtp;
 use super::service::{listen_or_off, ErrAt};
+use super::submission::{
+    auth_from_raw, listener_from_raw, senders_from_raw, AuthConfig, ListenerConfig, Role, TlsMode,
+};
 use super::ConfigError;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,8 +68,14 @@ pub enum Delivery {
 
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
-    /// `None`: no SMTP listener.
+    /// The legacy single listener (an `mx` one); `None`: only `listeners`, if any.
     pub listen: Option<SocketAddr>,
+    /// `[[smtp.listeners]]`, in file order.
+    pub listeners: Vec<ListenerConfig>,
+    /// `[smtp.auth]`: credentials and abuse limits.
+    pub auth: AuthConfig,
+    /// `[smtp.senders]`: login -> the addresses it may send as (`None`: its own login only).
+    pub senders: Option<BTreeMap<String, Vec<String>>>,
     /// Greeting and `Received:` name (default: the authserv-id).
     pub hostname: Option<String>,
     /// Domains untrusted clients may send to; anything else is relaying and refused.
@@ -104,6 +114,9 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             listen: None,
+            listeners: Vec::new(),
+            auth: AuthConfig::default(),
+            senders: None,
             hostname: None,
             local_domains: Vec::new(),
             max_connections: DEFAULT_SMTP_MAX_CONNECTIONS,
@@ -128,6 +141,22 @@ impl Default for SmtpConfig {
             relay_timeout: DEFAULT_RELAY_TIMEOUT,
             quarantine_maildir: None,
         }
+    }
+}
+
+impl SmtpConfig {
+    /// Every listener: the legacy `listen` first (as `mx`), then `[[smtp.listeners]]`.
+    pub fn all_listeners(&self) -> Vec<ListenerConfig> {
+        let legacy = self.listen.map(ListenerConfig::mx);
+        legacy
+            .into_iter()
+            .chain(self.listeners.iter().cloned())
+            .collect()
+    }
+
+    /// Whether the SMTP front end runs at all.
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some() || !self.listeners.is_empty()
     }
 }
 
@@ -168,6 +197,9 @@ pub(super) fn smtp_from_raw(
     };
     if let Some(listen) = raw.listen {
         smtp.listen = listen_or_off(&listen, err)?;
+    } else if raw.listeners.is_some() {
+        // Listeners given: no implicit legacy one beside them.
+        smtp.listen = None;
     }
     if let Some(name) = raw.hostname {
         let text = name.get_ref().trim();
@@ -276,6 +308,31 @@ pub(super) fn smtp_from_raw(
     }
     smtp.relay_ca_file = raw.relay_ca_file.map(|f| base.join(f.get_ref()));
     smtp.quarantine_maildir = raw.quarantine_maildir.map(|m| base.join(m.get_ref()));
+    if let Some(auth) = raw.auth {
+        smtp.auth = auth_from_raw(auth, base, err)?;
+    }
+    if let Some(senders) = raw.senders {
+        smtp.senders = Some(senders_from_raw(senders, err)?);
+    }
+    for raw_listener in raw.listeners.unwrap_or_default() {
+        let (listener, span) = listener_from_raw(raw_listener, err)?;
+        let needs_tls = listener.tls == TlsMode::Implicit || listener.require_tls;
+        if needs_tls && smtp.tls.is_none() {
+            return Err(err(
+                span,
+                "this listener needs TLS: set `smtp.tls_cert` and `smtp.tls_key`".into(),
+            ));
+        }
+        if listener.role == Role::Submission && smtp.auth.backend.is_none() {
+            return Err(err(
+                span,
+                "a submission listener needs `[smtp.auth]` with `passwd_file` or \
+                 `dovecot_socket`"
+                    .into(),
+            ));
+        }
+        smtp.listeners.push(listener);
+    }
     Ok(smtp)
 }
 

@@ -353,3 +353,105 @@ max_import_size = 2048
         );
     }
 }
+
+#[test]
+fn submission_listeners_auth_and_senders_are_read_and_checked() {
+    let text = r#"
+[smtp]
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+
+[[smtp.listeners]]
+address = "0.0.0.0:25"
+
+[[smtp.listeners]]
+address = "0.0.0.0:587"
+role = "submission"
+
+[[smtp.listeners]]
+address = "0.0.0.0:465"
+role = "submission"
+tls = "implicit"
+
+[[smtp.listeners]]
+address = "127.0.0.1:10587"
+role = "submission"
+require_tls = false
+plaintext_auth = true
+trusted_without_auth = false
+
+[smtp.auth]
+passwd_file = "users.passwd"
+max_failures_per_ip = 4
+block_secs = 60
+failure_delay_ms = 250
+max_messages_per_hour = 100
+
+[smtp.senders]
+"alice" = ["Alice@Example.com", "@example.org"]
+"admin" = ["*"]
+"#;
+    let c = Config::parse(text, Some(Path::new("/etc/am/authmilter.toml"))).unwrap();
+    let s = &c.smtp;
+    // Listeners given: no implicit legacy one.
+    assert_eq!(s.listen, None);
+    let roles: Vec<_> = s
+        .listeners
+        .iter()
+        .map(|l| (l.role, l.tls, l.require_tls))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (Role::Mx, TlsMode::StartTls, false),
+            (Role::Submission, TlsMode::StartTls, true),
+            (Role::Submission, TlsMode::Implicit, true),
+            (Role::Submission, TlsMode::StartTls, false),
+        ]
+    );
+    assert!(s.listeners[3].plaintext_auth && !s.listeners[3].trusted_without_auth);
+    assert_eq!(
+        s.auth.backend,
+        Some(AuthBackend::PasswdFile("/etc/am/users.passwd".into()))
+    );
+    assert_eq!(s.auth.max_failures_per_ip, 4);
+    assert_eq!(s.auth.block, Duration::from_secs(60));
+    assert_eq!(s.auth.failure_delay, Duration::from_millis(250));
+    assert_eq!(s.auth.max_messages_per_hour, 100);
+    assert_eq!(s.auth.max_recipients_per_hour, 2000);
+    let senders = s.senders.as_ref().unwrap();
+    assert_eq!(senders["alice"], ["alice@example.com", "@example.org"]);
+
+    let head = "[smtp]\ntls_cert = \"c\"\ntls_key = \"k\"\n[smtp.auth]\npasswd_file = \"p\"\n";
+    let cases = [
+        // Plain-text AUTH off loopback.
+        (
+            format!("{head}[[smtp.listeners]]\naddress = \"0.0.0.0:587\"\nplaintext_auth = true\n"),
+            8,
+        ),
+        (format!("{head}[[smtp.listeners]]\naddress = \"587\"\n"), 7),
+        (
+            format!("{head}[[smtp.listeners]]\naddress = \"0.0.0.0:587\"\nrole = \"msa\"\n"),
+            8,
+        ),
+        (
+            format!("{head}[[smtp.listeners]]\naddress = \"0.0.0.0:465\"\ntls = \"ssl\"\n"),
+            8,
+        ),
+        (format!("{head}[smtp.senders]\nbob = [\"bob@\"]\n"), 7),
+        (format!("{head}max_failures_per_ip = 0\n"), 6),
+        // A submission listener without a back end; implicit TLS without a certificate.
+        (
+            "[smtp]\n[[smtp.listeners]]\naddress = \"0.0.0.0:587\"\nrole = \"submission\"\nrequire_tls = false\n".into(),
+            3,
+        ),
+        (
+            "[smtp]\n[[smtp.listeners]]\naddress = \"0.0.0.0:465\"\ntls = \"implicit\"\n".into(),
+            3,
+        ),
+    ];
+    for (text, line) in cases {
+        let e = Config::parse(&text, Some(Path::new("c.toml"))).unwrap_err();
+        assert_eq!(e.line, Some(line), "{text}: {e}");
+    }
+}

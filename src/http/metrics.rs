@@ -93,6 +93,14 @@ pub struct Metrics {
     smtp_refused: [AtomicU64; 3],
     /// Sessions ended for making no progress: a timeout, or too many junk commands.
     smtp_cut: [AtomicU64; 2],
+    /// AUTH attempts by result.
+    smtp_auth: [AtomicU64; 5],
+    /// AUTH blocks begun, by scope (client address, user name).
+    smtp_auth_blocks: [AtomicU64; 2],
+    /// AUTH attempts refused with 421 because a block was in force.
+    smtp_auth_blocked: AtomicU64,
+    /// Submissions refused: sender not owned, From not owned, hourly messages, recipients.
+    smtp_submission_refused: [AtomicU64; 4],
     messages: [[AtomicU64; ACTIONS.len()]; 3],
     results: [[AtomicU64; RESULTS.len()]; METHODS.len()],
     eom: [Histogram; 3],
@@ -146,6 +154,49 @@ pub enum SmtpCut {
 }
 
 const SMTP_CUTS: [&str; 2] = ["timeout", "junk"];
+
+/// A counter family with one label: name, help, label, label values, counts.
+type Labelled<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], Vec<u64>);
+
+/// How an AUTH attempt ended (the `result` label).
+#[derive(Debug, Clone, Copy)]
+pub enum SmtpAuthResult {
+    Success = 0,
+    /// Wrong credentials (535).
+    Failure = 1,
+    /// The back end could not answer (454).
+    Tempfail = 2,
+    /// Not base64, or an over-long line (501, 500).
+    Malformed = 3,
+    /// The client sent `*` (501).
+    Cancelled = 4,
+}
+
+const AUTH_RESULTS: [&str; 5] = ["success", "failure", "tempfail", "malformed", "cancelled"];
+
+/// Which failure count started an AUTH block (the `scope` label).
+#[derive(Debug, Clone, Copy)]
+pub enum AuthBlockScope {
+    Address = 0,
+    User = 1,
+}
+
+const AUTH_BLOCK_SCOPES: [&str; 2] = ["address", "user"];
+
+/// Why a submission was refused (the `reason` label).
+#[derive(Debug, Clone, Copy)]
+pub enum SubmissionRefusal {
+    /// The envelope sender is not the user's (553 at MAIL).
+    Sender = 0,
+    /// The From address is not the user's (550 at end of DATA).
+    From = 1,
+    /// Messages per hour spent (451 4.7.1).
+    Messages = 2,
+    /// Recipients per hour spent (452 4.5.3).
+    Recipients = 3,
+}
+
+const SUBMISSION_REFUSALS: [&str; 4] = ["sender", "from", "messages", "recipients"];
 
 /// The budget, defaulting to [`default_max_inflight_bytes`] until the configuration says.
 struct InflightBudget(Arc<Budget>);
@@ -228,6 +279,22 @@ impl Metrics {
     /// An SMTP session ended because it made no progress.
     pub fn smtp_cut(&self, why: SmtpCut) {
         self.smtp_cut[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn smtp_auth(&self, result: SmtpAuthResult) {
+        self.smtp_auth[result as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn smtp_auth_block(&self, scope: AuthBlockScope) {
+        self.smtp_auth_blocks[scope as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn smtp_auth_blocked(&self) {
+        self.smtp_auth_blocked.fetch_add(1, Relaxed);
+    }
+
+    pub fn smtp_submission_refused(&self, why: SubmissionRefusal) {
+        self.smtp_submission_refused[why as usize].fetch_add(1, Relaxed);
     }
 
     /// A milter (or SMTP) connection opened; the guard closes it.
@@ -439,6 +506,52 @@ impl Metrics {
                 "authmilter_reports_received_total{{result=\"{result}\"}} {n}"
             );
         }
+        let labelled: [Labelled<'_>; 3] = [
+            (
+                "authmilter_smtp_auth_total",
+                "SMTP AUTH attempts, by result.",
+                "result",
+                &AUTH_RESULTS,
+                self.smtp_auth.iter().map(|n| n.load(Relaxed)).collect(),
+            ),
+            (
+                "authmilter_smtp_auth_blocks_total",
+                "Temporary AUTH blocks begun after too many failures, by what was blocked.",
+                "scope",
+                &AUTH_BLOCK_SCOPES,
+                self.smtp_auth_blocks
+                    .iter()
+                    .map(|n| n.load(Relaxed))
+                    .collect(),
+            ),
+            (
+                "authmilter_smtp_submission_refused_total",
+                "Submissions refused: sender or From not the user's, hourly limits spent.",
+                "reason",
+                &SUBMISSION_REFUSALS,
+                self.smtp_submission_refused
+                    .iter()
+                    .map(|n| n.load(Relaxed))
+                    .collect(),
+            ),
+        ];
+        for (name, help, label, values, counts) in labelled {
+            family(&mut out, name, "counter", help);
+            for (value, n) in values.iter().zip(counts) {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+            }
+        }
+        family(
+            &mut out,
+            "authmilter_smtp_auth_blocked_total",
+            "counter",
+            "SMTP AUTH attempts refused with 421 while a block was in force.",
+        );
+        let _ = writeln!(
+            out,
+            "authmilter_smtp_auth_blocked_total {}",
+            self.smtp_auth_blocked.load(Relaxed)
+        );
         crate::dns::stats::STATS.render(&mut out);
         out
     }

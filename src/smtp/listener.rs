@@ -6,11 +6,13 @@
 use super::hop::Hop;
 use super::session::serve_connection;
 use super::stress::Load;
+use crate::config::ListenerConfig;
 use crate::http::metrics::SmtpRefusal;
+use crate::identity::limits::Guard;
 use crate::server::Current;
 use ipnet::IpNet;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -60,24 +62,56 @@ impl Drop for AddressSlot {
     }
 }
 
+/// A bound SMTP listener and what it is for (both fixed at start).
+pub struct SmtpListener {
+    pub tcp: TcpListener,
+    pub config: ListenerConfig,
+}
+
+/// What every listener of the front end shares: the connection limits, the stress gauge and
+/// the abuse limits, so that several listeners are one front end.
+pub struct Shared {
+    slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    per_network: Arc<PerAddress>,
+    load: Arc<Load>,
+    guard: Arc<Guard>,
+}
+
+impl Shared {
+    pub fn new(current: &Current) -> Arc<Shared> {
+        let first = current.read().unwrap_or_else(|p| p.into_inner());
+        let smtp = &first.config.smtp;
+        let metrics = Arc::clone(first.journal.metrics());
+        Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(smtp.max_connections)),
+            per_address: Arc::default(),
+            per_network: Arc::default(),
+            load: Load::new(smtp.max_connections, smtp.stress_threshold_percent, metrics),
+            guard: Arc::default(),
+        })
+    }
+}
+
 /// Accepts until `stop` turns true; returns the sessions still running (the server drains
 /// them within its grace period).
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: SmtpListener,
+    shared: Arc<Shared>,
     current: Current,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut sessions = JoinSet::new();
-    let (max, load) = {
-        let first = current.read().unwrap_or_else(|p| p.into_inner());
-        let smtp = &first.config.smtp;
-        let metrics = Arc::clone(first.journal.metrics());
-        let load = Load::new(smtp.max_connections, smtp.stress_threshold_percent, metrics);
-        (smtp.max_connections, load)
-    };
-    let slots = Arc::new(Semaphore::new(max));
-    let per_address = Arc::new(PerAddress::default());
-    let per_network = Arc::new(PerAddress::default());
+    let SmtpListener {
+        tcp: listener,
+        config: endpoint,
+    } = listener;
+    let (slots, per_address, per_network, load) = (
+        &shared.slots,
+        &shared.per_address,
+        &shared.per_network,
+        &shared.load,
+    );
     loop {
         while sessions.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
@@ -101,7 +135,7 @@ pub async fn accept_loop(
             );
             continue;
         };
-        let settings = Arc::clone(&service.settings);
+        let settings = service.settings_for(&endpoint);
         let metrics = Arc::clone(snapshot.journal.metrics());
         let ip = peer.ip().to_canonical();
         let limits = if snapshot.config.is_trusted(ip) {
@@ -109,7 +143,7 @@ pub async fn accept_loop(
         } else {
             let smtp = &snapshot.config.smtp;
             let network = network_of(ip, smtp.network_prefix_v4, smtp.network_prefix_v6);
-            let taken = match Arc::clone(&slots).try_acquire_owned() {
+            let taken = match Arc::clone(slots).try_acquire_owned() {
                 Err(_) => Err((
                     SmtpRefusal::Total,
                     "4.3.2 Too many connections, try again later",
@@ -143,28 +177,17 @@ pub async fn accept_loop(
         let hop = Hop::new(&service.hop);
         let stop_rx = stop.clone();
         let load_guard = load.opened();
-        let load = Arc::clone(&load);
+        let load = Arc::clone(load);
+        let guard = Arc::clone(&shared.guard);
         sessions.spawn(async move {
             let _open = metrics.connection_opened();
-            serve(stream, peer, snapshot, settings, hop, load, stop_rx).await;
+            let _ = stream.set_nodelay(true);
+            serve_connection(stream, peer, snapshot, settings, hop, load, guard, stop_rx).await;
             drop(load_guard);
             drop(limits);
         });
     }
     sessions
-}
-
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    snapshot: Arc<crate::server::Snapshot>,
-    settings: Arc<super::SmtpSettings>,
-    hop: Hop,
-    load: Arc<Load>,
-    stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    serve_connection(stream, peer, snapshot, settings, hop, load, stop).await;
 }
 
 /// Answers 421 and closes, without waiting on a slow client.

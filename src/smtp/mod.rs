@@ -10,12 +10,15 @@
 //! - [`data`]: the DATA decoder (end marker, dot-unstuffing, limits); [`tls`]: STARTTLS;
 //! - [`hop`]: the [`NextHop`] a session delivers through: [`relay`] or [`maildir`].
 
+use crate::config::ListenerConfig;
+use crate::identity::Backend;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod auth;
 pub mod data;
 pub mod hop;
 pub mod listener;
@@ -56,6 +59,10 @@ pub struct SmtpSettings {
     /// Quarantined mail is delivered into this Maildir instead of the next hop; without one it
     /// goes to the next hop with an `X-Authmilter-Quarantine:` field naming the reasons.
     pub quarantine: Option<PathBuf>,
+    /// The listener this session came through: its role and TLS rules.
+    pub listener: ListenerConfig,
+    /// Where AUTH checks passwords (`None`: AUTH not offered).
+    pub credentials: Option<Arc<Backend>>,
 }
 
 impl Default for SmtpSettings {
@@ -74,6 +81,8 @@ impl Default for SmtpSettings {
             local_domains: Vec::new(),
             tls: None,
             quarantine: None,
+            listener: ListenerConfig::mx(SocketAddr::from(([127, 0, 0, 1], 0))),
+            credentials: None,
         }
     }
 }
@@ -108,7 +117,7 @@ pub struct ClientInfo {
     pub ip: IpAddr,
     /// The EHLO/HELO name.
     pub helo: Option<String>,
-    /// `"ESMTP"`, `"ESMTPS"` (after STARTTLS) or `"SMTP"`.
+    /// `"ESMTP"`, `"ESMTPS"` (after STARTTLS), `"ESMTPSA"` (and AUTH) or `"SMTP"`.
     pub protocol: String,
 }
 

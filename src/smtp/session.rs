@@ -22,11 +22,14 @@ mod compose;
 mod finish;
 mod machine;
 mod replies;
+mod submit;
 #[cfg(test)]
 mod tests;
 
 use crate::auth::budget::Charge;
+use crate::config::TlsMode;
 use crate::http::metrics::SmtpCut;
+use crate::identity::limits::Guard;
 use crate::server::Snapshot;
 use crate::smtp::data::{DataDecoder, DataEnd};
 use crate::smtp::stress::Load;
@@ -47,6 +50,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one SMTP client until it quits, misbehaves, times out or the server stops,
 /// delivering accepted mail through `hop`. Never panics on what the client sends.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_connection<H: NextHop>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -54,11 +58,12 @@ pub async fn serve_connection<H: NextHop>(
     settings: Arc<SmtpSettings>,
     hop: H,
     load: Arc<Load>,
+    guard: Arc<Guard>,
     mut stop: watch::Receiver<bool>,
 ) {
     let ip = peer.ip().to_canonical();
     tracing::debug!(client = %ip, "smtp connection");
-    let mut session = Session::new(snapshot, Arc::clone(&settings), hop, ip, load);
+    let mut session = Session::new(snapshot, Arc::clone(&settings), hop, ip, load, guard);
     let mut io = Io {
         stream: Some(Stream::Plain(stream)),
         input: Vec::new(),
@@ -66,7 +71,17 @@ pub async fn serve_connection<H: NextHop>(
         lines: LineDecoder::new(settings.max_line_length),
         write_timeout: settings.command_timeout,
     };
-    let ended = drive(&mut session, &mut io, &settings, &mut stop).await;
+    // RFC 8314 §3.3: on an implicit-TLS port the handshake comes before the greeting.
+    let ended = match settings.listener.tls {
+        TlsMode::Implicit => match start_tls(&mut io, &settings, session.command_timeout()).await {
+            Ok(()) => {
+                session.tls_started();
+                drive(&mut session, &mut io, &settings, &mut stop).await
+            }
+            Err(e) => Err(e),
+        },
+        TlsMode::StartTls => drive(&mut session, &mut io, &settings, &mut stop).await,
+    };
     match ended {
         Ok(()) => tracing::debug!(client = %ip, "smtp session over"),
         Err(end @ End::Tls(_)) => tracing::info!(client = %ip, reason = %end, "smtp session ended"),
@@ -160,7 +175,7 @@ async fn drive<H: NextHop>(
                 let stopping = *stop.borrow();
                 session.command(&line, stopping, &mut replies).await
             }
-            Frame::TooLong => session.line_too_long(&mut replies),
+            Frame::TooLong => session.line_too_long(io.lines.dropped_head(), &mut replies),
             Frame::Incomplete => {
                 io.flush().await?;
                 // Stress may begin while we wait: the timeout is taken again at least every
@@ -216,7 +231,7 @@ async fn drive<H: NextHop>(
                 // RFC 3207 §4.2: nothing sent before the handshake counts (CVE-2011-0411).
                 io.input.clear();
                 io.lines = LineDecoder::new(settings.max_line_length);
-                start_tls(io, settings).await?;
+                start_tls(io, settings, settings.command_timeout).await?;
                 session.tls_started();
                 progress = Instant::now();
             }
@@ -277,11 +292,16 @@ async fn read_data<H: NextHop>(
     }
 }
 
-async fn start_tls(io: &mut Io, settings: &SmtpSettings) -> Result<(), End> {
+/// The TLS handshake, within `limit` (on an implicit-TLS port under stress: the short one).
+async fn start_tls(
+    io: &mut Io,
+    settings: &SmtpSettings,
+    limit: std::time::Duration,
+) -> Result<(), End> {
     let (Some(config), Some(stream)) = (settings.tls.clone(), io.stream.take()) else {
         return Err(End::Tls(io::Error::other("TLS not configured")));
     };
-    match timeout(settings.command_timeout, stream.start_tls(config)).await {
+    match timeout(limit, stream.start_tls(config)).await {
         Ok(Ok(tls)) => {
             io.stream = Some(tls);
             Ok(())

@@ -4,7 +4,9 @@
 
 use super::relay::RelayConfig;
 use super::{HopConfig, SmtpSettings};
-use crate::config::{Config, Delivery};
+use crate::config::{Config, Delivery, ListenerConfig};
+use crate::identity::Backend;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The SMTP front end as a snapshot carries it.
@@ -14,10 +16,19 @@ pub struct SmtpService {
     pub hop: HopConfig,
 }
 
+impl SmtpService {
+    /// The settings for a session that came through `listener`.
+    pub fn settings_for(&self, listener: &ListenerConfig) -> Arc<SmtpSettings> {
+        let mut settings = (*self.settings).clone();
+        settings.listener = listener.clone();
+        Arc::new(settings)
+    }
+}
+
 /// `None` when no SMTP listener is configured.
 pub fn service(config: &Config) -> Result<Option<SmtpService>, String> {
     let smtp = &config.smtp;
-    if smtp.listen.is_none() {
+    if !smtp.enabled() {
         return Ok(None);
     }
     let hostname = smtp
@@ -44,6 +55,8 @@ pub fn service(config: &Config) -> Result<Option<SmtpService>, String> {
         local_domains: smtp.local_domains.clone(),
         tls,
         quarantine: smtp.quarantine_maildir.clone(),
+        listener: ListenerConfig::mx(SocketAddr::from(([127, 0, 0, 1], 0))),
+        credentials: Backend::from_config(&smtp.auth)?.map(Arc::new),
     };
     let hop = match &smtp.delivery {
         Delivery::Maildir(dir) => HopConfig::Maildir(dir.clone()),

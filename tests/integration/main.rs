@@ -28,3 +28,4 @@ mod signing_interop;
 mod smtp_client;
 mod smtp_front;
 mod spf_suite;
+mod submission;

@@ -5,12 +5,13 @@
 use crate::common::*;
 use crate::dns_server::DnsServer;
 use crate::dns_zone::Zone;
-use authmilter::config::{Config, ListenAddr};
+use authmilter::config::{Config, ListenAddr, ListenerConfig};
 use authmilter::milter::codec::{Decoded, Decoder};
 use authmilter::milter::command::{Command, Family};
 use authmilter::milter::consts::*;
 use authmilter::milter::reply::Reply;
 use authmilter::server::{run_with, Loader, MilterListener, Services, Signal, Snapshot};
+use authmilter::smtp::listener::SmtpListener;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct Daemon {
     pub http: Option<SocketAddr>,
     /// The SMTP front end, when the configuration asks for one (`smtp.listen`; port 0 works).
     pub smtp: Option<SocketAddr>,
+    /// The `[[smtp.listeners]]`, in configuration order, with their real ports.
+    pub listeners: Vec<SocketAddr>,
     /// Holds the verdict store's temporary folder (deleted when the daemon is dropped).
     #[allow(dead_code)]
     pub store_dir: Option<tempfile::TempDir>,
@@ -66,12 +69,32 @@ impl Daemon {
             .unwrap();
         let addr = listener.local_addr().parse().unwrap();
         // An SMTP front end when asked for: bound here so port 0 becomes a real port.
-        let smtp_listener = match config.smtp.listen {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.unwrap()),
+        let mut smtp_listeners = Vec::new();
+        let smtp = match config.smtp.listen {
+            Some(addr) => {
+                let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+                let addr = tcp.local_addr().unwrap();
+                smtp_listeners.push(SmtpListener {
+                    tcp,
+                    config: ListenerConfig::mx(addr),
+                });
+                Some(addr)
+            }
             None => None,
         };
-        let smtp = smtp_listener.as_ref().map(|l| l.local_addr().unwrap());
         config.smtp.listen = smtp;
+        let mut listeners = Vec::new();
+        for endpoint in &mut config.smtp.listeners {
+            let tcp = tokio::net::TcpListener::bind(endpoint.address)
+                .await
+                .unwrap();
+            endpoint.address = tcp.local_addr().unwrap();
+            listeners.push(endpoint.address);
+            smtp_listeners.push(SmtpListener {
+                tcp,
+                config: endpoint.clone(),
+            });
+        }
         let next = Arc::new(Mutex::new(config.clone()));
         let for_loader = Arc::clone(&next);
         let loader: Loader = Arc::new(move || Snapshot::new(for_loader.lock().unwrap().clone()));
@@ -84,7 +107,7 @@ impl Daemon {
         let http = http_listener.as_ref().map(|l| l.local_addr().unwrap());
         let services = Services {
             http: http_listener,
-            smtp: smtp_listener,
+            smtp: smtp_listeners,
         };
         let task = tokio::spawn(run_with(snapshot, loader, listener, rx, services));
         Daemon {
@@ -95,6 +118,7 @@ impl Daemon {
             next,
             http,
             smtp,
+            listeners,
             store_dir,
         }
     }

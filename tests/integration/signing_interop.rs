@@ -23,7 +23,7 @@ use authmilter::sign::PrivateKey;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PYTHON: &str = "/usr/bin/python3";
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
 /// Prints "skipped: {why}" and returns false; panics under `AUTHMILTER_REQUIRE_PEERS=1`.
 fn skip(why: &str) -> bool {
@@ -44,7 +44,7 @@ fn probe(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn have_dkimpy() -> bool {
+pub(crate) fn have_dkimpy() -> bool {
     probe(PYTHON, &["-c", "import dkim, nacl"]) || skip("dkimpy (python3-dkim) not installed")
 }
 
@@ -56,7 +56,13 @@ fn have_mail_dkim() -> bool {
 }
 
 /// Runs a script (written to `dir`) and returns its standard output; panics on failure.
-fn run_script(interpreter: &str, dir: &Path, name: &str, script: &str, args: &[String]) -> String {
+pub(crate) fn run_script(
+    interpreter: &str,
+    dir: &Path,
+    name: &str,
+    script: &str,
+    args: &[String],
+) -> String {
     let path = dir.join(name);
     std::fs::write(&path, script).unwrap();
     let out = Command::new(interpreter)
@@ -73,7 +79,7 @@ fn run_script(interpreter: &str, dir: &Path, name: &str, script: &str, args: &[S
 }
 
 /// `name<TAB>record` lines for the keys main.zone publishes.
-fn records_file(dir: &Path) -> PathBuf {
+pub(crate) fn records_file(dir: &Path) -> PathBuf {
     let mut text = String::new();
     for (file, selector) in [("rsa2048.pem", "rsa"), ("ed25519.pem", "ed")] {
         let key = PrivateKey::from_pem(&std::fs::read(testdata(&format!("keys/{file}"))).unwrap());
@@ -105,7 +111,7 @@ fn strings(paths: impl IntoIterator<Item = PathBuf>) -> Vec<String> {
     paths.into_iter().map(|p| p.display().to_string()).collect()
 }
 
-const DKIMPY_VERIFY: &str = r#"
+pub(crate) const DKIMPY_VERIFY: &str = r#"
 import re, sys, dkim
 records = {}
 for line in open(sys.argv[1], "rb"):

@@ -24,6 +24,8 @@ pub struct LineDecoder {
     max_line: usize,
     /// Inside a line over the limit: drop everything up to its LF.
     discarding: bool,
+    /// The first bytes of the last line dropped, so AUTH can be told apart (RFC 4954 §4).
+    head: Vec<u8>,
 }
 
 impl LineDecoder {
@@ -31,7 +33,13 @@ impl LineDecoder {
         LineDecoder {
             max_line,
             discarding: false,
+            head: Vec::new(),
         }
+    }
+
+    /// The first bytes (at most 8) of the last line reported as [`Frame::TooLong`].
+    pub fn dropped_head(&self) -> &[u8] {
+        &self.head
     }
 
     /// Takes the next frame out of `buf`.
@@ -39,7 +47,10 @@ impl LineDecoder {
         match buf.iter().position(|&b| b == b'\n') {
             Some(lf) => {
                 let line: Vec<u8> = buf.drain(..=lf).collect();
-                if std::mem::take(&mut self.discarding) || line.len() > self.max_line {
+                if std::mem::take(&mut self.discarding) {
+                    Frame::TooLong
+                } else if line.len() > self.max_line {
+                    self.head = line[..8.min(line.len())].to_vec();
                     Frame::TooLong
                 } else {
                     Frame::Line(line)
@@ -48,6 +59,9 @@ impl LineDecoder {
             None => {
                 if self.discarding || buf.len() > self.max_line {
                     // Already too long without its end: keep nothing of it.
+                    if !self.discarding {
+                        self.head = buf[..8.min(buf.len())].to_vec();
+                    }
                     self.discarding = true;
                     buf.clear();
                 }

@@ -88,11 +88,35 @@ impl<H: NextHop> Session<H> {
         self.apply(&id, &decision.verdict, raw, imported_only).await
     }
 
-    /// From a trusted client: signed if there are keys for its From domain, not verified.
+    /// From a trusted or authenticated client: signed if there are keys for its From domain
+    /// (and, for a user, `[signing.users]` lets them), not verified. A user's From must be
+    /// theirs; the A-R records who they are (RFC 8601 §2.7.4 `auth`, `smtp.auth`).
     async fn outbound(&mut self, message: Message, mut raw: Vec<u8>) -> SmtpReply {
-        let trace = self.received(&message.id, &message.rcpts, message.params.smtputf8);
-        prepend(&mut raw, trace.as_bytes());
+        if let Some(refused) = self.check_from(&raw) {
+            self.hop.reset().await;
+            tracing::info!(queue_id = %message.id, client = %self.conn.ip, reply = refused.code,
+                "smtp message refused");
+            return refused;
+        }
+        let mut trace = self.received(&message.id, &message.rcpts, message.params.smtputf8);
         let snapshot = Arc::clone(&self.snapshot);
+        if let Some(user) = &self.conn.authenticated {
+            // A user could write results in our name; only ours go on (RFC 8601 §5).
+            let claimed = crate::auth::claimed_results(&raw, &snapshot.config.authserv_id);
+            let removals: Vec<(String, usize)> = claimed
+                .into_iter()
+                .map(|i| ("Authentication-Results".to_string(), i))
+                .collect();
+            remove_fields(&mut raw, &removals);
+            let ar = format!(
+                "{};\r\n\tauth=pass smtp.auth={}",
+                snapshot.config.authserv_id,
+                ar_value(user)
+            );
+            trace = field("Authentication-Results", &ar) + &trace;
+        }
+        prepend(&mut raw, trace.as_bytes());
+        let user = self.conn.authenticated.clone();
         let verdict = if raw.len() > snapshot.config.limits.max_message_size {
             // Same as the milter: too large to sign, passed on unsigned.
             passed("outbound, over limits.max_message_size: not signed".into())
@@ -102,7 +126,7 @@ impl<H: NextHop> Session<H> {
                 snapshot.sealer.as_deref(),
                 &snapshot.verifier,
                 &self.conn,
-                None,
+                user.as_deref(),
                 &raw,
             )
             .await;
@@ -230,6 +254,27 @@ fn passed(reason: String) -> Verdict {
         dmarc_disposition: None,
         local_override: None,
     }
+}
+
+/// A user name as an RFC 8601 `pvalue`: as it is when it is a plain token or an address,
+/// else a quoted-string (RFC 5322 §3.2.4) with `"` and `\` escaped and controls dropped.
+fn ar_value(user: &str) -> String {
+    let plain = !user.is_empty()
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.@".contains(&b));
+    if plain {
+        return user.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in user.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Text for one header or reply line.

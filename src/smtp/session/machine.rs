@@ -11,8 +11,11 @@ use super::replies::{
 };
 use crate::auth::{Connection, Transaction};
 use crate::http::metrics::SmtpCut;
+use crate::http::metrics::{SmtpAuthResult, SubmissionRefusal};
+use crate::identity::limits::Guard;
 use crate::policy::decide_at_mail;
 use crate::server::Snapshot;
+use crate::smtp::auth::{self as sasl, Exchange};
 use crate::smtp::stress::{Load, STRESS_JUNK_LIMIT};
 use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
 use smtp_proto::{MailFrom, RcptTo, Request};
@@ -28,6 +31,8 @@ pub(super) enum State {
     Ready,
     /// Between MAIL and the end of DATA (or RSET).
     Mail(Box<Message>),
+    /// In an AUTH exchange: the next line is a SASL response, not a command.
+    Auth(Exchange),
 }
 
 /// A mail transaction in progress.
@@ -69,8 +74,10 @@ pub(super) struct Session<H> {
     /// Commands in a row that moved no transaction forward (NOOP, RSET, HELP, VRFY).
     junk: usize,
     load: Arc<Load>,
-    /// A trusted client: never held to the stress limits.
-    exempt: bool,
+    /// A trusted or authenticated client: never held to the stress limits.
+    pub(super) exempt: bool,
+    /// The abuse limits shared by every session.
+    pub(super) guard: Arc<Guard>,
 }
 
 /// A handler's answer: `Err` is the client's fault and counts towards `max_errors`.
@@ -83,6 +90,7 @@ impl<H: NextHop> Session<H> {
         hop: H,
         ip: IpAddr,
         load: Arc<Load>,
+        guard: Arc<Guard>,
     ) -> Self {
         let exempt = snapshot.config.is_trusted(ip);
         Session {
@@ -97,6 +105,7 @@ impl<H: NextHop> Session<H> {
             junk: 0,
             load,
             exempt,
+            guard,
         }
     }
 
@@ -141,14 +150,20 @@ impl<H: NextHop> Session<H> {
         }
     }
 
-    /// RFC 3848 / RFC 6531 §3.7.3 protocol names for `with`.
+    /// RFC 3848 / RFC 6531 §3.7.3 protocol names for `with`; with an `A` once the client
+    /// authenticated (RFC 4954 §7).
     pub fn protocol(&self, utf8: bool) -> &'static str {
-        match (utf8, self.esmtp || self.tls, self.tls) {
-            (true, _, true) => "UTF8SMTPS",
-            (true, _, false) => "UTF8SMTP",
-            (false, _, true) => "ESMTPS",
-            (false, true, false) => "ESMTP",
-            (false, false, false) => "SMTP",
+        let auth = self.conn.authenticated.is_some();
+        match (utf8, self.esmtp || self.tls || auth, self.tls, auth) {
+            (true, _, true, true) => "UTF8SMTPSA",
+            (true, _, false, true) => "UTF8SMTPA",
+            (true, _, true, false) => "UTF8SMTPS",
+            (true, _, false, false) => "UTF8SMTP",
+            (false, _, true, true) => "ESMTPSA",
+            (false, _, false, true) => "ESMTPA",
+            (false, _, true, false) => "ESMTPS",
+            (false, true, false, false) => "ESMTP",
+            (false, false, false, false) => "SMTP",
         }
     }
 
@@ -158,6 +173,14 @@ impl<H: NextHop> Session<H> {
         if stopping && !self.in_transaction() {
             out.push(SmtpReply::new(421, "4.3.2", "Service shutting down"));
             return Next::Close;
+        }
+        // Inside an AUTH exchange a line is a SASL response, not a command: `accepts` already
+        // allowed the AUTH that started it.
+        if let State::Auth(exchange) = &self.state {
+            let exchange = exchange.clone();
+            let text = String::from_utf8_lossy(line);
+            let step = sasl::respond(exchange, &text);
+            return self.auth_step(step, out).await;
         }
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request.into_owned(),
@@ -208,6 +231,10 @@ impl<H: NextHop> Session<H> {
                 Ok(SmtpReply::new(220, "2.0.0", "Ready to start TLS")),
                 Next::StartTls,
             ),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(mechanism, &initial_response, out).await,
             // Refused by `accepts`.
             _ => (Err(not_implemented()), Next::Continue),
         };
@@ -221,8 +248,19 @@ impl<H: NextHop> Session<H> {
     }
 
     /// A command line over `max_line_length` (RFC 5321 §4.5.3.1.4, §4.2.2: "500 ... line too
-    /// long"; 5.5.2 because X.5.6 is registered for AUTH lines only, RFC 4954).
-    pub fn line_too_long(&mut self, out: &mut Vec<SmtpReply>) -> Next {
+    /// long"; 5.5.2 because X.5.6 is registered for AUTH lines only, RFC 4954 §4, which an
+    /// over-long AUTH command or response gets). `head`: the line's first bytes.
+    pub fn line_too_long(&mut self, head: &[u8], out: &mut Vec<SmtpReply>) -> Next {
+        let in_auth = matches!(self.state, State::Auth(_));
+        let auth_command = head.len() >= 5 && head[..5].eq_ignore_ascii_case(b"AUTH ");
+        if in_auth || (auth_command && matches!(self.state, State::Ready)) {
+            self.state = State::Ready;
+            self.snapshot
+                .journal
+                .metrics()
+                .smtp_auth(SmtpAuthResult::Malformed);
+            return self.error(sasl::line_too_long(), out);
+        }
         self.error(SmtpReply::new(500, "5.5.2", "Line too long"), out)
     }
 
@@ -231,13 +269,36 @@ impl<H: NextHop> Session<H> {
         use Request::*;
         let out_of_order = |text: &str| Err(SmtpReply::new(503, "5.5.1", text));
         match (request, &self.state) {
-            // Not offered: BDAT (CHUNKING), AUTH, ETRN, ATRN, BURL, and LHLO is LMTP's.
-            (Lhlo { .. } | Bdat { .. } | Auth { .. } | Etrn { .. } | Atrn { .. }, _)
+            // Not offered: BDAT (CHUNKING), ETRN, ATRN, BURL, and LHLO is LMTP's; AUTH only
+            // on a submission listener (below).
+            (Lhlo { .. } | Bdat { .. } | Etrn { .. } | Atrn { .. }, _)
             | (Burl { .. } | Expn { .. }, _) => Err(not_implemented()),
             (StartTls, _) if self.settings.tls.is_none() => Err(not_implemented()),
             (StartTls, _) if self.tls => out_of_order("TLS already active"),
             (StartTls, State::Mail(_)) => out_of_order("Mail transaction in progress"),
+            (Auth { .. }, _) if !self.offers_auth_here() => Err(not_implemented()),
+            (Auth { .. }, _) if self.conn.authenticated.is_some() => {
+                out_of_order("Already authenticated")
+            }
+            (Auth { .. }, State::Greeted) => out_of_order("Send EHLO first"),
+            (Auth { .. }, State::Mail(_)) => out_of_order("Mail transaction in progress"),
+            // RFC 4954 §6: 538 when the mechanism needs an encrypted channel.
+            (Auth { .. }, _) if !self.tls && !self.settings.listener.plaintext_auth => {
+                Err(SmtpReply::new(
+                    538,
+                    "5.7.11",
+                    "Encryption required for requested authentication mechanism",
+                ))
+            }
             (Mail { .. }, State::Greeted) => out_of_order("Send EHLO or HELO first"),
+            // RFC 3207 §4: 530 until TLS, where the listener requires it.
+            (Mail { .. }, _) if self.settings.listener.require_tls && !self.tls => Err(
+                SmtpReply::new(530, "5.7.0", "Must issue a STARTTLS command first"),
+            ),
+            // RFC 4954 §6: 530 5.7.0 when the submission listener needs AUTH.
+            (Mail { .. }, _) if !self.may_submit() => {
+                Err(SmtpReply::new(530, "5.7.0", "Authentication required"))
+            }
             (Mail { .. }, State::Mail(_)) => out_of_order("Nested MAIL command"),
             (Rcpt { .. } | Data, State::Greeted | State::Ready) => out_of_order("Need MAIL first"),
             _ => Ok(()),
@@ -245,7 +306,7 @@ impl<H: NextHop> Session<H> {
     }
 
     /// Counts a bad command; at `max_errors` the session ends (0: no limit).
-    fn error(&mut self, reply: SmtpReply, out: &mut Vec<SmtpReply>) -> Next {
+    pub(super) fn error(&mut self, reply: SmtpReply, out: &mut Vec<SmtpReply>) -> Next {
         self.errors += 1;
         let max = self.settings.max_errors;
         if max > 0 && self.errors >= max {
@@ -277,6 +338,10 @@ impl<H: NextHop> Session<H> {
         if self.settings.tls.is_some() && !self.tls {
             lines.push("STARTTLS".into());
         }
+        // Like Postfix's smtpd_tls_auth_only: no AUTH offered before TLS.
+        if self.offers_auth_here() && (self.tls || self.settings.listener.plaintext_auth) {
+            lines.push(sasl::MECHANISMS.into());
+        }
         // RFC 2034 §4: no enhanced status code in the EHLO reply.
         SmtpReply {
             code: 250,
@@ -290,6 +355,9 @@ impl<H: NextHop> Session<H> {
         if from.size > self.settings.max_message_size {
             // RFC 1870 §6.1.
             return Ok(too_big());
+        }
+        if let Some(refused) = self.submission_mail(&from.address) {
+            return Ok(refused);
         }
         let snapshot = Arc::clone(&self.snapshot);
         let tx = Transaction::begin(&snapshot.verifier, &self.conn, &from.address).await;
@@ -367,6 +435,21 @@ impl<H: NextHop> Session<H> {
             // RFC 5321 §4.5.3.1.10: 452, and the client sends the rest later.
             return Ok(SmtpReply::new(452, "4.5.3", "Too many recipients"));
         }
+        if let Some(user) = &self.conn.authenticated {
+            let limits = &self.snapshot.config.smtp.auth;
+            if !self.guard.take_recipient(limits, user) {
+                tracing::info!(client = %self.conn.ip, %user, "smtp: hourly recipient limit reached");
+                self.snapshot
+                    .journal
+                    .metrics()
+                    .smtp_submission_refused(SubmissionRefusal::Recipients);
+                return Ok(SmtpReply::new(
+                    452,
+                    "4.5.3",
+                    "Too many recipients this hour, try again later",
+                ));
+            }
+        }
         let inbound = message.tx.skipped().is_none();
         if inbound && !is_local(&self.settings.local_domains, &address) {
             tracing::info!(client = %self.conn.ip, rcpt = %address, "smtp relaying denied");
@@ -417,6 +500,8 @@ impl<H: NextHop> Session<H> {
         self.tls = true;
         self.esmtp = false;
         self.conn.helo = None;
+        self.conn.authenticated = None;
+        self.exempt = self.snapshot.config.is_trusted(self.conn.ip);
         self.state = State::Greeted;
     }
 

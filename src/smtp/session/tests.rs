@@ -175,7 +175,8 @@ impl Server {
         let done = tokio::spawn(async move {
             let (stream, peer) = listener.accept().await.unwrap();
             let load = Load::calm(Arc::clone(snapshot.journal.metrics()));
-            serve_connection(stream, peer, snapshot, settings, hop, load, stop_rx).await;
+            let guard = Arc::default();
+            serve_connection(stream, peer, snapshot, settings, hop, load, guard, stop_rx).await;
         });
         Server {
             addr,
