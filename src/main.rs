@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use authmilter::auth::{normalize_mail_from, Connection, Verifier};
-use authmilter::check::check_message;
+use authmilter::check::{check_message, Decision};
 use authmilter::config::{parse_network, Config, ListenAddr};
 use authmilter::policy::Policy;
 use authmilter::server::{
@@ -428,20 +428,29 @@ fn load_policy(config: &Config) -> Result<Policy> {
     })
 }
 
-fn check(args: CheckArgs) -> Result<()> {
-    let config = load_config(&args.common)?;
+/// What a command that verifies one message was told about its SMTP client.
+struct ClientArgs<'a> {
+    ip: Option<IpAddr>,
+    helo: Option<&'a str>,
+    /// Without it, the message's Return-Path.
+    mail_from: Option<&'a str>,
+}
+
+/// Reads `file` and verifies it as the daemon would (`check`, `arc-seal`): the message and
+/// the decision.
+fn verify_file(config: Config, file: &str, client: ClientArgs<'_>) -> Result<(Vec<u8>, Decision)> {
     let policy = load_policy(&config)?;
-    let raw = read_input(&args.file)?;
+    let raw = read_input(file)?;
     if raw.is_empty() {
-        bail!("{}: the message is empty", args.file);
+        bail!("{file}: the message is empty");
     }
-    let mail_from = match &args.mail_from {
+    let mail_from = match client.mail_from {
         Some(m) => normalize_mail_from(m),
         None => return_path(&raw).unwrap_or_default(),
     };
     let conn = Connection {
-        ip: args.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        helo: args.helo.clone(),
+        ip: client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        helo: client.helo.map(str::to_string),
         authenticated: None,
     };
     let verifier = Verifier::new(Arc::new(config)).context("DNS resolver")?;
@@ -450,6 +459,17 @@ fn check(args: CheckArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let decision = runtime.block_on(check_message(&verifier, &policy, &conn, &mail_from, &raw));
+    Ok((raw, decision))
+}
+
+fn check(args: CheckArgs) -> Result<()> {
+    let config = load_config(&args.common)?;
+    let client = ClientArgs {
+        ip: args.ip,
+        helo: args.helo.as_deref(),
+        mail_from: args.mail_from.as_deref(),
+    };
+    let (_, decision) = verify_file(config, &args.file, client)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&decision.report())?);
     } else {

@@ -5,17 +5,15 @@
 //! Exit status: 0 sealed; 1 not sealed (the reason is printed on stderr, the message is
 //! printed with the other edits made); 2 an error (arguments, configuration, key).
 
-use super::{load_config, load_policy, read_input, return_path, Common};
+use super::{load_config, verify_file, ClientArgs, Common};
 use anyhow::{bail, Context, Result};
-use authmilter::auth::{normalize_mail_from, Connection, Verifier};
-use authmilter::check::{apply_edits, check_message, seal_inbound};
+use authmilter::check::{apply_edits, seal_inbound};
 use authmilter::config::{parse_sign_flag, KeySpec, SealMode};
 use authmilter::sign::seal::Sealer;
 use clap::Args;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Args)]
 pub struct ArcSealArgs {
@@ -53,26 +51,12 @@ pub fn arc_seal(args: ArcSealArgs) -> Result<ExitCode> {
     // Whatever the daemon seals, the command seals the message it verifies.
     config.arc_seal.mode = SealMode::Verified;
     let sealer = Sealer::new(&config.arc_seal)?.context("sealing is off")?;
-    let policy = load_policy(&config)?;
-    let raw = read_input(&args.file)?;
-    if raw.is_empty() {
-        bail!("{}: the message is empty", args.file);
-    }
-    let mail_from = match &args.mail_from {
-        Some(m) => normalize_mail_from(m),
-        None => return_path(&raw).unwrap_or_default(),
+    let client = ClientArgs {
+        ip: args.ip,
+        helo: args.helo.as_deref(),
+        mail_from: args.mail_from.as_deref(),
     };
-    let conn = Connection {
-        ip: args.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        helo: args.helo.clone(),
-        authenticated: None,
-    };
-    let verifier = Verifier::new(Arc::new(config)).context("DNS resolver")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let mut decision = runtime.block_on(check_message(&verifier, &policy, &conn, &mail_from, &raw));
+    let (raw, mut decision) = verify_file(config, &args.file, client)?;
     let sealed = seal_inbound(&sealer, &mut decision, &raw);
     let out = apply_edits(&raw, &decision.edits);
     std::io::stdout()
