@@ -226,6 +226,13 @@ async fn drive<H: NextHop>(
                 io.queue(&reply);
                 progress = Instant::now();
             }
+            Next::Chunk { size, last } => {
+                let keep = session.keeps_chunk(size);
+                let data = read_chunk(io, settings, session, size, keep).await?;
+                let reply = session.chunk(data, size, last).await;
+                io.queue(&reply);
+                progress = Instant::now();
+            }
             Next::StartTls => {
                 io.flush().await?;
                 // RFC 3207 §4.2: nothing sent before the handshake counts (CVE-2011-0411).
@@ -293,6 +300,42 @@ async fn read_data<H: NextHop>(
 }
 
 /// The TLS handshake, within `limit` (on an implicit-TLS port under stress: the short one).
+/// Reads exactly `size` octets of a BDAT chunk (RFC 3030 §2), kept or thrown away as they
+/// come, each read bounded by the DATA timeout (the stress timeout under stress).
+async fn read_chunk<H: NextHop>(
+    io: &mut Io,
+    settings: &SmtpSettings,
+    session: &Session<H>,
+    size: usize,
+    keep: bool,
+) -> Result<Option<Vec<u8>>, End> {
+    let mut kept = keep.then(|| Vec::with_capacity(size.min(READ_CHUNK * 4)));
+    let mut left = size;
+    loop {
+        let take = left.min(io.input.len());
+        if let Some(kept) = &mut kept {
+            kept.extend_from_slice(&io.input[..take]);
+        }
+        io.input.drain(..take);
+        left -= take;
+        if left == 0 {
+            return Ok(kept);
+        }
+        let wait = if session.stressed() {
+            settings.stress_timeout
+        } else {
+            settings.data_timeout
+        };
+        match timeout(wait, io.read()).await {
+            Ok(read) => read?,
+            Err(_) => {
+                session.no_progress(SmtpCut::Timeout);
+                return Err(timed_out(io).await);
+            }
+        }
+    }
+}
+
 async fn start_tls(
     io: &mut Io,
     settings: &SmtpSettings,

@@ -569,8 +569,9 @@ async fn serve_sends_yesterdays_report_on_its_schedule() {
     let day = yesterdays_records(&store, 4);
     let started = Instant::now();
     while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0 {
+        // A bound, not a speed: the job runs every 300 ms; the machine may be loaded.
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(30),
             "no report sent"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

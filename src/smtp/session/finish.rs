@@ -48,6 +48,7 @@ impl<H: NextHop> Session<H> {
             params,
             rcpts,
             mut tx,
+            ..
         } = message;
         tx.message(&raw);
         let reports = &self.snapshot.config.reports;

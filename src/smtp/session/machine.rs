@@ -9,6 +9,7 @@ use super::compose::queue_id;
 use super::replies::{
     help, needs_smtputf8, no_memory, not_implemented, ok, parse_error, relayed, too_big,
 };
+use crate::auth::budget::Charge;
 use crate::auth::{Connection, Transaction};
 use crate::http::metrics::SmtpCut;
 use crate::http::metrics::{SmtpAuthResult, SubmissionRefusal};
@@ -16,6 +17,7 @@ use crate::identity::limits::Guard;
 use crate::policy::decide_at_mail;
 use crate::server::Snapshot;
 use crate::smtp::auth::{self as sasl, Exchange};
+use crate::smtp::data::DataEnd;
 use crate::smtp::stress::{Load, STRESS_JUNK_LIMIT};
 use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
 use smtp_proto::{MailFrom, RcptTo, Request};
@@ -45,6 +47,16 @@ pub(super) struct Message {
     /// Recipients the next hop accepted.
     pub rcpts: Vec<String>,
     pub tx: Transaction,
+    /// The message so far, when it comes in BDAT chunks (RFC 3030).
+    pub chunks: Option<Chunks>,
+}
+
+/// A message arriving in BDAT chunks: what was kept, charged to the memory budget, or why
+/// the rest is thrown away as it arrives.
+pub(super) struct Chunks {
+    pub data: Vec<u8>,
+    pub charge: Charge,
+    pub overflow: Option<DataEnd>,
 }
 
 /// What the driver does after a command.
@@ -53,6 +65,12 @@ pub(super) enum Next {
     Continue,
     /// Flush, then read the message (354 was queued).
     Data,
+    /// Read the `size` octets of a BDAT chunk that follow the command line (RFC 3030 §2:
+    /// whatever the reply will be), then hand them to [`Session::chunk`].
+    Chunk {
+        size: usize,
+        last: bool,
+    },
     /// Flush, drop buffered input, run the TLS handshake (220 was queued).
     StartTls,
     /// Flush and close.
@@ -71,6 +89,8 @@ pub(super) struct Session<H> {
     pub(super) state: State,
     /// Bad commands so far.
     errors: usize,
+    /// The reply a BDAT chunk being read gets instead of being kept.
+    chunk_refusal: Option<SmtpReply>,
     /// Commands in a row that moved no transaction forward (NOOP, RSET, HELP, VRFY).
     junk: usize,
     load: Arc<Load>,
@@ -102,6 +122,7 @@ impl<H: NextHop> Session<H> {
             tls: false,
             state: State::Greeted,
             errors: 0,
+            chunk_refusal: None,
             junk: 0,
             load,
             exempt,
@@ -186,6 +207,20 @@ impl<H: NextHop> Session<H> {
             Ok(request) => request.into_owned(),
             Err(e) => return self.error(parse_error(e), out),
         };
+        // RFC 3030 §2: the chunk follows the command line whatever the reply, so it is read
+        // first and answered after (a refusal included).
+        if let Request::Bdat {
+            chunk_size,
+            is_last,
+        } = request
+        {
+            self.junk = 0;
+            self.chunk_refusal = self.refuse_chunk();
+            return Next::Chunk {
+                size: chunk_size,
+                last: is_last,
+            };
+        }
         if let Err(reply) = self.accepts(&request) {
             return self.error(reply, out);
         }
@@ -269,8 +304,8 @@ impl<H: NextHop> Session<H> {
         use Request::*;
         let out_of_order = |text: &str| Err(SmtpReply::new(503, "5.5.1", text));
         match (request, &self.state) {
-            // Not offered: BDAT (CHUNKING), ETRN, ATRN, BURL, and LHLO is LMTP's; AUTH only
-            // on a submission listener (below).
+            // Not offered: ETRN, ATRN, BURL, and LHLO is LMTP's; AUTH only on a submission
+            // listener (below). BDAT never comes here (`command` reads its chunk first).
             (Lhlo { .. } | Bdat { .. } | Etrn { .. } | Atrn { .. }, _)
             | (Burl { .. } | Expn { .. }, _) => Err(not_implemented()),
             (StartTls, _) if self.settings.tls.is_none() => Err(not_implemented()),
@@ -330,6 +365,9 @@ impl<H: NextHop> Session<H> {
         let mut lines = vec![
             name,
             "PIPELINING".into(),
+            // RFC 3030: we hold the whole message before it goes on, so chunks from the
+            // client do not depend on the next hop.
+            "CHUNKING".into(),
             format!("SIZE {}", self.settings.max_message_size),
             "8BITMIME".into(),
             "SMTPUTF8".into(),
@@ -381,6 +419,7 @@ impl<H: NextHop> Session<H> {
             params,
             rcpts: Vec::new(),
             tx,
+            chunks: None,
         }));
         Ok(SmtpReply::new(250, "2.1.0", "Ok"))
     }
@@ -464,6 +503,15 @@ impl<H: NextHop> Session<H> {
 
     fn data(&mut self) -> (Handled, Next) {
         match &self.state {
+            // RFC 3030 §2: a message begun with BDAT goes on with BDAT.
+            State::Mail(m) if m.chunks.is_some() => (
+                Err(SmtpReply::new(
+                    503,
+                    "5.5.1",
+                    "BDAT in progress, DATA not allowed",
+                )),
+                Next::Continue,
+            ),
             // RFC 5321 §3.3: no accepted recipient.
             State::Mail(m) if m.rcpts.is_empty() => (
                 Ok(SmtpReply::new(554, "5.5.1", "No valid recipients")),
@@ -480,6 +528,71 @@ impl<H: NextHop> Session<H> {
                 Next::Data,
             ),
         }
+    }
+
+    /// Why a BDAT chunk arriving now is refused, if it is.
+    fn refuse_chunk(&self) -> Option<SmtpReply> {
+        match &self.state {
+            State::Mail(m) if m.rcpts.is_empty() => {
+                Some(SmtpReply::new(554, "5.5.1", "No valid recipients"))
+            }
+            State::Mail(m) if m.chunks.is_none() && !self.snapshot.budget().has_room() => {
+                self.snapshot.budget().refused();
+                Some(no_memory())
+            }
+            State::Mail(_) => None,
+            _ => Some(SmtpReply::new(503, "5.5.1", "Need MAIL first")),
+        }
+    }
+
+    /// Whether the next `size` octets of chunk are kept (not refused, within the size limit).
+    pub fn keeps_chunk(&self, size: usize) -> bool {
+        match &self.state {
+            State::Mail(m) if self.chunk_refusal.is_none() => {
+                let so_far = m.chunks.as_ref().map_or(0, |c| c.data.len());
+                so_far.saturating_add(size) <= self.settings.max_message_size
+            }
+            _ => false,
+        }
+    }
+
+    /// A BDAT chunk was read (`None`: thrown away as it came). The reply to the chunk; after
+    /// the last one, the message's end-of-data reply (RFC 3030 §2).
+    pub async fn chunk(&mut self, data: Option<Vec<u8>>, size: usize, last: bool) -> SmtpReply {
+        if let Some(refusal) = self.chunk_refusal.take() {
+            return refusal;
+        }
+        let budget = std::sync::Arc::clone(self.snapshot.budget());
+        let State::Mail(message) = &mut self.state else {
+            return SmtpReply::new(503, "5.5.1", "Need MAIL first");
+        };
+        let chunks = message.chunks.get_or_insert_with(|| Chunks {
+            data: Vec::new(),
+            charge: budget.charge(),
+            overflow: None,
+        });
+        match data {
+            _ if chunks.overflow.is_some() => {}
+            None => chunks.overflow = Some(DataEnd::TooLarge),
+            Some(bytes) if !chunks.charge.grow(bytes.len()) => {
+                chunks.overflow = Some(DataEnd::NoMemory);
+                chunks.data = Vec::new();
+                chunks.charge.release();
+            }
+            Some(bytes) => chunks.data.extend_from_slice(&bytes),
+        }
+        if !last {
+            return SmtpReply::new(250, "2.0.0", format!("{size} octets received"));
+        }
+        let mut chunks = message.chunks.take().expect("set above");
+        let end = match chunks.overflow.take() {
+            Some(end) => end,
+            None => DataEnd::Message(crlf_line_ends(std::mem::take(&mut chunks.data))),
+        };
+        // The message stays charged until its end-of-data work is done.
+        let reply = self.end_of_data(end).await;
+        drop(chunks);
+        reply
     }
 
     async fn rset(&mut self) -> SmtpReply {
@@ -529,4 +642,25 @@ pub(super) fn is_local(local_domains: &[String], address: &str) -> bool {
     local_domains
         .iter()
         .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain))
+}
+
+/// A bare LF taken as a line end and stored as CRLF, as the DATA reader does, so what goes on
+/// to the next hop (with DATA) has no line a bare LF could make into an end marker there.
+fn crlf_line_ends(message: Vec<u8>) -> Vec<u8> {
+    let bare = message
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || message[i - 1] != b'\r'))
+        .count();
+    if bare == 0 {
+        return message;
+    }
+    let mut out = Vec::with_capacity(message.len() + bare);
+    for (i, &b) in message.iter().enumerate() {
+        if b == b'\n' && (i == 0 || message[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
 }

@@ -3,6 +3,7 @@
 //! a loopback DNS server answering NXDOMAIN to everything, so inbound mail is verified
 //! without leaving the machine.
 
+mod chunking;
 mod delivery;
 mod protocol;
 mod starttls;
