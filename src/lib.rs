@@ -15,6 +15,7 @@ pub mod identity;
 pub mod jobs;
 pub mod loadgen;
 pub mod milter;
+pub mod notify;
 pub mod policy;
 pub mod report;
 pub mod server;
