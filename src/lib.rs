@@ -14,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod jobs;
 pub mod loadgen;
+pub mod manpage;
 pub mod milter;
 pub mod notify;
 pub mod policy;
