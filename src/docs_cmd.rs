@@ -16,12 +16,9 @@ pub fn man(mut cli: clap::Command, dir: &Path) -> Result<ExitCode> {
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
     };
     write("authmilter.8", &render(&cli)?)?;
-    for sub in cli
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
-        let name = format!("authmilter-{}", sub.get_name());
-        let page = sub.clone().display_name(name.clone());
+    let mut pages = Vec::new();
+    subcommand_pages(&cli, "authmilter", &mut pages);
+    for (name, page) in pages {
         write(&format!("{name}.8"), &render(&page)?)?;
     }
     let config =
@@ -30,11 +27,25 @@ pub fn man(mut cli: clap::Command, dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// authmilter-COMMAND, and authmilter-COMMAND-SUBCOMMAND for nested ones (`report send`),
+/// the names clap_mangen gives them under SUBCOMMANDS.
+fn subcommand_pages(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, clap::Command)>) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let name = format!("{prefix}-{}", sub.get_name());
+        out.push((name.clone(), sub.clone().display_name(name.clone())));
+        subcommand_pages(sub, &name, out);
+    }
+}
+
 /// A page in section 8 (system administration: a daemon), with the configuration page and
 /// the per-command pages under SEE ALSO.
 fn render(cmd: &clap::Command) -> Result<Vec<u8>> {
     let man = clap_mangen::Man::new(cmd.clone())
         .section("8")
+        .source(concat!("authmilter ", env!("CARGO_PKG_VERSION")))
         .manual("System Manager's Manual");
     let mut out = Vec::new();
     man.render(&mut out)?;

@@ -104,11 +104,15 @@ fn man_pages_cover_every_command_and_the_configuration_reference() {
     ] {
         assert!(main.contains(command), "authmilter.8 lacks {command}");
         let page = read(&format!("authmilter-{command}.8"));
-        assert!(
-            page.contains(&format!(".TH authmilter-{command} 8")),
-            "{page}"
+        let title = format!(
+            ".TH authmilter-{command} 8  \"authmilter {}\"",
+            env!("CARGO_PKG_VERSION")
         );
+        assert!(page.contains(&title), "{page}");
     }
+    // Nested commands get theirs too, under the name their parent's page gives them.
+    assert!(read("authmilter-report.8").contains("authmilter\\-report\\-send"));
+    assert!(read("authmilter-report-send.8").contains(".TH authmilter-report-send 8"));
     let serve = read("authmilter-serve.8");
     for flag in ["\\-\\-milter", "\\-\\-config", "\\-\\-log\\-format"] {
         assert!(serve.contains(flag), "authmilter-serve.8 lacks {flag}");
