@@ -423,3 +423,61 @@ fn dpkg(root: &Path) -> Command {
         .env("DEBIAN_FRONTEND", "noninteractive");
     cmd
 }
+
+/// Every key the README's configuration reference names, dotted (`[[signing.keys]]`
+/// `domain` -> `signing.keys.domain`).
+fn reference_key_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for key in authmilter::manpage::reference_keys(authmilter::manpage::README) {
+        let spans: Vec<&str> = key.key.split('`').skip(1).step_by(2).collect();
+        let table = spans
+            .first()
+            .filter(|s| s.starts_with('['))
+            .map(|s| s.trim_matches(['[', ']']));
+        for span in &spans {
+            match table {
+                Some(t) if !span.starts_with('[') => names.push(format!("{t}.{span}")),
+                _ => names.push(span.trim_matches(['[', ']']).to_string()),
+            }
+        }
+    }
+    names
+}
+
+// The sample's commented-out keys are not checked by `validate`: each must be a key of the
+// reference (a typo there would become an operator's startup error).
+#[test]
+fn every_key_in_the_shipped_configuration_is_in_the_reference() {
+    let known = reference_key_names();
+    assert!(
+        known.iter().any(|k| k == "signing.keys.key_file"),
+        "{known:?}"
+    );
+    let sample = std::fs::read_to_string(repo("packaging/authmilter.toml")).unwrap();
+    let mut table = String::new();
+    let mut checked = 0;
+    for line in sample.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if line.starts_with('[') && line.ends_with(']') {
+            table = line.trim_matches(['[', ']']).to_string();
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            continue;
+        }
+        let dotted = if table.is_empty() {
+            key.to_string()
+        } else {
+            format!("{table}.{key}")
+        };
+        assert!(
+            known.contains(&dotted),
+            "{dotted} is not in the README's reference"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} keys checked");
+}
