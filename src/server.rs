@@ -330,8 +330,9 @@ pub async fn run_with(
     ));
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
+    crate::notify::ready();
 
-    let reload = || match loader() {
+    let load_snapshot = || match loader() {
         Ok(mut snapshot) => {
             snapshot.journal = journal.clone();
             snapshot.failures = failures.clone();
@@ -347,6 +348,14 @@ pub async fn run_with(
             tracing::error!(error = %e, "reload failed; keeping the old configuration");
             Err(e)
         }
+    };
+    // systemd hears of every reload (SIGHUP or the API's), and that it is over either way:
+    // a failed reload keeps the old configuration serving.
+    let reload = || {
+        crate::notify::reloading();
+        let result = load_snapshot();
+        crate::notify::ready();
+        result
     };
     let immediate = loop {
         let signal = tokio::select! {
@@ -364,6 +373,7 @@ pub async fn run_with(
             Some(Signal::Immediate) => break true,
         }
     };
+    crate::notify::stopping();
     let _ = stop_tx.send(true);
     if let Some(http) = http {
         let _ = http.await;

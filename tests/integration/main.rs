@@ -17,6 +17,7 @@ mod key_files;
 mod milter;
 mod milter_client;
 mod miltertest;
+mod packaging;
 mod pipeline;
 mod postfix;
 mod regressions;

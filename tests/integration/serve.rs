@@ -145,3 +145,64 @@ fn serve_refuses_to_start_when_the_store_cannot_be_opened() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("verdict store"), "{err}");
 }
+
+/// The next sd_notify datagram (fails the test after 20 s).
+fn next_notification(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .expect("no sd_notify datagram within 20 s");
+    String::from_utf8(buf[..n].to_vec()).unwrap()
+}
+
+// systemd's Type=notify protocol (sd_notify(3)): READY=1 once the listeners are bound,
+// RELOADING=1 (with MONOTONIC_USEC, systemd >= 253) then READY=1 around a SIGHUP reload, and
+// STOPPING=1 on SIGTERM, each a datagram on $NOTIFY_SOCKET.
+#[test]
+fn serve_notifies_systemd_of_ready_reload_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let config = dir.path().join("authmilter.toml");
+    std::fs::write(&config, "[dns]\nnameservers = [\"127.0.0.1:9\"]\n").unwrap();
+    let mut child = Process::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["--milter", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = next_notification(&notify);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+
+    kill(child.id(), "-HUP");
+    let reloading = next_notification(&notify);
+    let lines: Vec<&str> = reloading.lines().collect();
+    assert!(lines.contains(&"RELOADING=1"), "{reloading}");
+    let usec: u64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .expect("MONOTONIC_USEC with RELOADING=1")
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    let again = next_notification(&notify);
+    assert!(again.lines().any(|l| l == "READY=1"), "{again}");
+
+    kill(child.id(), "-TERM");
+    let stopping = next_notification(&notify);
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}
