@@ -855,3 +855,34 @@ async fn chromium_logs_in_through_the_form_and_out_again() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_page_checks_the_published_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = signing_keys(dir.path());
+    // The same RSA key under a selector with no record in the zone.
+    let mut missing = keys[0].clone();
+    missing.selector = "nothere".into();
+    keys.push(missing);
+    let d = Daemon::start_with_api(move |c| c.signing.add_keys(keys)).await;
+    let r = get(d.http.unwrap(), "/ui/keys").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let row = |key: &str| {
+        let at = r
+            .body
+            .find(&format!("data-key=\"{key}\""))
+            .unwrap_or_else(|| panic!("{key}: {}", r.body));
+        let rest = &r.body[at..];
+        rest[..rest.find("</tr>").unwrap()].to_string()
+    };
+    assert!(row("rsa._domainkey.example.com").contains(">matches<"));
+    assert!(row("ed._domainkey.example.com").contains(">matches<"));
+    let missing = row("nothere._domainkey.example.com");
+    assert!(missing.contains(">missing<"), "{missing}");
+    // What to publish: the zone line with the key's p=.
+    assert!(
+        missing.contains("nothere._domainkey.example.com."),
+        "{missing}"
+    );
+    assert!(missing.contains("v=DKIM1; k=rsa; p="), "{missing}");
+}

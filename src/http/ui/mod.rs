@@ -1,5 +1,6 @@
 //! The web dashboard at `/ui/`: server-rendered HTML pages over the same store queries as
-//! the API (overview, verdict search and detail, DMARC reports received and sent).
+//! the API (overview, verdict search and detail, DMARC reports received and sent,
+//! signing keys with the check of their published records).
 //!
 //! Access follows the API's rule for read routes ([`auth::check`] with the `read` scope): a
 //! loopback listener lets tokenless requests through, any other needs a token. A browser
@@ -14,6 +15,7 @@
 
 mod chart;
 mod html;
+mod keys;
 mod pages;
 mod reports;
 
@@ -47,6 +49,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/reports", get(reports::received))
         .route("/ui/reports/sent", get(reports::sent))
         .route("/ui/reports/{id}", get(reports::one))
+        .route("/ui/keys", get(keys::keys))
         .route_layer(middleware::from_fn_with_state(state, require_read));
     Router::new()
         .route("/ui", get(|| async { redirect("/ui/") }))
