@@ -582,11 +582,36 @@ async fn chromium_renders_the_pages_after_real_traffic() {
     assert!(dom.contains("dmarc=fail"), "{dom}");
     assert!(!dom.contains("<script"));
 
+    // A report received, as the importer stores one (the importer has its own tests).
+    let mut report = hostile_report();
+    report.org_name = "Reporter Mail".into();
+    report.email = "dmarc@reporter.example".into();
+    report.report_id = "2026.12.05.1".into();
+    report.policy = json!({"domain": "example.com", "p": "reject"});
+    report.errors.clear();
+    report.messages = 7;
+    report.rows[0].header_from = "example.com".into();
+    report.rows[0].envelope_from = None;
+    report.rows[0].reasons = json!([]);
+    let mut passing = report.rows[0].clone();
+    (passing.source_ip, passing.count, passing.disposition) =
+        ("192.0.2.1".into(), 2, "none".into());
+    (passing.dkim, passing.spf) = ("pass".into(), "pass".into());
+    report.rows.push(passing);
+    Store::open(&store_path(&d))
+        .unwrap()
+        .insert_received_report(&report)
+        .unwrap();
+    let dom = dump("/ui/reports").await;
+    assert_eq!(by_id(&dom, "report-count"), "1");
+    assert_eq!(by_id(&dom, "report-pass-rate"), "28.6 %");
+
     for (name, path) in [
         ("overview", "/ui/"),
         ("verdicts", "/ui/verdicts"),
         ("verdict", link.as_str()),
         ("reports", "/ui/reports"),
+        ("report", "/ui/reports/1"),
         ("reports-sent", "/ui/reports/sent"),
         ("login", "/ui/login"),
     ] {
