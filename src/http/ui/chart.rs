@@ -86,7 +86,7 @@ pub fn hourly(counts: &[HourCount], first_hour: i64, hours: usize) -> String {
                  <title>{label} UTC: {n} {verdict}</title></rect>"
             );
         }
-        if i % 3 == 0 {
+        if i % 3 == 0 || i + 1 == hours {
             let _ = write!(
                 svg,
                 "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",

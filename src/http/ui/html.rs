@@ -153,6 +153,7 @@ pre { background: #f0f3f7; padding: 10px; border-radius: 4px; white-space: pre-w
 .sw-tempfail { background: #1e88e5; } .sw-reject { background: #e53935; }
 .sw-other { background: #9e9e9e; }
 svg { display: block; max-width: 100%; height: auto; }
+#hourly-chart { width: 100%; }
 svg text { font: 11px system-ui, sans-serif; fill: #5a6578; }
 form.search { display: grid; grid-template-columns: repeat(auto-fit, minmax(210px, 1fr));
               gap: 10px 16px; align-items: end; }
