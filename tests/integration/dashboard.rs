@@ -174,6 +174,18 @@ async fn overview_search_and_detail_after_milter_traffic() {
     assert!(!detail.body.contains("<script"));
 
     // Pages of the same cursor as /v1/verdicts.
+    // The overview's links to the search keep the DMARC filter, shown in the form.
+    let r = get(
+        a,
+        "/ui/verdicts?client_ip=203.0.113.66&dmarc=fail&since=24h",
+    )
+    .await;
+    assert_eq!(r.body.matches(">detail</a>").count(), 1);
+    assert!(
+        r.body.contains("<option selected>fail</option>"),
+        "{}",
+        r.body
+    );
     let first = get(a, "/ui/verdicts?client_ip=192.0.2.1&since=24h").await;
     assert_eq!(first.body.matches(">detail</a>").count(), 3);
     assert!(!first.body.contains("next-page"));
@@ -540,7 +552,9 @@ async fn chromium_renders_the_pages_after_real_traffic() {
     let Some(program) = require("chromium") else {
         return;
     };
-    let d = Daemon::start_with_api(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = signing_keys(dir.path());
+    let d = Daemon::start_with_api(move |c| c.signing.add_keys(keys)).await;
     traffic(&d).await;
     let a = d.http.unwrap();
     let profile = tempfile::tempdir().unwrap();
@@ -606,6 +620,9 @@ async fn chromium_renders_the_pages_after_real_traffic() {
     assert_eq!(by_id(&dom, "report-count"), "1");
     assert_eq!(by_id(&dom, "report-pass-rate"), "28.6 %");
 
+    let dom = dump("/ui/keys").await;
+    assert_eq!(dom.matches(">matches<").count(), 2, "{dom}");
+
     for (name, path) in [
         ("overview", "/ui/"),
         ("verdicts", "/ui/verdicts"),
@@ -613,6 +630,7 @@ async fn chromium_renders_the_pages_after_real_traffic() {
         ("reports", "/ui/reports"),
         ("report", "/ui/reports/1"),
         ("reports-sent", "/ui/reports/sent"),
+        ("keys", "/ui/keys"),
         ("login", "/ui/login"),
     ] {
         let file = shots.join(format!("{name}.png"));
@@ -752,6 +770,17 @@ impl Browser {
         panic!("never reached {path}");
     }
 
+    /// Waits until a JavaScript condition holds in the page; panics after 15 s.
+    fn wait_until(&mut self, condition: &str) {
+        for _ in 0..150 {
+            if self.eval(condition) == Value::Bool(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("never true: {condition}");
+    }
+
     fn screenshot(&mut self, file: &Path) {
         use base64ct::Encoding;
         let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
@@ -830,15 +859,10 @@ async fn chromium_logs_in_through_the_form_and_out_again() {
             "document.getElementById('queue_id').value = 'UIFAIL1'; \
              document.querySelector('form.search button').click(); true",
         );
-        for _ in 0..150 {
-            if b.eval("location.search")
-                == "?queue_id=UIFAIL1&message_id=&from_domain=&client_ip=&since=&until=&verdict="
-                && b.eval("document.readyState") == "complete"
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        b.wait_until(
+            "document.readyState == 'complete' && \
+             location.search.startsWith('?queue_id=UIFAIL1&')",
+        );
         assert_eq!(b.eval("document.querySelectorAll('#results a').length"), 1);
         // The hostile Message-ID is text, not an element.
         assert_eq!(b.eval("document.querySelectorAll('script').length"), 0);
@@ -850,17 +874,10 @@ async fn chromium_logs_in_through_the_form_and_out_again() {
             "{text}"
         );
         b.eval("document.querySelector('#results a').click(); true");
-        for _ in 0..150 {
-            if b.eval("location.pathname")
-                .as_str()
-                .unwrap()
-                .starts_with("/ui/verdicts/")
-                && b.eval("document.readyState") == "complete"
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        b.wait_until(
+            "document.readyState == 'complete' && \
+             location.pathname.startsWith('/ui/verdicts/')",
+        );
         let ar = b.eval("document.getElementById('authentication_results').textContent");
         assert!(ar.as_str().unwrap().contains("dmarc=fail"), "{ar}");
         b.screenshot(&shots.join("verdict-logged-in.png"));

@@ -171,6 +171,7 @@ const FIELDS: [(&str, &str, &str); 6] = [
     ("until", "Until", "RFC 3339 or 1h"),
 ];
 const VERDICTS: [&str; 4] = ["accept", "quarantine", "reject", "tempfail"];
+const DMARC_RESULTS: [&str; 5] = ["pass", "fail", "none", "temperror", "permerror"];
 
 /// The query's non-empty pairs (a submitted form sends every field, empty or not).
 fn filled(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
@@ -206,6 +207,11 @@ pub async fn search(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     for v in VERDICTS {
         let selected = if get("verdict") == v { " selected" } else { "" };
         let _ = write!(body, "<option{selected}>{v}</option>");
+    }
+    body.push_str("</select></div><div><label for=\"dmarc\">DMARC</label><select id=\"dmarc\" name=\"dmarc\"><option value=\"\">any</option>");
+    for r in DMARC_RESULTS {
+        let selected = if get("dmarc") == r { " selected" } else { "" };
+        let _ = write!(body, "<option{selected}>{r}</option>");
     }
     body.push_str(
         "</select></div><div><button type=\"submit\" class=\"primary\">Search</button></div>\
