@@ -712,6 +712,12 @@ impl Browser {
 
     /// Sends a command (to the attached page, once there is one) and waits for its answer.
     fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params)
+            .unwrap_or_else(|error| panic!("{method}: {error}"))
+    }
+
+    /// As [`Browser::call`], the protocol's error returned.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         use std::io::{BufRead, Write};
         self.id += 1;
         let mut message = json!({"id": self.id, "method": method, "params": params});
@@ -728,8 +734,10 @@ impl Browser {
             raw.pop();
             let answer: Value = serde_json::from_slice(&raw).unwrap();
             if answer["id"] == self.id {
-                assert!(answer["error"].is_null(), "{method}: {answer}");
-                return answer["result"].clone();
+                return match answer["error"].is_null() {
+                    true => Ok(answer["result"].clone()),
+                    false => Err(answer["error"].clone()),
+                };
             }
         }
     }
@@ -749,12 +757,15 @@ impl Browser {
     }
 
     /// The value of a JavaScript expression in the page (DevTools evaluation is not subject to
-    /// the page's CSP, which forbids every script of the page's own).
+    /// the page's CSP, which forbids every script of the page's own); null while the page is
+    /// being replaced by the next one (the waits poll through that).
     fn eval(&mut self, expression: &str) -> Value {
-        let r = self.call(
+        let Ok(r) = self.try_call(
             "Runtime.evaluate",
             json!({"expression": expression, "returnByValue": true}),
-        );
+        ) else {
+            return Value::Null;
+        };
         r["result"]["value"].clone()
     }
 
