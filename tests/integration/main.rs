@@ -8,6 +8,7 @@ mod bench_milter;
 mod cli;
 mod common;
 mod dashboard;
+mod dashboard_browser;
 mod dkim_vectors;
 mod dns_server;
 mod dns_server_selftest;
