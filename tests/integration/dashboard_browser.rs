@@ -4,7 +4,7 @@
 //! `chromium`, unless `AUTHMILTER_REQUIRE_PEERS=1`.
 
 use crate::common::*;
-use crate::dashboard::{by_id, hostile_report, store_path, tokened_listener, traffic};
+use crate::dashboard::{by_id, get, hostile_report, store_path, tokened_listener, traffic};
 use crate::milter_client::Daemon;
 use crate::postfix::require;
 use authmilter::store::Store;
@@ -76,7 +76,22 @@ async fn chromium_renders_the_pages_after_real_traffic() {
     let dom = dump("/ui/").await;
     assert!(dom.contains("<svg id=\"hourly-chart\""), "{dom}");
     assert_eq!(dom.matches("class=\"bar\"").count(), 2, "{dom}");
-    assert_eq!(by_id(&dom, "total-messages"), "4");
+    // The figures the API reports for the same window.
+    let stats: Value =
+        serde_json::from_str(&get(a, "/v1/stats?group_by=dmarc").await.body).unwrap();
+    let dmarc_pass = stats["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "pass")
+        .map(|g| g["count"].as_u64().unwrap())
+        .unwrap();
+    let total = stats["total"].as_u64().unwrap();
+    assert_eq!(by_id(&dom, "total-messages"), total.to_string());
+    assert_eq!(
+        by_id(&dom, "rate-dmarc"),
+        format!("{:.1} %", dmarc_pass as f64 * 100.0 / total as f64)
+    );
     assert_eq!(by_id(&dom, "rate-dmarc"), "75.0 %");
 
     // Follow a search to a verdict.
