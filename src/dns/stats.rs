@@ -131,6 +131,14 @@ impl DnsStats {
         );
     }
 
+    /// Lookups sent to the resolver and how many of them failed, all types together (the
+    /// dashboard's DNS error rate).
+    pub fn totals(&self) -> (u64, u64) {
+        let queries = self.queries.iter().map(|q| q.load(Relaxed)).sum();
+        let errors = self.errors.iter().flatten().map(|e| e.load(Relaxed)).sum();
+        (queries, errors)
+    }
+
     /// An answer our parsed-record cache had (no lookup).
     pub fn cache_hit(&self) {
         self.cache_hits.fetch_add(1, Relaxed);

@@ -289,11 +289,30 @@ pub async fn verdicts(
             "next",
         ],
     )?;
-    let now = now_ms();
     let limit = params.limit()?;
-    let before_id = params.cursor()?;
+    let filter = verdict_filter(&params, now_ms())?;
+    let page = state.query(move |s| Ok(s.list(&filter, limit)?)).await?;
+    Ok(Json(json!({
+        "items": page.items,
+        "next": page.next.map(|n| n.to_string()),
+    })))
+}
+
+/// The parameters of `GET /v1/verdicts` (and the dashboard's search) in [`Filter`] form.
+pub(super) const VERDICT_FILTERS: [&str; 8] = [
+    "since",
+    "until",
+    "queue_id",
+    "message_id",
+    "from_domain",
+    "client_ip",
+    "verdict",
+    "dmarc",
+];
+
+pub(super) fn verdict_filter(params: &Params, now: i64) -> Result<Filter, ApiError> {
     let text = |name: &str| params.get(name).map(str::to_string);
-    let filter = Filter {
+    Ok(Filter {
         since: params.time("since", now)?,
         until: params.time("until", now)?,
         queue_id: text("queue_id"),
@@ -302,13 +321,8 @@ pub async fn verdicts(
         client_ip: text("client_ip"),
         verdict: text("verdict"),
         dmarc: text("dmarc"),
-        before_id,
-    };
-    let page = state.query(move |s| Ok(s.list(&filter, limit)?)).await?;
-    Ok(Json(json!({
-        "items": page.items,
-        "next": page.next.map(|n| n.to_string()),
-    })))
+        before_id: params.cursor()?,
+    })
 }
 
 /// `GET /v1/verdicts/{id}`.

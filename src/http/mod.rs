@@ -12,6 +12,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 mod reports;
+pub mod ui;
 
 pub use error::ApiError;
 
@@ -161,6 +162,9 @@ pub fn router(state: AppState) -> Router {
     routes()
         .router
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        // The dashboard: its own access check (cookie or bearer) and headers, not in the
+        // OpenAPI document (see `ui`).
+        .merge(ui::routes(state.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .fallback(handlers::not_found)

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 const DEFAULT_SUMMARY_MS: i64 = 7 * 86_400_000;
 
 /// Marks each report with whether its domain is ours.
-fn mark_owned(state: &AppState, items: &mut [Value]) {
+pub(super) fn mark_owned(state: &AppState, items: &mut [Value]) {
     let settings = ImportSettings::from(&state.snapshot().config.reports);
     for item in items {
         let owned = item["domain"].as_str().is_some_and(|d| settings.owns(d));

@@ -5,11 +5,13 @@
 //! full the record is dropped and counted (`authmilter_store_dropped_total`). Mail is never
 //! held up by the database (DESIGN.md, "side effects leave the hot path").
 
+mod overview;
 mod report_in;
 mod reports;
 mod sqlite;
 mod writer;
 
+pub use overview::{Failing, HourCount, MethodCounts, Overview};
 pub use report_in::{Inserted, NewReport, NewRow, ReportFilter};
 pub use reports::SentReport;
 pub use sqlite::{Filter, GroupBy, Page, Store, StoreError, SCHEMA_VERSION};

@@ -7,6 +7,8 @@ mod arc_suite;
 mod bench_milter;
 mod cli;
 mod common;
+mod dashboard;
+mod dashboard_browser;
 mod dkim_vectors;
 mod dns_server;
 mod dns_server_selftest;
