@@ -174,20 +174,45 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// Several connections opening one new file at once (the writer, the report importer,
+    /// the report job, a command) can find it locked while another switches it to WAL, which
+    /// SQLite reports at once rather than through the busy timeout: such an open is tried
+    /// again, for up to about five seconds.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut tries = 0;
+        loop {
+            match Store::open_once(path) {
+                Err(StoreError::Open { source, .. })
+                    if tries < 50
+                        && source.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         let open_err = |source| StoreError::Open {
             path: shown.clone(),
             source,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
+        // First, so that every statement below (switching to WAL included) waits for another
+        // connection that holds the lock (the writer, the report importer and the report job
+        // open the same file, new ones at the same moment), rather than failing at once.
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
         // WAL: readers (the HTTP API) do not block the writer; NORMAL sync is safe in WAL and
         // a lost last batch after a power cut is acceptable for a journal.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         migrate(&mut conn).map_err(|e| match e {
             StoreError::Query(source) => open_err(source),
