@@ -5,7 +5,7 @@
 
 use super::maildir::MaildirSession;
 use super::relay::RelaySession;
-use super::{ClientInfo, HopConfig, MailParams, NextHop, SmtpReply};
+use super::{ClientInfo, HopConfig, MailParams, NextHop, RcptDsn, SmtpReply};
 
 /// Where one session's mail goes: a relay connection or a Maildir.
 pub enum Hop {
@@ -40,6 +40,20 @@ impl NextHop for Hop {
         match self {
             Hop::Relay(hop) => hop.rcpt(to).await,
             Hop::Maildir(hop) => hop.rcpt(to).await,
+        }
+    }
+
+    async fn rcpt_dsn(&mut self, to: &str, dsn: &RcptDsn) -> Result<(), SmtpReply> {
+        match self {
+            Hop::Relay(hop) => hop.rcpt_dsn(to, dsn).await,
+            Hop::Maildir(hop) => hop.rcpt_dsn(to, dsn).await,
+        }
+    }
+
+    fn offers_dsn(&self) -> bool {
+        match self {
+            Hop::Relay(hop) => hop.offers_dsn(),
+            Hop::Maildir(hop) => hop.offers_dsn(),
         }
     }
 

@@ -130,6 +130,32 @@ pub struct MailParams {
     pub eight_bit: bool,
     /// `SMTPUTF8`.
     pub smtputf8: bool,
+    /// RFC 3461 `RET=`: `FULL` or `HDRS`.
+    pub dsn_ret: Option<&'static str>,
+    /// RFC 3461 `ENVID=` (decoded).
+    pub dsn_envid: Option<String>,
+}
+
+impl MailParams {
+    /// Whether the client asked for delivery status notifications at MAIL.
+    pub fn asks_dsn(&self) -> bool {
+        self.dsn_ret.is_some() || self.dsn_envid.is_some()
+    }
+}
+
+/// RFC 3461 RCPT parameters, passed on to a next hop that offers DSN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptDsn {
+    /// `NOTIFY=` as a comma list (`SUCCESS,FAILURE`, `NEVER`, ...).
+    pub notify: Option<String>,
+    /// `ORCPT=rfc822;` address (decoded).
+    pub orcpt: Option<String>,
+}
+
+impl RcptDsn {
+    pub fn is_empty(&self) -> bool {
+        self.notify.is_none() && self.orcpt.is_none()
+    }
 }
 
 /// Where accepted mail goes: one per SMTP session, one transaction at a time.
@@ -146,6 +172,20 @@ pub trait NextHop: Send {
     ) -> impl Future<Output = Result<(), SmtpReply>> + Send;
     /// Adds a recipient; `Err` refuses this recipient only.
     fn rcpt(&mut self, to: &str) -> impl Future<Output = Result<(), SmtpReply>> + Send;
+    /// Adds a recipient with its DSN parameters; only a next hop that offers DSN gets any.
+    fn rcpt_dsn(
+        &mut self,
+        to: &str,
+        dsn: &RcptDsn,
+    ) -> impl Future<Output = Result<(), SmtpReply>> + Send {
+        let _ = dsn;
+        self.rcpt(to)
+    }
+    /// Whether DSN (RFC 3461) can be offered to clients: the next hop was last seen offering
+    /// it. Only then are DSN parameters accepted and passed on.
+    fn offers_dsn(&self) -> bool {
+        false
+    }
     /// Hands the whole message (headers we added included, CRLF line ends, not dot-stuffed)
     /// on for the recipients accepted so far; `Ok` carries the next hop's acceptance.
     fn data(&mut self, message: &[u8])

@@ -21,9 +21,11 @@
 //! - [`tls`]: the rustls client configuration.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ClientInfo, MailParams, NextHop, SmtpReply};
+use super::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply};
 
 mod command;
 mod conn;
@@ -60,7 +62,15 @@ pub struct RelayConfig {
     pub data_timeout: Duration,
     /// Send XFORWARD when the next hop offers it, so it logs the real client.
     pub xforward: bool,
+    /// Whether the next hop offers DSN, as last seen (shared by the sessions of one
+    /// configuration): [`DSN_UNKNOWN`], [`DSN_PROBING`], [`DSN_NO`] or [`DSN_YES`].
+    pub dsn: Arc<AtomicU8>,
 }
+
+pub const DSN_UNKNOWN: u8 = 0;
+pub const DSN_PROBING: u8 = 1;
+pub const DSN_NO: u8 = 2;
+pub const DSN_YES: u8 = 3;
 
 impl Default for RelayConfig {
     fn default() -> Self {
@@ -74,6 +84,7 @@ impl Default for RelayConfig {
             command_timeout: Duration::from_secs(120),
             data_timeout: Duration::from_secs(300),
             xforward: true,
+            dsn: Arc::new(AtomicU8::new(DSN_UNKNOWN)),
         }
     }
 }
@@ -240,6 +251,7 @@ impl RelaySession {
         let conn = self
             .conn
             .insert(Box::new(Connection::open(&self.config).await?));
+        remember_dsn(&self.config, conn.ext.dsn);
         begin(conn, &self.config, client, from, params).await
     }
 
@@ -254,7 +266,7 @@ impl RelaySession {
         }
     }
 
-    async fn try_rcpt(&mut self, to: &str) -> Result<(), RelayError> {
+    async fn try_rcpt(&mut self, to: &str, dsn: &RcptDsn) -> Result<(), RelayError> {
         let conn = self.transaction()?;
         if command::unsafe_address(to) {
             return Err(RelayError::Refused(SmtpReply::new(
@@ -263,7 +275,12 @@ impl RelaySession {
                 "Bad recipient address syntax",
             )));
         }
-        let reply = conn.command(&command::rcpt_to(to), "RCPT").await?;
+        if !dsn.is_empty() && !conn.ext.dsn {
+            return Err(no_dsn());
+        }
+        let reply = conn
+            .command(&command::rcpt_to(to, dsn, &conn.ext), "RCPT")
+            .await?;
         refusable(reply, 2, "RCPT").map(drop)
     }
 
@@ -295,6 +312,9 @@ async fn begin(
             "SMTPUTF8 is not supported by the next hop",
         )));
     }
+    if params.asks_dsn() && !conn.ext.dsn {
+        return Err(no_dsn());
+    }
     if params.eight_bit && !conn.ext.eight_bit_mime {
         // Sent anyway, without BODY= (see command::mail_from); worth a trace if it bounces.
         tracing::debug!(next_hop = %config.addr, "8-bit message to a next hop without 8BITMIME");
@@ -325,8 +345,16 @@ impl NextHop for RelaySession {
     }
 
     async fn rcpt(&mut self, to: &str) -> Result<(), SmtpReply> {
-        let result = self.try_rcpt(to).await;
+        self.rcpt_dsn(to, &RcptDsn::default()).await
+    }
+
+    async fn rcpt_dsn(&mut self, to: &str, dsn: &RcptDsn) -> Result<(), SmtpReply> {
+        let result = self.try_rcpt(to, dsn).await;
         result.map_err(|e| self.fail(e))
+    }
+
+    fn offers_dsn(&self) -> bool {
+        self.config.dsn.load(Relaxed) == DSN_YES
     }
 
     async fn data(&mut self, message: &[u8]) -> Result<SmtpReply, SmtpReply> {
@@ -353,4 +381,45 @@ impl NextHop for RelaySession {
             conn.quit().await;
         }
     }
+}
+
+/// The client asked for DSN (we offered it because the next hop did), and this connection to
+/// the next hop does not offer it: a temporary refusal, never a relay that drops the request
+/// (RFC 3461 §4 would then owe the client notices we cannot give without a queue).
+fn no_dsn() -> RelayError {
+    RelayError::Refused(SmtpReply::new(
+        451,
+        "4.3.3",
+        "The next hop does not offer DSN now; try again later",
+    ))
+}
+
+/// Records whether the next hop offers DSN, for the EHLO replies of later sessions.
+fn remember_dsn(config: &RelayConfig, offered: bool) {
+    config
+        .dsn
+        .store(if offered { DSN_YES } else { DSN_NO }, Relaxed);
+}
+
+/// Learns once, in the background, whether the next hop offers DSN (its EHLO reply), so
+/// sessions can offer it too. Later relay connections keep the answer current.
+pub fn probe_dsn(config: &RelayConfig) {
+    if config
+        .dsn
+        .compare_exchange(DSN_UNKNOWN, DSN_PROBING, Relaxed, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let config = config.clone();
+    tokio::spawn(async move {
+        match Connection::open(&config).await {
+            Ok(conn) => {
+                remember_dsn(&config, conn.ext.dsn);
+                conn.quit().await;
+            }
+            // Unknown again: the next session's probe (or relay) tries again.
+            Err(_) => config.dsn.store(DSN_UNKNOWN, Relaxed),
+        }
+    });
 }

@@ -503,3 +503,56 @@ async fn connections_over_the_per_address_limit_get_421() {
     assert!(third.text().contains("4.7.0"), "{:?}", third.lines);
     assert_eq!(again.code, 220, "{:?}", again.lines);
 }
+
+// RFC 3461 through a real Postfix next hop, which offers DSN: once authmilter has seen that,
+// it offers DSN too and passes RET/ENVID/NOTIFY/ORCPT on; Postfix then sends its own success
+// notice with our client's envelope id to the sender (delivered to the same test mailbox).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_requests_reach_a_real_postfix_next_hop() {
+    let Some((postfix, next_port, _scratch)) = downstream("") else {
+        return;
+    };
+    let d = Daemon::start(move |c| {
+        c.smtp.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.smtp.local_domains = vec!["example.net".into()];
+        c.smtp.delivery = Delivery::Relay(format!("127.0.0.1:{next_port}"));
+    })
+    .await;
+    let p = port(&d);
+    let raw = message("Alice <alice@example.com>", "dsn-requested", "Tell me.\r\n");
+    let end = blocking(move || {
+        // The first session starts the probe of the next hop; DSN is offered once it is known.
+        let started = std::time::Instant::now();
+        let mut c = loop {
+            let (mut c, _) = Client::connect(p);
+            let ehlo = c.command("EHLO client.test");
+            if ehlo.lines.iter().any(|l| l == "DSN") {
+                break c;
+            }
+            c.command("QUIT");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "DSN never offered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mail = c.command("MAIL FROM:<alice@example.com> RET=HDRS ENVID=QQ314159");
+        assert_eq!(mail.code, 250, "{:?}", mail.lines);
+        let rcpt =
+            c.command("RCPT TO:<bob@example.net> NOTIFY=SUCCESS ORCPT=rfc822;bob@example.net");
+        assert_eq!(rcpt.code, 250, "{:?}", rcpt.lines);
+        assert_eq!(c.command("DATA").code, 354);
+        let end = c.data(&raw);
+        c.command("QUIT");
+        end
+    })
+    .await;
+    assert_eq!(end.code, 250, "{:?}", end.lines);
+    assert!(postfix
+        .delivered("dsn-requested", Duration::from_secs(20))
+        .is_some());
+    let notice = postfix
+        .delivered("QQ314159", Duration::from_secs(20))
+        .expect("Postfix's success notice with the client's envelope id");
+    assert!(notice.contains("delivery-status"), "{notice}");
+}

@@ -1,7 +1,7 @@
 //! What the relay says to the next hop: the EHLO keywords it understood and the command
 //! lines it builds from them (MAIL, RCPT, XFORWARD). Pure functions, no I/O.
 
-use crate::smtp::{ClientInfo, MailParams, SmtpReply};
+use crate::smtp::{ClientInfo, MailParams, RcptDsn, SmtpReply};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, CRLF included.
 const MAX_COMMAND: usize = 512;
@@ -23,6 +23,8 @@ pub struct Extensions {
     pub smtputf8: bool,
     /// Postfix XFORWARD, with the attribute names offered (upper case); `None` if absent.
     pub xforward: Option<Vec<String>>,
+    /// RFC 3461.
+    pub dsn: bool,
 }
 
 impl Extensions {
@@ -40,6 +42,7 @@ impl Extensions {
                 "SIZE" => ext.size = true,
                 "8BITMIME" => ext.eight_bit_mime = true,
                 "SMTPUTF8" => ext.smtputf8 = true,
+                "DSN" => ext.dsn = true,
                 "XFORWARD" => {
                     ext.xforward = Some(words.map(str::to_ascii_uppercase).collect());
                 }
@@ -68,12 +71,30 @@ pub fn mail_from(from: &str, params: &MailParams, ext: &Extensions) -> String {
     if ext.smtputf8 && params.smtputf8 {
         line.push_str(" SMTPUTF8");
     }
+    if ext.dsn {
+        if let Some(ret) = params.dsn_ret {
+            line.push_str(&format!(" RET={ret}"));
+        }
+        if let Some(envid) = &params.dsn_envid {
+            // RFC 3461 §4.4: at most 100 characters, as xtext.
+            line.push_str(&format!(" ENVID={}", xtext(envid, 100)));
+        }
+    }
     line
 }
 
-/// `RCPT TO:`, without parameters (DSN's are not passed on).
-pub fn rcpt_to(to: &str) -> String {
-    format!("RCPT TO:<{to}>")
+/// `RCPT TO:`, with the DSN parameters when the next hop offers DSN (RFC 3461 §4.1, §4.2).
+pub fn rcpt_to(to: &str, dsn: &RcptDsn, ext: &Extensions) -> String {
+    let mut line = format!("RCPT TO:<{to}>");
+    if ext.dsn {
+        if let Some(notify) = &dsn.notify {
+            line.push_str(&format!(" NOTIFY={notify}"));
+        }
+        if let Some(orcpt) = &dsn.orcpt {
+            line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt, 500 - line.len())));
+        }
+    }
+    line
 }
 
 /// Whether an address could smuggle a second command into ours (CR, LF, NUL, …). The
@@ -202,6 +223,7 @@ mod tests {
             size: Some(1234),
             eight_bit: true,
             smtputf8: false,
+            ..MailParams::default()
         };
         let none = Extensions::default();
         assert_eq!(

@@ -194,6 +194,7 @@ fn params() -> MailParams {
         size: Some(42),
         eight_bit: true,
         smtputf8: false,
+        ..MailParams::default()
     }
 }
 

@@ -19,9 +19,10 @@ use crate::server::Snapshot;
 use crate::smtp::auth::{self as sasl, Exchange};
 use crate::smtp::data::DataEnd;
 use crate::smtp::stress::{Load, STRESS_JUNK_LIMIT};
-use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
+use crate::smtp::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply, SmtpSettings};
 use smtp_proto::{MailFrom, RcptTo, Request};
-use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
+use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8};
+use smtp_proto::{RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -91,6 +92,8 @@ pub(super) struct Session<H> {
     errors: usize,
     /// The reply a BDAT chunk being read gets instead of being kept.
     chunk_refusal: Option<SmtpReply>,
+    /// DSN was offered in the EHLO reply (the next hop offers it).
+    dsn: bool,
     /// Commands in a row that moved no transaction forward (NOOP, RSET, HELP, VRFY).
     junk: usize,
     load: Arc<Load>,
@@ -123,6 +126,7 @@ impl<H: NextHop> Session<H> {
             state: State::Greeted,
             errors: 0,
             chunk_refusal: None,
+            dsn: false,
             junk: 0,
             load,
             exempt,
@@ -358,6 +362,7 @@ impl<H: NextHop> Session<H> {
         self.state = State::Ready;
         self.conn.helo = Some(host);
         self.esmtp = esmtp;
+        self.dsn = false;
         let name = self.settings.hostname.clone();
         if !esmtp {
             return SmtpReply::new(250, "", name);
@@ -379,6 +384,11 @@ impl<H: NextHop> Session<H> {
         // Like Postfix's smtpd_tls_auth_only: no AUTH offered before TLS.
         if self.offers_auth_here() && (self.tls || self.settings.listener.plaintext_auth) {
             lines.push(sasl::MECHANISMS.into());
+        }
+        // RFC 3461: only when the next hop offers it too, so the parameters can go on.
+        self.dsn = self.hop.offers_dsn();
+        if self.dsn {
+            lines.push("DSN".into());
         }
         // RFC 2034 §4: no enhanced status code in the EHLO reply.
         SmtpReply {
@@ -427,12 +437,15 @@ impl<H: NextHop> Session<H> {
     /// The parameters we offer (RFC 1870, 6152, 6531); anything else `smtp-proto` knows is
     /// an extension we did not advertise (RFC 5321 §4.1.1.11: 555).
     fn mail_params(&self, from: &MailFrom<String>) -> Result<MailParams, SmtpReply> {
-        let offered = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
-        let any = from.flags != 0 || from.size != 0;
+        let mut offered = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
+        if self.dsn {
+            offered |= MAIL_RET_FULL | MAIL_RET_HDRS;
+        }
+        let any = from.flags != 0 || from.size != 0 || from.env_id.is_some();
         let unoffered = from.flags & !offered != 0
             || from.trans_id.is_some()
             || from.by != 0
-            || from.env_id.is_some()
+            || (from.env_id.is_some() && !self.dsn)
             || from.solicit.is_some()
             || from.mtrk.is_some()
             || from.auth.is_some()
@@ -447,6 +460,14 @@ impl<H: NextHop> Session<H> {
             size: (from.size != 0).then_some(from.size),
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
             smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+            dsn_ret: if from.flags & MAIL_RET_FULL != 0 {
+                Some("FULL")
+            } else if from.flags & MAIL_RET_HDRS != 0 {
+                Some("HDRS")
+            } else {
+                None
+            },
+            dsn_envid: from.env_id.clone(),
         };
         if !params.smtputf8 && !from.address.is_ascii() {
             return Err(needs_smtputf8());
@@ -458,10 +479,17 @@ impl<H: NextHop> Session<H> {
         let State::Mail(message) = &mut self.state else {
             return Err(SmtpReply::new(503, "5.5.1", "Need MAIL first"));
         };
-        // NOTIFY/ORCPT (DSN), RRVS and CONNEG were not offered.
-        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+        // NOTIFY/ORCPT only when DSN was offered; RRVS and CONNEG never were.
+        let notify_flags =
+            RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER;
+        let dsn_params = to.flags != 0 || to.orcpt.is_some();
+        if to.flags & !notify_flags != 0 || to.rrvs != 0 || (dsn_params && !self.dsn) {
             return Err(SmtpReply::new(555, "5.5.4", "Unsupported RCPT parameter"));
         }
+        let dsn = RcptDsn {
+            notify: notify_list(to.flags),
+            orcpt: to.orcpt.clone(),
+        };
         let address = match to.address {
             a if !a.is_empty() => a,
             _ if names_postmaster(line) => "postmaster".to_string(),
@@ -494,7 +522,7 @@ impl<H: NextHop> Session<H> {
             tracing::info!(client = %self.conn.ip, rcpt = %address, "smtp relaying denied");
             return Err(SmtpReply::new(550, "5.7.1", "Relaying denied"));
         }
-        if let Err(refused) = self.hop.rcpt(&address).await {
+        if let Err(refused) = self.hop.rcpt_dsn(&address, &dsn).await {
             return Ok(relayed(refused));
         }
         message.rcpts.push(address);
@@ -663,4 +691,21 @@ fn crlf_line_ends(message: Vec<u8>) -> Vec<u8> {
         out.push(b);
     }
     out
+}
+
+/// RFC 3461 §4.1: the NOTIFY list as the client gave it (NEVER alone, or the others).
+fn notify_list(flags: u64) -> Option<String> {
+    if flags & RCPT_NOTIFY_NEVER != 0 {
+        return Some("NEVER".into());
+    }
+    let words: Vec<&str> = [
+        (RCPT_NOTIFY_SUCCESS, "SUCCESS"),
+        (RCPT_NOTIFY_FAILURE, "FAILURE"),
+        (RCPT_NOTIFY_DELAY, "DELAY"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, word)| word)
+    .collect();
+    (!words.is_empty()).then(|| words.join(","))
 }

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::policy::Policy;
 use crate::server::Snapshot;
 use crate::smtp::stress::Load;
-use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
+use crate::smtp::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply, SmtpSettings};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,9 @@ pub struct RecordingHop {
     pub refuse_rcpt: Option<(String, SmtpReply)>,
     /// Refuse every message with this reply.
     pub refuse_data: Option<SmtpReply>,
+    /// Say the next hop offers DSN; the DSN parameters each recipient came with.
+    pub offer_dsn: bool,
+    pub rcpt_dsn: Arc<Mutex<Vec<(String, RcptDsn)>>>,
 }
 
 impl RecordingHop {
@@ -74,6 +77,18 @@ impl NextHop for RecordingHop {
             Some((who, reply)) if who == to => Err(reply.clone()),
             _ => Ok(()),
         }
+    }
+
+    async fn rcpt_dsn(&mut self, to: &str, dsn: &RcptDsn) -> Result<(), SmtpReply> {
+        self.rcpt_dsn
+            .lock()
+            .unwrap()
+            .push((to.to_string(), dsn.clone()));
+        self.rcpt(to).await
+    }
+
+    fn offers_dsn(&self) -> bool {
+        self.offer_dsn
     }
 
     async fn data(&mut self, message: &[u8]) -> Result<SmtpReply, SmtpReply> {

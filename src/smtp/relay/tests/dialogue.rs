@@ -196,3 +196,58 @@ async fn unsafe_addresses_never_reach_the_wire() {
         "EHLO filter.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n"
     );
 }
+
+// RFC 3461: a next hop that offers DSN gets the client's RET/ENVID and NOTIFY/ORCPT, as
+// xtext; one that does not is never sent a transaction that asked for them (451, so the
+// client keeps the message and its notification request).
+#[tokio::test]
+async fn dsn_parameters_go_on_only_to_a_next_hop_that_offers_dsn() {
+    let script = [
+        hello(Say("250-fake.example\r\n250 DSN\r\n")),
+        vec![Hear, OK, Hear, OK],
+        QUIT.to_vec(),
+    ]
+    .concat();
+    let fake = Fake::start(vec![script], None).await;
+    let config = config(&fake.addr);
+    let mut hop = RelaySession::new(config.clone());
+    assert!(!hop.offers_dsn(), "not known before the first connection");
+    let dsn_params = MailParams {
+        dsn_ret: Some("HDRS"),
+        dsn_envid: Some("QQ 314=pi".into()),
+        ..MailParams::default()
+    };
+    hop.mail(&client(), "s@example.org", &dsn_params)
+        .await
+        .unwrap();
+    assert!(hop.offers_dsn(), "learnt from its EHLO");
+    let rcpt = RcptDsn {
+        notify: Some("SUCCESS,FAILURE".into()),
+        orcpt: Some("Bob+1@Example.COM".into()),
+    };
+    hop.rcpt_dsn("bob@example.com", &rcpt).await.unwrap();
+    hop.quit().await;
+    assert_eq!(
+        fake.transcript().await,
+        "EHLO filter.example\r\n\
+         MAIL FROM:<s@example.org> RET=HDRS ENVID=QQ+20314+3Dpi\r\n\
+         RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Bob+2B1@Example.COM\r\n\
+         QUIT\r\n"
+    );
+
+    // Without DSN at the next hop: no MAIL is sent, the client hears 451 4.3.3.
+    let script = [hello(EHLO_PLAIN), QUIT.to_vec()].concat();
+    let fake = Fake::start(vec![script], None).await;
+    let mut hop = RelaySession::new(super::config(&fake.addr));
+    let refused = hop
+        .mail(&client(), "s@example.org", &dsn_params)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code, refused.status.as_deref()),
+        (451, Some("4.3.3"))
+    );
+    assert!(!hop.offers_dsn());
+    hop.quit().await;
+    assert_eq!(fake.transcript().await, "EHLO filter.example\r\nQUIT\r\n");
+}

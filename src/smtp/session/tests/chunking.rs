@@ -1,4 +1,5 @@
 //! CHUNKING (RFC 3030): BDAT chunks make one message; each chunk is read whatever its reply.
+//! DSN (RFC 3461): offered and passed on only with a next hop that offers it.
 
 use super::*;
 
@@ -89,4 +90,62 @@ async fn chunks_over_the_size_limit_are_read_then_refused() {
         !events.iter().any(|e| matches!(e, Event::Data(_))),
         "{events:?}"
     );
+}
+
+// RFC 3461: DSN is offered only when the next hop offers it, and then its parameters reach
+// the next hop; otherwise they are refused as unoffered (555).
+#[tokio::test]
+async fn dsn_is_offered_and_passed_on_only_with_a_next_hop_that_offers_it() {
+    let hop = RecordingHop {
+        offer_dsn: true,
+        ..RecordingHop::default()
+    };
+    let log = Arc::clone(&hop.rcpt_dsn);
+    let server = Server::start(snapshot(true, None).await, settings(), hop).await;
+    let mut c = server.connect().await;
+    let ehlo = c.command("EHLO client.example", "250-mx.test").await;
+    assert!(ehlo.contains("DSN"), "{ehlo}");
+    c.command(
+        "MAIL FROM:<a@example.com> RET=HDRS ENVID=QQ314159",
+        "250 2.1.0",
+    )
+    .await;
+    c.command(
+        "RCPT TO:<b@example.net> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b@example.net",
+        "250 2.1.5",
+    )
+    .await;
+    c.command("RCPT TO:<c@example.net> NOTIFY=NEVER", "250 2.1.5")
+        .await;
+    c.command("QUIT", "221").await;
+    let events = server.finished().await;
+    let Some(Event::Mail { params, .. }) = events.first() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(
+        (params.dsn_ret, params.dsn_envid.as_deref()),
+        (Some("HDRS"), Some("QQ314159"))
+    );
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log[0].1.notify.as_deref(), Some("SUCCESS,DELAY"));
+    assert_eq!(log[0].1.orcpt.as_deref(), Some("b@example.net"));
+    assert_eq!(log[1].1.notify.as_deref(), Some("NEVER"));
+
+    // Without DSN at the next hop: not offered, and its parameters are 555.
+    let server = Server::start(
+        snapshot(true, None).await,
+        settings(),
+        RecordingHop::default(),
+    )
+    .await;
+    let mut c = server.connect().await;
+    let ehlo = c.command("EHLO client.example", "250-mx.test").await;
+    assert!(!ehlo.contains("DSN"), "{ehlo}");
+    c.command("MAIL FROM:<a@example.com> RET=FULL", "555 5.5.4")
+        .await;
+    c.command("MAIL FROM:<a@example.com>", "250 2.1.0").await;
+    c.command("RCPT TO:<b@example.net> NOTIFY=SUCCESS", "555 5.5.4")
+        .await;
+    c.command("QUIT", "221").await;
+    server.finished().await;
 }

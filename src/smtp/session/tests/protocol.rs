@@ -59,7 +59,8 @@ async fn pipelined_commands_get_their_replies_in_order() {
             params: MailParams {
                 size: None,
                 eight_bit: true,
-                smtputf8: false
+                smtputf8: false,
+                ..MailParams::default()
             },
             protocol: "ESMTP".into()
         }
@@ -156,7 +157,8 @@ async fn mail_parameters_are_checked() {
             params: MailParams {
                 size: Some(1000),
                 eight_bit: false,
-                smtputf8: true
+                smtputf8: true,
+                ..MailParams::default()
             },
             protocol: "ESMTP".into()
         }
