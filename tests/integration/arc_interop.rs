@@ -15,30 +15,11 @@
 use crate::arc_seal::{hop, our_arc, sealer};
 use crate::common::*;
 use crate::signing::{corpus, delivered};
+use crate::signing_interop::{probe, run_script, skip, PYTHON};
 use authmilter::auth::AuthResult;
 use authmilter::config::SealMode;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const PYTHON: &str = "/usr/bin/python3";
-
-fn skip(why: &str) -> bool {
-    let required =
-        std::env::var("AUTHMILTER_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0");
-    assert!(
-        !required,
-        "{why}, and AUTHMILTER_REQUIRE_PEERS is set: install python3-dkim, python3-authres and libmail-dkim-perl"
-    );
-    println!("skipped: {why}");
-    false
-}
-
-fn probe(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 fn have_dkimpy() -> bool {
     probe(PYTHON, &["-c", "import dkim, authres"])
@@ -54,22 +35,6 @@ fn have_mail_dkim() -> bool {
             "-e1",
         ],
     ) || skip("Mail::DKIM (libmail-dkim-perl) not installed")
-}
-
-fn run(interpreter: &str, dir: &Path, name: &str, script: &str, args: &[String]) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, script).unwrap();
-    let out = Command::new(interpreter)
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `name<TAB>record` for the keys the seals use (all the same 2048-bit test key).
@@ -134,8 +99,8 @@ for my $f (@files) {
 fn peers_verdicts(dir: &Path, files: &[PathBuf]) -> Vec<(String, String, String)> {
     let mut args = vec![records_file(dir)];
     args.extend(files.iter().map(|p| p.display().to_string()));
-    let py = run(PYTHON, dir, "arcverify.py", DKIMPY_ARC_VERIFY, &args);
-    let pl = run("perl", dir, "arcverify.pl", MAIL_DKIM_ARC_VERIFY, &args);
+    let py = run_script(PYTHON, dir, "arcverify.py", DKIMPY_ARC_VERIFY, &args);
+    let pl = run_script("perl", dir, "arcverify.pl", MAIL_DKIM_ARC_VERIFY, &args);
     let col = |text: &str, path: &str, k: usize| {
         text.lines()
             .find(|l| l.split('\t').next() == Some(path))
@@ -224,7 +189,7 @@ async fn seal_on_top_of(interpreter: &str, script: &str, name: &str) {
     }
     let mut args = vec![testdata("keys/rsa2048-pkcs1.pem").display().to_string()];
     args.extend(inputs.iter().map(|p| p.display().to_string()));
-    run(interpreter, dir.path(), name, script, &args);
+    run_script(interpreter, dir.path(), name, script, &args);
     let mut files = Vec::new();
     for input in &inputs {
         let theirs = std::fs::read(format!("{}.sealed", input.display())).unwrap();

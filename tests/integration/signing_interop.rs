@@ -26,18 +26,18 @@ use std::process::Command;
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
 /// Prints "skipped: {why}" and returns false; panics under `AUTHMILTER_REQUIRE_PEERS=1`.
-fn skip(why: &str) -> bool {
+pub(crate) fn skip(why: &str) -> bool {
     let required =
         std::env::var("AUTHMILTER_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0");
     assert!(
         !required,
-        "{why}, and AUTHMILTER_REQUIRE_PEERS is set: install python3-dkim and libmail-dkim-perl"
+        "{why}, and AUTHMILTER_REQUIRE_PEERS is set: install the Debian packages .ci/run installs"
     );
     println!("skipped: {why}");
     false
 }
 
-fn probe(program: &str, args: &[&str]) -> bool {
+pub(crate) fn probe(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .output()
