@@ -4,7 +4,7 @@
 //! [`BenchCommand::run`]; everything else is here so tests can drive the same code in-process
 //! through [`super::milter::run`] and [`super::smtp::run`].
 
-use super::milter::MilterOptions;
+use super::milter::{Captured, MilterOptions};
 use super::smtp::SmtpOptions;
 use super::stats::Report;
 use super::{from_address, to_crlf, Client, Limit, Target};
@@ -93,6 +93,11 @@ pub struct MilterArgs {
     /// then quit; sends no message (for measuring the filter's memory per connection).
     #[arg(long, value_name = "SECS", conflicts_with_all = ["messages", "duration", "rate"])]
     idle: Option<f64>,
+    /// Write the first message to end to FILE as the MTA would pass it on: with the filter's
+    /// header edits (add, insert, change) applied. Shows what a filter did (its
+    /// Authentication-Results, its DKIM-Signature) in a file other tools can check.
+    #[arg(long, value_name = "FILE", conflicts_with = "idle")]
+    edited: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -125,8 +130,14 @@ impl BenchCommand {
                     rate: args.load.rate,
                     timeout: seconds(args.load.timeout, "--timeout")?,
                     idle: args.idle.map(|s| seconds(s, "--idle")).transpose()?,
+                    capture: args.edited.as_ref().map(|_| Arc::default()),
                 };
+                let capture = opts.capture.clone();
+                let message = Arc::clone(&opts.message);
                 let report = runtime(args.load.threads)?.block_on(super::milter::run(opts));
+                if let (Some(path), Some(capture)) = (&args.edited, capture) {
+                    write_edited(path, capture.get(), &message)?;
+                }
                 (args.load, report)
             }
             BenchCommand::BenchSmtp(args) => {
@@ -210,6 +221,32 @@ fn common(load: &LoadArgs, idle: bool) -> Result<(Limit, Arc<Vec<u8>>, Client), 
             .into(),
     };
     Ok((limit, Arc::new(raw), client))
+}
+
+/// `--edited`: the first message as the filter left it, and a line on stderr saying what
+/// the filter answered (stdout stays the report alone, for `--json`).
+fn write_edited(
+    path: &std::path::Path,
+    first: Option<&Captured>,
+    message: &[u8],
+) -> Result<(), BenchError> {
+    let Some(first) = first else {
+        // The report (printed next) says why; its exit status is 1 then.
+        eprintln!(
+            "--edited: no message got an answer, nothing written to {}",
+            path.display()
+        );
+        return Ok(());
+    };
+    std::fs::write(path, first.apply(message))
+        .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
+    eprintln!(
+        "first message: {}, {} header edit(s); written to {}",
+        first.answer,
+        first.edits.len(),
+        path.display()
+    );
+    Ok(())
 }
 
 fn seconds(s: f64, flag: &str) -> Result<Duration, BenchError> {

@@ -21,7 +21,7 @@
 //! [`Script`]; each message only patches the queue id into the `i` macros, so the generator
 //! spends its CPU on syscalls, not on re-encoding.
 
-use super::script::{Negotiated, Script, Stage, POSTFIX_MACROS};
+use super::script::{split_message, Negotiated, Script, Stage, POSTFIX_MACROS};
 use super::stats::{Recorder, Report};
 use super::{Budget, Client, Limit, Pacer, Target, RECONNECT_PAUSE};
 use crate::milter::codec::{Decoded, Decoder, Frame};
@@ -29,7 +29,7 @@ use crate::milter::command::Command;
 use crate::milter::consts::*;
 use crate::milter::reply::Reply;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -57,6 +57,90 @@ pub struct MilterOptions {
     pub timeout: Duration,
     /// Idle mode: open the connections (through HELO), hold them this long, quit. No messages.
     pub idle: Option<Duration>,
+    /// Where to keep the first message's end-of-message answer and header edits (for
+    /// checking what a filter does; see [`Captured`]). `None`: nothing is kept.
+    pub capture: Option<Arc<OnceLock<Captured>>>,
+}
+
+/// The first message's answer at end of message, kept by [`MilterOptions::capture`]: what a
+/// filter did to it (e.g. the Authentication-Results or DKIM-Signature it added).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// The final answer's kind, as counted in the report (`continue`, `accept`, ...).
+    pub answer: &'static str,
+    /// The header edits (add, insert, change), in the order the filter sent them.
+    pub edits: Vec<Reply>,
+    /// Whether the filter negotiated `SMFIP_HDR_LEADSPC` (its values carry the space after
+    /// the colon).
+    pub leading_space: bool,
+}
+
+impl Captured {
+    /// `raw` (CRLF, header and body) with the header edits applied the way Postfix applies
+    /// them: add at the end of the header; insert at a 0-based index among all fields, where
+    /// field 0 is the `Received:` the MTA put on top (not in `raw`), so 0 and 1 both insert
+    /// at the top of `raw`'s header; change (empty: delete) the index-th field of that name,
+    /// or add it if there is none. Folds in the values (LF or CRLF) become CRLF. Other edits
+    /// (envelope, body) are not applied.
+    pub fn apply(&self, raw: &[u8]) -> Vec<u8> {
+        let (mut fields, body) = split_message(raw, true);
+        let value = |v: &str| {
+            let v = v.replace("\r\n", "\n");
+            match self.leading_space {
+                true => v.into_bytes(),
+                false => format!(" {v}").into_bytes(),
+            }
+        };
+        for edit in &self.edits {
+            match edit {
+                Reply::AddHeader { name, value: v } => fields.push((name.clone(), value(v))),
+                Reply::InsertHeader {
+                    index,
+                    name,
+                    value: v,
+                } => {
+                    let at = (*index as usize).saturating_sub(1).min(fields.len());
+                    fields.insert(at, (name.clone(), value(v)));
+                }
+                Reply::ChangeHeader {
+                    index,
+                    name,
+                    value: v,
+                } => {
+                    let at = fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (n, _))| n.eq_ignore_ascii_case(name))
+                        .nth((*index as usize).saturating_sub(1))
+                        .map(|(i, _)| i);
+                    match (at, v.is_empty()) {
+                        (Some(i), true) => {
+                            fields.remove(i);
+                        }
+                        (Some(i), false) => fields[i].1 = value(v),
+                        (None, true) => {}
+                        (None, false) => fields.push((name.clone(), value(v))),
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::with_capacity(raw.len() + 1024);
+        for (name, v) in fields {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            for &b in &v {
+                if b == b'\n' {
+                    out.push(b'\r');
+                }
+                out.push(b);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        out
+    }
 }
 
 /// Runs the load and reports; never panics on what the peer does.
@@ -285,6 +369,11 @@ struct Conn<S> {
     out: Vec<u8>,
     timeout: Duration,
     script: Script,
+    /// Set while this connection may still capture the run's first message.
+    capture: Option<Arc<OnceLock<Captured>>>,
+    /// The current message's header edits, while capturing.
+    edits: Vec<Reply>,
+    leading_space: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -297,6 +386,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             out: Vec::with_capacity(8 * 1024),
             timeout: opts.timeout,
             script: Script::default(),
+            capture: opts.capture.clone().filter(|c| c.get().is_none()),
+            edits: Vec::new(),
+            leading_space: false,
         };
         let offer = Command::OptNeg {
             version: POSTFIX_VERSION,
@@ -315,6 +407,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         *list = names;
                     }
                 }
+                conn.leading_space = protocol & SMFIP_HDR_LEADSPC != 0;
                 Negotiated {
                     protocol: protocol & POSTFIX_PROTOCOL,
                     macros: lists,
@@ -344,6 +437,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err(Failure::Protocol);
         };
         rec.message(end.kind, end.latency);
+        if let Some(capture) = self.capture.take() {
+            // The first message to end wins; the others' edits are dropped.
+            let _ = capture.set(Captured {
+                answer: end.kind,
+                edits: std::mem::take(&mut self.edits),
+                leading_space: self.leading_space,
+            });
+        }
         if end.stage != Stage::Eom {
             rec.ended_early();
         }
@@ -383,7 +484,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.flush().await?;
             let mut quarantined = false;
             loop {
-                let answer = classify(&self.frame().await?)?;
+                let frame = self.frame().await?;
+                let answer = classify(&frame)?;
                 let at_eom = step.stage == Stage::Eom;
                 let kind = match answer {
                     Answer::Progress => continue,
@@ -399,6 +501,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Answer::Edit(kind) if at_eom => {
                         if let Some(r) = rec.as_deref_mut() {
                             r.edit(kind);
+                        }
+                        if self.capture.is_some() {
+                            // Checked by `classify` already (except bodies, not kept).
+                            self.edits.extend(Reply::decode(frame).ok());
                         }
                         continue;
                     }

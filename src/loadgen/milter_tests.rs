@@ -35,6 +35,7 @@ fn options() -> MilterOptions {
         rate: None,
         timeout: Duration::from_secs(5),
         idle: None,
+        capture: None,
     }
 }
 
@@ -243,4 +244,99 @@ async fn a_filter_that_hangs_up_is_an_error_not_a_panic() {
         Some(Failure::Protocol)
     );
     drop(garbage.await);
+}
+
+#[tokio::test]
+async fn the_first_message_is_captured_with_its_edits() {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let filter = tokio::spawn(filter(theirs, 0, Reply::Continue));
+    let capture = Arc::<OnceLock<Captured>>::default();
+    let opts = MilterOptions {
+        capture: Some(Arc::clone(&capture)),
+        ..options()
+    };
+    let mut rec = Recorder::default();
+    let mut conn = Conn::open(ours, &opts).await.expect("negotiated");
+    for n in 1..=2 {
+        assert!(conn.message(queue_id(0, n), &mut rec).await.unwrap());
+    }
+    conn.quit().await;
+    filter.await.unwrap();
+    let first = capture.get().expect("captured");
+    assert_eq!(first.answer, "continue");
+    assert_eq!(
+        first.edits,
+        [Reply::InsertHeader {
+            index: 0,
+            name: "X-Test".into(),
+            value: "yes".into(),
+        }]
+    );
+    assert!(!first.leading_space);
+    let edited = first.apply(MESSAGE);
+    assert_eq!(edited, [b"X-Test: yes\r\n".as_slice(), MESSAGE].concat());
+}
+
+#[test]
+fn captured_edits_apply_as_postfix_applies_them() {
+    let raw = b"Received: x\r\nFrom: a@example.com\r\nX-A: 1\r\nX-A: 2\r\n\tfolded\r\n\r\nBody\r\n";
+    let edit = |edits: Vec<Reply>, leading_space| {
+        let c = Captured {
+            answer: "continue",
+            edits,
+            leading_space,
+        };
+        String::from_utf8(c.apply(raw)).unwrap()
+    };
+    // Unchanged without edits, folds included.
+    assert_eq!(edit(vec![], false).as_bytes(), raw);
+    let out = edit(
+        vec![
+            Reply::AddHeader {
+                name: "X-End".into(),
+                value: "last\n\tline".into(),
+            },
+            // Below "Received: x", which is field 1: field 0 is the MTA's own Received.
+            Reply::InsertHeader {
+                index: 2,
+                name: "X-Ins".into(),
+                value: "second".into(),
+            },
+            // The second X-A (1-based) changes; the first is deleted.
+            Reply::ChangeHeader {
+                index: 2,
+                name: "x-a".into(),
+                value: "two".into(),
+            },
+            Reply::ChangeHeader {
+                index: 1,
+                name: "X-A".into(),
+                value: String::new(),
+            },
+            // No such field: added.
+            Reply::ChangeHeader {
+                index: 1,
+                name: "X-New".into(),
+                value: "new".into(),
+            },
+        ],
+        false,
+    );
+    assert_eq!(
+        out,
+        "Received: x\r\nX-Ins: second\r\nFrom: a@example.com\r\nX-A: two\r\n\
+         X-End: last\r\n\tline\r\nX-New: new\r\n\r\nBody\r\n"
+    );
+    // With SMFIP_HDR_LEADSPC the filter's value carries its own space.
+    let out = edit(
+        vec![Reply::AddHeader {
+            name: "X-B".into(),
+            value: "\tb".into(),
+        }],
+        true,
+    );
+    assert!(
+        out.contains("X-A: 2\r\n\tfolded\r\nX-B:\tb\r\n\r\n"),
+        "{out}"
+    );
 }

@@ -32,6 +32,7 @@ fn options(target: Target, raw: Vec<u8>, ip: &str, messages: u64) -> MilterOptio
         rate: None,
         timeout: Duration::from_secs(10),
         idle: None,
+        capture: None,
     }
 }
 
@@ -149,6 +150,8 @@ async fn bench_milter_dead_target_is_errors_not_a_panic() {
 async fn bench_milter_binary_prints_json() {
     let d = Daemon::start(|_| {}).await;
     let message = testdata("messages/signed-example.com.eml");
+    let scratch = tempfile::tempdir().unwrap();
+    let edited = scratch.path().join("edited.eml");
     let args = [
         "bench-milter".to_string(),
         "--target".into(),
@@ -162,6 +165,8 @@ async fn bench_milter_binary_prints_json() {
         "--mail-from".into(),
         "<alice@example.com>".into(),
         "--json".into(),
+        "--edited".into(),
+        edited.display().to_string(),
     ];
     let out = tokio::task::spawn_blocking(move || {
         Process::new(env!("CARGO_BIN_EXE_authmilter"))
@@ -182,6 +187,23 @@ async fn bench_milter_binary_prints_json() {
     assert_eq!(json["errors"], 0);
     assert_eq!(json["replies"]["continue"], 60);
     assert!(json["msgs_per_sec"].as_f64().unwrap() > 0.0);
+
+    // --edited: the first message as Postfix would pass it on, our header on top of the
+    // original, which is otherwise unchanged; stdout stays the JSON report alone.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("first message: continue, 1 header edit(s)"),
+        "{stderr}"
+    );
+    let original = std::fs::read(&message).unwrap();
+    let edited = std::fs::read(&edited).unwrap();
+    let text = String::from_utf8_lossy(&edited);
+    assert!(text.starts_with("Authentication-Results: "), "{text}");
+    assert!(edited.ends_with(&original), "{text}");
+    let field = &text[..text.len() - original.len()];
+    for verdict in ["spf=pass", "dkim=pass", "dmarc=pass"] {
+        assert!(field.contains(verdict), "{field}");
+    }
 
     // Unbounded runs are refused before anything is sent.
     let out = Process::new(env!("CARGO_BIN_EXE_authmilter"))
