@@ -6,9 +6,8 @@ use authmilter::auth::{normalize_mail_from, Connection, Verifier};
 use authmilter::check::{check_message, Decision};
 use authmilter::config::{parse_network, Config, ListenAddr};
 use authmilter::policy::Policy;
-use authmilter::server::{
-    run_with as run_server, Loader, MilterListener, Services, Signal, Snapshot,
-};
+use authmilter::runtime::Snapshot;
+use authmilter::server::{run_with as run_server, Loader, MilterListener, Services, Signal};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -13,8 +13,8 @@ use crate::auth::ResourceLimit;
 use crate::auth::{Connection, Transaction};
 use crate::check::{sign_and_seal, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
-use crate::report::inbox::{hand_over, is_report_address};
-use crate::server::Snapshot;
+use crate::report::inbox::is_report_address;
+use crate::runtime::Snapshot;
 use crate::store::{cut, Recipients, Transport};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -392,7 +392,7 @@ impl Session {
         );
         if let Some(raw) = report {
             let (n, total) = (m.report_rcpts, m.rcpts.total());
-            if hand_over(&snapshot, &raw, n, total, decision.verdict.action) {
+            if snapshot.hand_over_report(&raw, n, total, decision.verdict.action) {
                 tracing::info!(
                     queue_id = self.queue_id.as_deref().unwrap_or("-"),
                     "DMARC report mail queued for import; discarded (reports.deliver_imported = false)"
