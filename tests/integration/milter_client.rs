@@ -309,7 +309,8 @@ impl Mta {
                 SMFIP_NR_MAIL,
             )
             .await;
-        if r != vec![Reply::Continue] {
+        // No reply (SMFIP_NR_MAIL) or continue: on with the message.
+        if !r.is_empty() && r != vec![Reply::Continue] {
             return r;
         }
         for rcpt in rcpts {
