@@ -14,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod jobs;
 pub mod loadgen;
+pub mod log_sink;
 pub mod manpage;
 pub mod metrics;
 pub mod milter;

@@ -542,13 +542,7 @@ async fn unauthorised_sender_is_refused_when_policy_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_is_answered_when_the_policy_refuses_there() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy");
-    std::fs::create_dir(&policy).unwrap();
-    std::fs::write(
-        policy.join("default.toml"),
-        "spf_fail_at_mail = \"reject\"\n",
-    )
-    .unwrap();
+    let policy = policy_dir(dir.path(), "spf_fail_at_mail = \"reject\"\n");
     let d = Daemon::start(move |c| c.policy_dir = Some(policy)).await;
     let mut mta = d.mta().await;
     mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
