@@ -330,6 +330,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         if let Some(path) = &store {
             config.store.path = Some(path.clone());
+            config.store.url = None;
         }
         config.http.check().map_err(anyhow::Error::msg)?;
         sign.apply(&mut config);
@@ -341,9 +342,27 @@ fn serve(args: ServeArgs) -> Result<()> {
     // A configured store that cannot be opened (permissions, a newer schema) is a
     // configuration error: refuse to start rather than run without the records the operator
     // asked for. (Once running, a store failure never stops mail; it is logged and counted.)
-    if let Some(path) = &config.store.path {
-        authmilter::store::Store::open(path)
-            .with_context(|| format!("verdict store {}", path.display()))?;
+    // A PostgreSQL database that cannot be reached may instead be waited for
+    // (`on_unavailable = "buffer"`): the writer connects in the background.
+    if let Some(location) = config.store.location() {
+        match authmilter::store::Store::connect(&location) {
+            Ok(_) => {}
+            Err(e)
+                if e.is_connection()
+                    && config.store.on_unavailable == authmilter::config::OnUnavailable::Buffer =>
+            {
+                tracing::warn!(error = %e, "verdict store unreachable; starting anyway (on_unavailable = \"buffer\")");
+            }
+            Err(e) => {
+                let hint = if e.is_connection() {
+                    " (or set [store] on_unavailable = \"buffer\" to start and wait for it)"
+                } else {
+                    ""
+                };
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("verdict store {location}{hint}"));
+            }
+        }
     }
     let common = Arc::new(args.common);
     let loader: Loader = Arc::new(move || {

@@ -285,6 +285,7 @@ pub async fn verdicts(
             "client_ip",
             "verdict",
             "dmarc",
+            "host",
             "limit",
             "next",
         ],
@@ -299,7 +300,7 @@ pub async fn verdicts(
 }
 
 /// The parameters of `GET /v1/verdicts` (and the dashboard's search) in [`Filter`] form.
-pub(super) const VERDICT_FILTERS: [&str; 8] = [
+pub(super) const VERDICT_FILTERS: [&str; 9] = [
     "since",
     "until",
     "queue_id",
@@ -308,6 +309,7 @@ pub(super) const VERDICT_FILTERS: [&str; 8] = [
     "client_ip",
     "verdict",
     "dmarc",
+    "host",
 ];
 
 pub(super) fn verdict_filter(params: &Params, now: i64) -> Result<Filter, ApiError> {
@@ -321,6 +323,7 @@ pub(super) fn verdict_filter(params: &Params, now: i64) -> Result<Filter, ApiErr
         client_ip: text("client_ip"),
         verdict: text("verdict"),
         dmarc: text("dmarc"),
+        host: text("host"),
         before_id: params.cursor()?,
     })
 }
@@ -351,7 +354,7 @@ pub async fn stats(
     let name = params.get("group_by").unwrap_or("verdict").to_string();
     let group_by = GroupBy::parse(&name).ok_or_else(|| {
         ApiError::BadRequest(format!(
-            "`group_by`: `{name}` is not one of from_domain, verdict, dmarc"
+            "`group_by`: `{name}` is not one of from_domain, verdict, dmarc, host"
         ))
     })?;
     let domain = params.get("from_domain").map(str::to_ascii_lowercase);

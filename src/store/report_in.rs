@@ -6,7 +6,8 @@
 //! Periods are Unix seconds, as the reports give them (RFC 9990 §3.1.1); `received_at` is
 //! Unix milliseconds like the verdicts'.
 
-use super::sqlite::{Page, Store, StoreError};
+use super::sqlite::Sqlite;
+use super::{Page, StoreError};
 use crate::dates::format_rfc3339;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 use serde_json::{json, Map, Value};
@@ -55,7 +56,7 @@ pub struct NewRow {
     pub auth_results: Value,
 }
 
-/// What became of a report handed to [`Store::insert_received_report`].
+/// What became of a report handed to [`Sqlite::insert_received_report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     /// Stored under this id.
@@ -79,12 +80,12 @@ pub struct ReportFilter {
 }
 
 /// Failing source addresses the summary lists.
-const TOP_FAILING: usize = 10;
+pub(super) const TOP_FAILING: usize = 10;
 
 const REPORT_COLUMNS: &str = "id, received_at, org_name, email, report_id, domain, date_begin, \
                               date_end, policy, messages, dmarc_pass, errors";
 
-impl Store {
+impl Sqlite {
     /// Stores a report and its rows in one transaction, unless the same reporter's report
     /// with the same id is already there.
     pub fn insert_received_report(&mut self, r: &NewReport) -> Result<Inserted, StoreError> {
@@ -266,12 +267,12 @@ impl Store {
 }
 
 /// SQLite integers are signed; a count past `i64::MAX` is a hostile report, kept at the edge.
-fn clamp(n: u64) -> i64 {
+pub(super) fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The share of messages that passed, or `null` without messages.
-fn rate(pass: i64, messages: i64) -> Value {
+pub(super) fn rate(pass: i64, messages: i64) -> Value {
     if messages > 0 {
         (pass as f64 / messages as f64).into()
     } else {
@@ -376,9 +377,9 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, Sqlite) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Sqlite::open(&dir.path().join("s.sqlite")).unwrap();
         (dir, store)
     }
 

@@ -1,0 +1,351 @@
+//! A fleet of filter hosts on one PostgreSQL database (a private cluster, `pg_cluster.rs`):
+//! the API answers as it does over SQLite after the same milter traffic; two daemons write
+//! to one database and every query counts both; the database killed and restarted under
+//! load loses only what the metrics say was dropped; a SQLite file's history copied in.
+
+use crate::dashboard::{by_id, get, hostile_report, traffic};
+use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
+use crate::pg_cluster::PgCluster;
+use authmilter::config::Config;
+use authmilter::milter::reply::Reply;
+use authmilter::store::{
+    Filter, GroupBy, Location, PgTarget, ReportFilter, SentReport, Store, StoreError,
+};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Points a daemon's store at database `db` of `pg`, recording as `host`.
+pub(crate) fn use_pg(c: &mut Config, pg: &PgCluster, db: &str, host: &str) {
+    c.store.path = None;
+    c.store.url = Some(PgTarget::parse(&pg.url(db), None).unwrap());
+    c.store.host = host.into();
+}
+
+pub(crate) async fn json(addr: SocketAddr, target: &str) -> Value {
+    let r = get(addr, target).await;
+    assert_eq!(r.status, 200, "{target}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// The fields of a verdict that do not depend on when or where it was stored.
+fn essence(v: &Value) -> Value {
+    serde_json::json!({
+        "queue_id": v["queue_id"], "message_id": v["message_id"], "client_ip": v["client_ip"],
+        "helo": v["helo"], "mail_from": v["mail_from"], "rcpts": v["rcpts"],
+        "rcpt_count": v["rcpt_count"], "from_domain": v["from_domain"],
+        "transport": v["transport"], "verdict": v["verdict"], "spf": v["spf"],
+        "dkim": v["dkim"], "dmarc": v["dmarc"],
+        "authentication_results": v["authentication_results"],
+    })
+}
+
+/// A metric's value in the `/metrics` text.
+pub(crate) async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = get(addr, "/metrics").await.body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_answers_the_api_as_sqlite_does_after_milter_traffic() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("parity");
+    let lite = Daemon::start_with_api(|_| {}).await;
+    let fleet = Daemon::start_with_api(|c| use_pg(c, &pg, "parity", "mx1")).await;
+    traffic(&lite).await;
+    traffic(&fleet).await;
+    let (a, b) = (lite.http.unwrap(), fleet.http.unwrap());
+    for target in [
+        "/v1/stats?group_by=dmarc",
+        "/v1/stats?group_by=verdict",
+        "/v1/stats?group_by=from_domain&from_domain=example.com",
+    ] {
+        let (mut x, mut y) = (json(a, target).await, json(b, target).await);
+        // The window's start is the clock's.
+        x["since"] = Value::Null;
+        y["since"] = Value::Null;
+        assert_eq!(x, y, "{target}");
+    }
+    let (sqlite, postgres) = (json(a, "/v1/verdicts").await, json(b, "/v1/verdicts").await);
+    let items =
+        |v: &Value| -> Vec<Value> { v["items"].as_array().unwrap().iter().map(essence).collect() };
+    assert_eq!(items(&sqlite), items(&postgres));
+    assert_eq!(items(&postgres).len(), 4);
+    for item in postgres["items"].as_array().unwrap() {
+        assert_eq!(item["host"], "mx1", "{item}");
+    }
+    // By queue id, then the one verdict by its id.
+    let one = json(b, "/v1/verdicts?queue_id=UIFAIL1").await;
+    let id = one["items"][0]["id"].as_i64().unwrap();
+    let detail = json(b, &format!("/v1/verdicts/{id}")).await;
+    assert_eq!(detail["queue_id"], "UIFAIL1");
+    assert_eq!(
+        essence(&detail),
+        essence(&json(a, "/v1/verdicts?queue_id=UIFAIL1").await["items"][0])
+    );
+    // Paging with the cursor.
+    let first = json(b, "/v1/verdicts?limit=3").await;
+    let next = first["next"].as_str().unwrap();
+    let rest = json(b, &format!("/v1/verdicts?limit=3&next={next}")).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    // The dashboard's overview (jsonb queries) shows the same figures.
+    let (ui_a, ui_b) = (get(a, "/ui/").await.body, get(b, "/ui/").await.body);
+    for id in [
+        "total-messages",
+        "count-accept",
+        "count-reject",
+        "rate-spf",
+        "rate-dkim",
+        "rate-dmarc",
+    ] {
+        assert_eq!(by_id(&ui_a, id), by_id(&ui_b, id), "#{id}");
+    }
+    assert_eq!(by_id(&ui_b, "rate-dkim"), "75.0 %");
+    for list in ["failing-domains", "failing-ips"] {
+        assert_eq!(section(&ui_a, list), section(&ui_b, list), "#{list}");
+    }
+}
+
+/// The element with `id` up to the end of its table or list.
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let rest = &html[start..];
+    &rest[..rest
+        .find("</table>")
+        .or(rest.find("</ul>"))
+        .unwrap_or(rest.len())]
+}
+
+/// Runs `f` with a store connection on the blocking pool (the client blocks).
+async fn with_store<T: Send + 'static>(
+    location: Location,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> T {
+    tokio::task::spawn_blocking(move || f(&mut Store::connect(&location)?))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+// The reporting tables give the same answers on both back ends (ids included: both number
+// from 1), for the calls the API, the dashboard and the report job make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_tables_answer_alike_on_both_back_ends() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("reports");
+    let dir = tempfile::tempdir().unwrap();
+    let lite = Location::Sqlite(dir.path().join("r.sqlite"));
+    let fleet = Location::Postgres(PgTarget::parse(&pg.url("reports"), None).unwrap());
+    let mut answers = Vec::new();
+    for location in [lite, fleet] {
+        answers.push(
+            with_store(location, |s| {
+                let report = hostile_report();
+                let first = s.insert_received_report(&report)?;
+                let again = s.insert_received_report(&report)?;
+                let now = 1_700_000_000_000;
+                let sent = SentReport {
+                    domain: "example.com".into(),
+                    period_begin: now - 86_400_000,
+                    period_end: now,
+                    report_id: "r1".into(),
+                    state: "sent".into(),
+                    attempts: 1,
+                    next_attempt: None,
+                    destinations: vec!["mailto:d@example.net".into()],
+                    messages: 7,
+                    bytes: Some(1234),
+                    detail: None,
+                };
+                s.save_sent_report(&sent, now)?;
+                Ok(serde_json::json!({
+                    "first": format!("{first:?}"),
+                    "again": format!("{again:?}"),
+                    "list": s.received_reports(&ReportFilter::default(), 10)?.items,
+                    "one": s.received_report(1)?,
+                    "summary": s.received_summary(Some("example.com"), 0)?,
+                    "sent": format!("{:?}", s.sent_reports(0, now)?),
+                    "stats": s.stats(None, GroupBy::Dmarc, None)?,
+                    "empty": s.list(&Filter::default(), 10)?.items,
+                }))
+            })
+            .await,
+        );
+    }
+    let mut lite = answers[0].clone();
+    let mut fleet = answers[1].clone();
+    // Import times are the clock's.
+    for v in [&mut lite, &mut fleet] {
+        v["list"][0]["received_at"] = Value::Null;
+        v["one"]["received_at"] = Value::Null;
+        v["list"][0]["period"] = Value::Null;
+        v["one"]["period"] = Value::Null;
+    }
+    assert_eq!(lite, fleet);
+    assert_eq!(fleet["again"], "Duplicate(1)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_one_database_every_query_counts_both() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("fleet");
+    let (one, two) = tokio::join!(
+        Daemon::start_with_api(|c| use_pg(c, &pg, "fleet", "mx1.example.net")),
+        Daemon::start_with_api(|c| use_pg(c, &pg, "fleet", "mx2.example.net")),
+    );
+    traffic(&one).await;
+    // The second host's traffic: wait for the fleet's eight.
+    let mut mta = two.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("198.51.100.20", "mail.example.org")
+        .await;
+    for i in 0..4 {
+        let raw = crate::common::message("Bob <bob@example.org>", &format!("two{i}"), "x\r\n");
+        mta.message(&format!("MX2Q{i}"), "bob@example.org", None, &raw)
+            .await;
+    }
+    let a = one.http.unwrap();
+    let b = two.http.unwrap();
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        stats = json(b, "/v1/stats?group_by=host").await;
+        if stats["total"] == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats["total"], 8, "{stats}");
+    let groups: Vec<(String, u64)> = stats["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["key"].as_str().unwrap().to_string(),
+                g["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("mx1.example.net".to_string(), 4),
+            ("mx2.example.net".to_string(), 4)
+        ]
+    );
+    // Either host answers for the whole fleet, each record naming its host.
+    assert_eq!(json(a, "/v1/stats").await["total"], 8);
+    let all = json(a, "/v1/verdicts").await;
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 8);
+    for item in items {
+        let q = item["queue_id"].as_str().unwrap();
+        let expected = if q.starts_with("MX2") {
+            "mx2.example.net"
+        } else {
+            "mx1.example.net"
+        };
+        assert_eq!(item["host"], expected, "{item}");
+    }
+    let mine = json(a, "/v1/verdicts?host=mx2.example.net").await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 4);
+    let q = json(a, "/v1/verdicts?queue_id=MX2Q3").await;
+    assert_eq!(q["items"][0]["host"], "mx2.example.net");
+    assert_eq!(
+        pg.sql("fleet", "SELECT count(DISTINCT host) FROM verdicts"),
+        "2"
+    );
+}
+
+/// Waits until the writer has accounted for `sent` records (written, dropped or failed);
+/// returns those three counts.
+async fn settle(api: SocketAddr, sent: u64) -> (u64, u64, u64) {
+    let mut last = (0, 0, 0);
+    for _ in 0..300 {
+        let written = metric(api, "authmilter_store_written_total").await;
+        let dropped = metric(api, "authmilter_store_dropped_total").await;
+        let failed = metric(api, "authmilter_store_failed_total").await;
+        last = (written, dropped, failed);
+        if written + dropped + failed == sent {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the writer accounted for {last:?} of {sent}");
+}
+
+/// Sends `n` messages over one milter connection; every one must be answered without
+/// waiting on the store (accept: continue, or an Authentication-Results edit).
+async fn send_burst(d: &Daemon, prefix: &str, n: usize) {
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("192.0.2.1", "mx.example.com").await;
+    for i in 0..n {
+        let raw = crate::common::message(
+            "Alice <alice@example.com>",
+            &format!("{prefix}{i}"),
+            "x\r\n",
+        );
+        let replies = mta
+            .message(&format!("{prefix}{i}"), "alice@example.com", None, &raw)
+            .await;
+        assert!(
+            matches!(replies.last(), Some(Reply::Accept | Reply::Continue)),
+            "{prefix}{i}: {replies:?}"
+        );
+    }
+}
+
+// The database is killed (SIGKILL, as in a crash) while mail flows, and restarted: every
+// message is answered at once all along; afterwards, what the database holds plus what the
+// metrics count as dropped (queue full) or failed is exactly what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_killed_and_restarted_under_load_loses_only_what_is_counted() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("crash");
+    let d = Daemon::start_with_api(|c| {
+        use_pg(c, &pg, "crash", "mx1");
+        c.store.queue_size = 20;
+    })
+    .await;
+    let api = d.http.unwrap();
+    send_burst(&d, "BEFORE", 60).await;
+    pg.kill();
+    let started = std::time::Instant::now();
+    send_burst(&d, "DURING", 150).await;
+    // The end of message did not wait on the dead database.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let dropped_while_down = metric(api, "authmilter_store_dropped_total").await;
+    // 150 messages against 20 queued and at most one batch (20) in hand.
+    assert!(dropped_while_down >= 110, "{dropped_while_down} dropped");
+    tokio::task::block_in_place(|| pg.start_server());
+    // The writer reconnects (with backoff) and empties the queue.
+    settle(api, 60 + 150).await;
+    // Fewer than the queue holds: none of these may be dropped.
+    send_burst(&d, "AFTER", 15).await;
+    let sent = 60 + 150 + 15;
+    let (written, dropped, failed) = settle(api, sent).await;
+    let last = (written, dropped, failed);
+    let stored: u64 = pg
+        .sql("crash", "SELECT count(*) FROM verdicts")
+        .parse()
+        .unwrap();
+    // Stored is what the writer counted as written: no batch twice, none lost unseen.
+    assert_eq!(stored, written, "{last:?}");
+    assert_eq!(stored + dropped + failed, sent);
+    assert!(metric(api, "authmilter_store_disconnects_total").await >= 1);
+    // Everything sent after the restart is there.
+    assert_eq!(
+        pg.sql(
+            "crash",
+            "SELECT count(*) FROM verdicts WHERE queue_id LIKE 'AFTER%'"
+        ),
+        "15"
+    );
+    // And the API reads again on a new connection.
+    assert_eq!(json(api, "/v1/stats").await["total"], stored);
+}
