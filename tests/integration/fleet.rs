@@ -6,10 +6,10 @@
 use crate::dashboard::{by_id, get, hostile_report, traffic};
 use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
 use crate::pg_cluster::PgCluster;
-use authmilter::config::Config;
+use authmilter::config::{Config, ReportDelivery};
 use authmilter::milter::reply::Reply;
 use authmilter::store::{
-    Filter, GroupBy, Location, PgTarget, ReportFilter, SentReport, Store, StoreError,
+    Filter, GroupBy, Lease, Location, PgTarget, ReportFilter, SentReport, Store, StoreError,
 };
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -348,4 +348,98 @@ async fn database_killed_and_restarted_under_load_loses_only_what_is_counted() {
     );
     // And the API reads again on a new connection.
     assert_eq!(json(api, "/v1/stats").await["total"], stored);
+}
+
+// The fleet-wide lease is a PostgreSQL advisory lock: one connection holds it at a time, and
+// a connection that ends gives it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_lease_is_held_by_one_connection_at_a_time() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("lease");
+    let location = Location::Postgres(PgTarget::parse(&pg.url("lease"), None).unwrap());
+    tokio::task::spawn_blocking(move || {
+        let a = Store::connect(&location).unwrap();
+        let b = Store::connect(&location).unwrap();
+        assert!(a.try_lease(Lease::Reports).unwrap());
+        assert!(!b.try_lease(Lease::Reports).unwrap());
+        // Another job's lease is another lock.
+        assert!(b.try_lease(Lease::Retention).unwrap());
+        a.release(Lease::Reports).unwrap();
+        assert!(b.try_lease(Lease::Reports).unwrap());
+        let c = Store::connect(&location).unwrap();
+        assert!(!c.try_lease(Lease::Reports).unwrap());
+        drop(b);
+        let mut granted = false;
+        for _ in 0..100 {
+            granted = c.try_lease(Lease::Reports).unwrap();
+            if granted {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(granted, "the lease outlived its connection");
+    })
+    .await
+    .unwrap();
+}
+
+// Two daemons on one database both run the report job (every 200 ms, started together):
+// yesterday's report for reports.example leaves once, from one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_send_each_report_once() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("reports");
+    let dir = tempfile::tempdir().unwrap();
+    let outboxes = [dir.path().join("out1"), dir.path().join("out2")];
+    let location = Location::Postgres(PgTarget::parse(&pg.url("reports"), None).unwrap());
+    let day = {
+        let location = location.clone();
+        tokio::task::spawn_blocking(move || crate::report_send::yesterdays_records_at(&location, 5))
+            .await
+            .unwrap()
+    };
+    let daemon = |host: &'static str, outbox: std::path::PathBuf| {
+        let pg = &pg;
+        Daemon::start_with_api(move |c| {
+            use_pg(c, pg, "reports", host);
+            c.reports.aggregate = true;
+            c.reports.email = Some("dmarc-reports@mx.test.example".into());
+            c.reports.delivery = Some(ReportDelivery::Outbox(outbox));
+            c.reports.check_interval = Duration::from_millis(200);
+        })
+    };
+    let (_one, _two) = tokio::join!(
+        daemon("mx1", outboxes[0].clone()),
+        daemon("mx2", outboxes[1].clone())
+    );
+    let count = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let started = std::time::Instant::now();
+    while count(&outboxes[0]) + count(&outboxes[1]) == 0 {
+        // A bound, not a speed: the jobs run every 200 ms; the machine may be loaded.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no report sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Many more runs of both jobs: still one report in all.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        count(&outboxes[0]) + count(&outboxes[1]),
+        1,
+        "{:?} {:?}",
+        std::fs::read_dir(&outboxes[0]).map(|d| d.count()),
+        std::fs::read_dir(&outboxes[1]).map(|d| d.count())
+    );
+    let row = tokio::task::spawn_blocking(move || {
+        Store::connect(&location)
+            .unwrap()
+            .sent_report("reports.example", day.start)
+            .unwrap()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!((row.state.as_str(), row.messages), ("sent", 5));
+    assert_eq!(pg.sql("reports", "SELECT count(*) FROM reports_sent"), "1");
 }
