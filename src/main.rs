@@ -20,6 +20,7 @@ mod docs_cmd;
 mod report_cmd;
 mod seal_cmd;
 mod sign_cmd;
+mod store_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +77,10 @@ enum Command {
     /// other receivers sent.
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
+    /// The verdict store: migrate its schema; copy a SQLite store's history into the
+    /// fleet's PostgreSQL database.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
     #[command(flatten)]
     Bench(authmilter::loadgen::BenchCommand),
     /// Write the man pages (authmilter.8, one authmilter-COMMAND.8 per command, and
@@ -250,6 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::DnsRecord(args) => sign_cmd::dns_record(args),
         Command::DnsCheck(args) => sign_cmd::dns_check(args),
         Command::Report(command) => report_cmd::report(command),
+        Command::Store(command) => store_cmd::store(command),
         Command::Bench(bench) => Ok(bench.run()?),
         Command::Man { dir } => docs_cmd::man(Cli::command(), &dir),
         Command::Completions { shell } => docs_cmd::completions(Cli::command(), shell),

@@ -265,6 +265,9 @@ pub enum StoreError {
     },
     #[error("verdict store query failed: {0}")]
     Pg(#[from] postgres::Error),
+    /// A copy into a database that already holds the history being copied.
+    #[error("{0}")]
+    NotEmpty(String),
     /// The store's settings are unusable (a bad URL, an unreadable CA file).
     #[error("verdict store: {0}")]
     Config(String),

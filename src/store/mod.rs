@@ -7,6 +7,7 @@
 //! held up by the database (DESIGN.md, "side effects leave the hot path").
 
 mod backend;
+pub mod copy;
 
 mod migrations;
 mod overview;

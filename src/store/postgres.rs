@@ -176,7 +176,7 @@ pub(super) fn is_connection_error(e: &postgres::Error) -> bool {
 /// The blocking client. It owns a small runtime of its own, which must not be dropped on an
 /// async thread (tokio panics): when a runtime is around, the client is let go on a thread
 /// of its own.
-struct Conn(Option<Client>);
+pub(super) struct Conn(Option<Client>);
 
 impl std::ops::Deref for Conn {
     type Target = Client;
@@ -252,7 +252,7 @@ impl Postgres {
         })
     }
 
-    fn client(&self) -> MutexGuard<'_, Conn> {
+    pub(super) fn client(&self) -> MutexGuard<'_, Conn> {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -289,31 +289,8 @@ impl Postgres {
                 &[&token, &host, &crate::dates::now_ms()],
             )?;
         }
-        let sink = tx.copy_in(
-            "COPY verdicts (received_at, host, transport, queue_id, message_id, client_ip, helo, \
-             mail_from, rcpts, rcpt_count, from_domain, verdict, dmarc, duration_us, document, \
-             dmarc_domain, dmarc_event) FROM STDIN BINARY",
-        )?;
-        let types = [
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::JSONB,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::JSONB,
-            Type::TEXT,
-            Type::JSONB,
-        ];
-        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        let sink = tx.copy_in(VERDICT_COPY)?;
+        let mut writer = BinaryCopyInWriter::new(sink, &VERDICT_COPY_TYPES);
         for r in records {
             let opt = |v: &Option<String>| v.as_deref().map(|t| text(t).into_owned());
             let rcpts = json_clean(Value::from(r.rcpts.clone()));
@@ -821,6 +798,31 @@ impl Postgres {
     }
 }
 
+/// The writer's (and `store copy`'s) COPY of verdict rows, and its column types.
+pub(super) const VERDICT_COPY: &str = "COPY verdicts (received_at, host, transport, queue_id, \
+    message_id, client_ip, helo, mail_from, rcpts, rcpt_count, from_domain, verdict, dmarc, \
+    duration_us, document, dmarc_domain, dmarc_event) FROM STDIN BINARY";
+
+pub(super) const VERDICT_COPY_TYPES: [Type; 17] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::JSONB,
+    Type::TEXT,
+    Type::JSONB,
+];
+
 const COLUMNS: &str = "id, received_at, transport, queue_id, message_id, client_ip, helo, \
                        mail_from, rcpts, from_domain, duration_us, document, rcpt_count, host";
 
@@ -983,7 +985,7 @@ fn report_where(f: &ReportFilter) -> (String, Args) {
 }
 
 /// PostgreSQL text cannot hold NUL (SQLite's can): a NUL from a client becomes U+FFFD.
-fn text(s: &str) -> Cow<'_, str> {
+pub(super) fn text(s: &str) -> Cow<'_, str> {
     if s.contains('\0') {
         Cow::Owned(s.replace('\0', "\u{fffd}"))
     } else {
@@ -992,7 +994,7 @@ fn text(s: &str) -> Cow<'_, str> {
 }
 
 /// The same for the strings (and keys) of a JSON document (`jsonb` refuses `\u0000`).
-fn json_clean(v: Value) -> Value {
+pub(super) fn json_clean(v: Value) -> Value {
     match v {
         Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "\u{fffd}")),
         Value::Array(items) => Value::Array(items.into_iter().map(json_clean).collect()),

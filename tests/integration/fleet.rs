@@ -443,3 +443,133 @@ async fn two_daemons_send_each_report_once() {
     assert_eq!((row.state.as_str(), row.messages), ("sent", 5));
     assert_eq!(pg.sql("reports", "SELECT count(*) FROM reports_sent"), "1");
 }
+
+/// Runs the real binary; returns (success, stdout, stderr).
+fn authmilter(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// A single host moves to the fleet database: `store copy` takes its SQLite history
+// (verdicts, reports sent and received; rows from before hosts were recorded get --host),
+// the fleet's API then answers as the old host's did, and a second copy is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("moved");
+    let lite = Daemon::start_with_api(|c| c.store.host = "old-mx".into()).await;
+    traffic(&lite).await;
+    let path = crate::dashboard::store_path(&lite);
+    {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = Store::open(&path).unwrap();
+            s.insert_received_report(&hostile_report()).unwrap();
+            s.save_sent_report(
+                &SentReport {
+                    domain: "example.com".into(),
+                    period_begin: 1_700_000_000_000,
+                    period_end: 1_700_086_400_000,
+                    report_id: "old-1".into(),
+                    state: "sent".into(),
+                    attempts: 1,
+                    next_attempt: None,
+                    destinations: vec!["mailto:d@example.net".into()],
+                    messages: 3,
+                    bytes: Some(900),
+                    detail: None,
+                },
+                1_700_090_000_000,
+            )
+            .unwrap();
+            // As rows written before migration 4 (hosts) are.
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute(
+                    "UPDATE verdicts SET host = NULL WHERE queue_id IN ('UIPASS0', 'UIPASS1')",
+                    [],
+                )
+                .unwrap();
+        })
+        .await
+        .unwrap();
+    }
+    let from = format!("sqlite:{}", path.display());
+    let url = pg.url("moved");
+    let (ok, out, err) = authmilter(&["store", "migrate", "--store", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("postgres schema version 1"), "{out}");
+    let (ok, out, err) = authmilter(&["store", "migrate", "--store", &from]);
+    assert!(ok, "{err}");
+    assert!(out.contains("sqlite schema version 4"), "{out}");
+
+    let copy = [
+        "store",
+        "copy",
+        "--from",
+        &from,
+        "--to",
+        &url,
+        "--host",
+        "legacy-mx",
+    ];
+    let (ok, out, err) = authmilter(&copy);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "copied 4 verdicts, 1 reports sent (0 already there), 1 reports received with 1 rows"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        pg.sql(
+            "moved",
+            "SELECT host || '=' || count(*) FROM verdicts GROUP BY host ORDER BY host"
+        ),
+        "legacy-mx=2\nold-mx=2"
+    );
+
+    let fleet = Daemon::start_with_api(|c| use_pg(c, &pg, "moved", "new-mx")).await;
+    let (a, b) = (lite.http.unwrap(), fleet.http.unwrap());
+    for target in [
+        "/v1/stats?group_by=dmarc",
+        "/v1/reports/summary?domain=example.com",
+    ] {
+        let (mut x, mut y) = (json(a, target).await, json(b, target).await);
+        x["since"] = Value::Null;
+        y["since"] = Value::Null;
+        assert_eq!(x, y, "{target}");
+    }
+    let items =
+        |v: Value| -> Vec<Value> { v["items"].as_array().unwrap().iter().map(essence).collect() };
+    assert_eq!(
+        items(json(a, "/v1/verdicts").await),
+        items(json(b, "/v1/verdicts").await)
+    );
+    let received = json(b, "/v1/reports").await;
+    assert_eq!(received["items"][0]["row_count"], 1);
+
+    // Copying again would double the history: refused, nothing copied.
+    let (ok, _, err) = authmilter(&copy);
+    assert!(!ok);
+    assert!(
+        err.contains("already holds verdicts recorded by legacy-mx, old-mx")
+            || err.contains("already holds verdicts recorded by old-mx, legacy-mx"),
+        "{err}"
+    );
+    assert_eq!(pg.sql("moved", "SELECT count(*) FROM verdicts"), "4");
+    assert_eq!(
+        pg.sql("moved", "SELECT count(*) FROM reports_received"),
+        "1"
+    );
+    // A source that is not SQLite is refused with a clear message.
+    let (ok, _, err) = authmilter(&["store", "copy", "--from", &url, "--to", &url]);
+    assert!(!ok && err.contains("give sqlite:PATH"), "{err}");
+}
