@@ -573,3 +573,98 @@ async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
     let (ok, _, err) = authmilter(&["store", "copy", "--from", &url, "--to", &url]);
     assert!(!ok && err.contains("give sqlite:PATH"), "{err}");
 }
+
+/// A CA (PEM) and a server certificate it signed for `names`, with its key (PEM).
+fn pki(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &*ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+// TLS to the database through rustls (ring): verify-full with the site's CA file connects
+// and the server sees an encrypted session; another CA, or a name the certificate does not
+// carry, is refused (verify-ca accepts the latter: chain only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_in_verify_full_mode() {
+    let (ca, cert, key) = pki(&["127.0.0.1"]);
+    let (other_ca, _, _) = pki(&["127.0.0.1"]);
+    let Some(pg) = PgCluster::start_with(|dir| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(dir.join("server.crt"), &cert).unwrap();
+        std::fs::write(dir.join("server.key"), &key).unwrap();
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", dir.join("server.crt").display()),
+            format!("ssl_key_file={}", dir.join("server.key").display()),
+        ]
+    }) else {
+        return;
+    };
+    pg.create_db("tls");
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_file, other_file) = (certs.path().join("ca.pem"), certs.path().join("other.pem"));
+    std::fs::write(&ca_file, &ca).unwrap();
+    std::fs::write(&other_file, &other_ca).unwrap();
+    let url = |host: &str, mode: &str| {
+        format!("postgres://postgres@{host}:{}/tls?sslmode={mode}", pg.port)
+    };
+
+    let verified =
+        PgTarget::parse(&url("127.0.0.1", "verify-full"), Some(ca_file.clone())).unwrap();
+    let d = Daemon::start_with_api(move |c| {
+        c.store.path = None;
+        c.store.url = Some(verified);
+        c.store.host = "mx-tls".into();
+    })
+    .await;
+    traffic(&d).await;
+    assert_eq!(json(d.http.unwrap(), "/v1/stats").await["total"], 4);
+    let encrypted = pg.sql(
+        "tls",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND application_name = 'authmilter'",
+    );
+    assert_ne!(encrypted, "0", "no encrypted authmilter session");
+    let plain = pg.sql(
+        "tls",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE NOT ssl AND application_name = 'authmilter'",
+    );
+    assert_eq!(plain, "0");
+
+    let attempts = [
+        (url("127.0.0.1", "verify-full"), other_file.clone(), false),
+        (url("localhost", "verify-full"), ca_file.clone(), false),
+        (url("localhost", "verify-ca"), ca_file.clone(), true),
+        (url("127.0.0.1", "require"), other_file.clone(), false),
+    ];
+    for (url, ca, ok) in attempts {
+        let target = PgTarget::parse(&url, Some(ca)).unwrap();
+        let result = tokio::task::spawn_blocking(move || {
+            Store::connect(&Location::Postgres(target)).map(|_| ())
+        })
+        .await
+        .unwrap();
+        assert_eq!(result.is_ok(), ok, "{url}: {result:?}");
+        if let Err(e) = result {
+            let text = format!("{e:?}");
+            assert!(
+                text.contains("Certificate") || text.contains("certificate"),
+                "{text}"
+            );
+        }
+    }
+}
