@@ -9,7 +9,7 @@
 
 use crate::dates::now_ms;
 use crate::report::send::{Selection, Sender, LOOKBACK_MS};
-use crate::server::Current;
+use crate::runtime::Current;
 use crate::store::{Lease, Location, Store, StoreError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;

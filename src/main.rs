@@ -6,9 +6,8 @@ use authmilter::auth::{normalize_mail_from, Connection, Verifier};
 use authmilter::check::{check_message, Decision};
 use authmilter::config::{parse_network, Config, ListenAddr};
 use authmilter::policy::Policy;
-use authmilter::server::{
-    run_with as run_server, Loader, MilterListener, Services, Signal, Snapshot,
-};
+use authmilter::runtime::Snapshot;
+use authmilter::server::{run_with as run_server, Loader, MilterListener, Services, Signal};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -220,10 +219,15 @@ fn main() -> ExitCode {
     // Log lines go through a queue to a writer thread, so a message's verdict line never
     // waits on stderr (a slow journald or terminal). The queue is lossy: when it is full
     // lines are dropped rather than holding up mail. The guard flushes it when main returns.
+    // The writer thread takes every line waiting in the queue, then flushes: through a
+    // buffer, the lines of a busy moment leave in one write(2) instead of one each.
     let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .thread_name("authmilter-log")
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
         .unwrap_or_else(|_| "authmilter=info,warn".into());
     let logs = tracing_subscriber::fmt()

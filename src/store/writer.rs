@@ -10,7 +10,7 @@
 use super::{Handle, Journal, Location, Record, Store, StoreError};
 use crate::config::{OnUnavailable, StoreConfig};
 use crate::dates::{now_ms, DAY_MS};
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
