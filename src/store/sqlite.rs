@@ -338,3 +338,61 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Transport;
+
+    // A file written before hosts were recorded (schema 3) is upgraded in place: its rows
+    // stay, with no host; new rows carry the connection's.
+    #[test]
+    fn schema_3_file_gains_the_host_column_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                .unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO schema_version VALUES (3);
+                 INSERT INTO verdicts (received_at, transport, client_ip, rcpts, verdict,
+                     duration_us, document) VALUES (1, 'milter', '192.0.2.1', '[]', 'accept',
+                     5, '{}');",
+            )
+            .unwrap();
+        }
+        let mut s = Sqlite::open(&path).unwrap();
+        s.host = "mx-new".into();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        s.insert_batch(&[Record {
+            received_at: 2,
+            transport: Transport::Smtp,
+            queue_id: None,
+            message_id: None,
+            client_ip: "192.0.2.2".into(),
+            helo: None,
+            mail_from: None,
+            rcpts: vec![],
+            rcpt_count: 0,
+            from_domain: None,
+            verdict: "accept".into(),
+            dmarc: None,
+            duration: Duration::ZERO,
+            document: json!({}),
+            dmarc_event: None,
+        }])
+        .unwrap();
+        let page = s.list(&Filter::default(), 10).unwrap();
+        let hosts: Vec<_> = page.items.iter().map(|i| i["host"].clone()).collect();
+        assert_eq!(hosts, [json!("mx-new"), Value::Null]);
+        let mine = Filter {
+            host: Some("mx-new".into()),
+            ..Filter::default()
+        };
+        assert_eq!(s.list(&mine, 10).unwrap().items.len(), 1);
+    }
+}

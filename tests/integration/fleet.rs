@@ -668,3 +668,96 @@ async fn tls_to_the_database_in_verify_full_mode() {
         }
     }
 }
+
+// on_unavailable = "buffer": the daemon starts while the database is down, mail flows, the
+// records wait in the queue and are stored once the database comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffer_mode_starts_without_the_database_and_stores_once_it_is_up() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("late");
+    tokio::task::block_in_place(|| pg.stop());
+    let d = Daemon::start_with_api(|c| {
+        use_pg(c, &pg, "late", "mx1");
+        c.store.on_unavailable = authmilter::config::OnUnavailable::Buffer;
+    })
+    .await;
+    send_burst(&d, "EARLY", 12).await;
+    let api = d.http.unwrap();
+    assert_eq!(metric(api, "authmilter_store_written_total").await, 0);
+    // The API says the store cannot be read rather than hanging or crashing.
+    assert_ne!(get(api, "/v1/stats").await.status, 200);
+    tokio::task::block_in_place(|| pg.start_server());
+    let (written, dropped, failed) = settle(api, 12).await;
+    assert_eq!((written, dropped, failed), (12, 0, 0));
+    assert_eq!(pg.sql("late", "SELECT count(*) FROM verdicts"), "12");
+    assert_eq!(json(api, "/v1/stats").await["total"], 12);
+}
+
+// A slow database (a transaction holding the verdicts table locked) never slows the end of
+// message: the burst is answered in full while the lock is still held and nothing could be
+// written; once the lock goes, the queued records are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_table_does_not_hold_mail() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("slow");
+    let d = Daemon::start_with_api(|c| use_pg(c, &pg, "slow", "mx1")).await;
+    let api = d.http.unwrap();
+    // The daemon starts in the background: wait for its writer to have made the schema.
+    for _ in 0..200 {
+        if pg.sql("slow", "SELECT to_regclass('verdicts') IS NOT NULL") == "t" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let port = pg.port.to_string();
+    let mut locker = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &port,
+            "-d",
+            "slow",
+            "-c",
+        ])
+        .arg(
+            "BEGIN; LOCK TABLE verdicts IN ACCESS EXCLUSIVE MODE; \
+             SELECT pg_sleep(120); COMMIT;",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the lock is held.
+    for _ in 0..100 {
+        let held = pg.sql(
+            "slow",
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'verdicts' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        );
+        if held == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send_burst(&d, "SLOW", 30).await;
+    // Every message was answered; the writer is still stuck behind the lock.
+    if let Some(status) = locker.try_wait().unwrap() {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut locker.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("the lock ended early: {status} {err}");
+    }
+    assert_eq!(metric(api, "authmilter_store_written_total").await, 0);
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()",
+    );
+    let _ = locker.wait();
+    let (written, dropped, failed) = settle(api, 30).await;
+    assert_eq!((written, dropped, failed), (30, 0, 0));
+    assert_eq!(pg.sql("slow", "SELECT count(*) FROM verdicts"), "30");
+}

@@ -163,6 +163,15 @@ impl PgCluster {
         }
     }
 
+    /// Stops the server cleanly (`pg_ctl stop -m fast`); [`PgCluster::start_server`] again.
+    pub fn stop(&self) {
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
+    }
+
     /// The URL of database `db` (created by [`PgCluster::create_db`]), without TLS.
     pub fn url(&self, db: &str) -> String {
         format!(
