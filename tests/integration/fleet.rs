@@ -684,8 +684,10 @@ async fn buffer_mode_starts_without_the_database_and_stores_once_it_is_up() {
     send_burst(&d, "EARLY", 12).await;
     let api = d.http.unwrap();
     assert_eq!(metric(api, "authmilter_store_written_total").await, 0);
-    // The API says the store cannot be read rather than hanging or crashing.
-    assert_ne!(get(api, "/v1/stats").await.status, 200);
+    // The API says the store cannot be reached rather than hanging or crashing.
+    let r = get(api, "/v1/stats").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("\"unavailable\""), "{}", r.body);
     tokio::task::block_in_place(|| pg.start_server());
     let (written, dropped, failed) = settle(api, 12).await;
     assert_eq!((written, dropped, failed), (12, 0, 0));
