@@ -393,3 +393,124 @@ impl Handle {
         result
     }
 }
+
+/// A value a filter binds: each back end turns it into its own parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Bound {
+    Int(i64),
+    Text(String),
+}
+
+impl Filter {
+    /// The filter's conditions, each a SQL fragment ending where the placeholder goes, with
+    /// the value to bind (never spliced into the SQL).
+    pub(super) fn conditions(&self) -> Vec<(&'static str, Bound)> {
+        let mut out = Vec::new();
+        let ints = [
+            ("received_at >=", self.since),
+            ("received_at <", self.until),
+            ("id <", self.before_id),
+        ];
+        for (cond, value) in ints {
+            if let Some(v) = value {
+                out.push((cond, Bound::Int(v)));
+            }
+        }
+        let texts = [
+            ("queue_id =", &self.queue_id),
+            ("message_id =", &self.message_id),
+            ("from_domain =", &self.from_domain),
+            ("client_ip =", &self.client_ip),
+            ("verdict =", &self.verdict),
+            ("dmarc =", &self.dmarc),
+            ("host =", &self.host),
+        ];
+        for (cond, value) in texts {
+            if let Some(v) = value {
+                out.push((cond, Bound::Text(v.clone())));
+            }
+        }
+        out
+    }
+}
+
+impl ReportFilter {
+    /// As [`Filter::conditions`]; `?` marks where the value goes (once or more).
+    pub(super) fn conditions(&self) -> Vec<(&'static str, Bound)> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.domain {
+            out.push(("domain = ?", Bound::Text(d.clone())));
+        }
+        if let Some(who) = &self.reporter {
+            out.push((
+                "(lower(org_name) = lower(?) OR lower(email) = lower(?))",
+                Bound::Text(who.clone()),
+            ));
+        }
+        let ints = [
+            ("date_end > ?", self.since),
+            ("date_begin < ?", self.until),
+            ("id < ?", self.before_id),
+        ];
+        for (cond, value) in ints {
+            if let Some(v) = value {
+                out.push((cond, Bound::Int(v)));
+            }
+        }
+        out
+    }
+}
+
+/// `WHERE a AND b …` of the conditions, or nothing.
+pub(super) fn where_of(conds: Vec<String>) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    }
+}
+
+impl Page {
+    /// A page of at most `limit` from `items` (fetched with one more than `limit`, so that
+    /// an extra item says another page follows; the cursor is the last item's id).
+    pub(super) fn of(mut items: Vec<Value>, limit: usize) -> Page {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().and_then(|i| i["id"].as_i64())
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
+/// `/v1/stats`' answer from `(group key, DMARC result, count)` rows: the groups, largest
+/// first, each split by DMARC result.
+pub(super) fn stats_answer(
+    rows: impl IntoIterator<Item = (Option<String>, Option<String>, i64)>,
+) -> Value {
+    use serde_json::{json, Map};
+    let mut groups: Vec<(Option<String>, i64, Map<String, Value>)> = Vec::new();
+    let mut total = 0;
+    for (key, dmarc, count) in rows {
+        total += count;
+        let i = match groups.iter().position(|g| g.0 == key) {
+            Some(i) => i,
+            None => {
+                groups.push((key, 0, Map::new()));
+                groups.len() - 1
+            }
+        };
+        groups[i].1 += count;
+        groups[i].2.insert(
+            dmarc.unwrap_or_else(|| "none_evaluated".into()),
+            count.into(),
+        );
+    }
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(key, count, dmarc)| json!({"key": key, "count": count, "dmarc": dmarc}))
+        .collect();
+    json!({"total": total, "groups": groups})
+}

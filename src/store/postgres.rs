@@ -7,7 +7,7 @@
 //! interface is synchronous, and every caller already runs it on the blocking pool, as for
 //! SQLite. TLS goes through rustls with ring (`pg_tls.rs`).
 
-use super::backend::Lease;
+use super::backend::{stats_answer, where_of, Bound, Lease};
 use super::migrations::POSTGRES as MIGRATIONS;
 use super::overview::{Failing, HourCount, MethodCounts, Overview, HOUR_MS};
 use super::report_in::{clamp, rate, Inserted, NewReport, ReportFilter};
@@ -365,14 +365,7 @@ impl Postgres {
             limit + 1
         );
         let rows = self.client().query(&sql, &refs(&args))?;
-        let mut items = rows.iter().map(item).collect::<Vec<_>>();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|i| i["id"].as_i64())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of(rows.iter().map(item).collect(), limit))
     }
 
     pub fn get(&self, id: i64) -> Result<Option<Value>, StoreError> {
@@ -396,31 +389,10 @@ impl Postgres {
         let sql =
             format!("SELECT {col}, dmarc, COUNT(*) FROM verdicts {clause} GROUP BY {col}, dmarc");
         let rows = self.client().query(&sql, &refs(&args))?;
-        let mut groups: Vec<(Option<String>, i64, Map<String, Value>)> = Vec::new();
-        let mut total = 0;
-        for row in rows {
-            let (key, dmarc, count): (Option<String>, Option<String>, i64) =
-                (row.get(0), row.get(1), row.get(2));
-            total += count;
-            let i = match groups.iter().position(|g| g.0 == key) {
-                Some(i) => i,
-                None => {
-                    groups.push((key, 0, Map::new()));
-                    groups.len() - 1
-                }
-            };
-            groups[i].1 += count;
-            groups[i].2.insert(
-                dmarc.unwrap_or_else(|| "none_evaluated".into()),
-                count.into(),
-            );
-        }
-        groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let groups: Vec<Value> = groups
-            .into_iter()
-            .map(|(key, count, dmarc)| json!({"key": key, "count": count, "dmarc": dmarc}))
-            .collect();
-        Ok(json!({"total": total, "groups": groups}))
+        Ok(stats_answer(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2))),
+        ))
     }
 
     pub fn overview(&self, since: i64, until: i64, top: usize) -> Result<Overview, StoreError> {
@@ -659,7 +631,7 @@ impl Postgres {
             limit + 1
         );
         let rows = self.client().query(&sql, &refs(&args))?;
-        let mut items: Vec<Value> = rows
+        let items = rows
             .iter()
             .map(|r| {
                 let mut v = report_item(r);
@@ -667,13 +639,7 @@ impl Postgres {
                 v
             })
             .collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|i| i["id"].as_i64())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of(items, limit))
     }
 
     pub fn received_report(&self, id: i64) -> Result<Option<Value>, StoreError> {
@@ -913,75 +879,33 @@ fn refs(args: &Args) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a.as_ref()).collect()
 }
 
-/// The WHERE clause for a verdict filter; values are bound, never spliced into the SQL.
+/// The WHERE clause for a verdict filter, with its values to bind.
 fn where_clause(f: &Filter) -> (String, Args) {
-    let mut conds = Vec::new();
-    let mut args: Args = Vec::new();
-    let mut add = |cond: &str, value: Box<dyn ToSql + Sync>| {
-        args.push(value);
-        conds.push(format!("{cond} ${}", args.len()));
-    };
-    if let Some(t) = f.since {
-        add("received_at >=", Box::new(t));
-    }
-    if let Some(t) = f.until {
-        add("received_at <", Box::new(t));
-    }
-    if let Some(id) = f.before_id {
-        add("id <", Box::new(id));
-    }
-    let text_filters = [
-        ("queue_id =", &f.queue_id),
-        ("message_id =", &f.message_id),
-        ("from_domain =", &f.from_domain),
-        ("client_ip =", &f.client_ip),
-        ("verdict =", &f.verdict),
-        ("dmarc =", &f.dmarc),
-        ("host =", &f.host),
-    ];
-    for (cond, value) in text_filters {
-        if let Some(v) = value {
-            add(cond, Box::new(text(v).into_owned()));
-        }
-    }
-    if conds.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!("WHERE {}", conds.join(" AND ")), args)
-    }
+    bind(f.conditions())
 }
 
 /// The WHERE clause for a report filter.
 fn report_where(f: &ReportFilter) -> (String, Args) {
-    let mut conds = Vec::new();
+    bind(f.conditions())
+}
+
+/// PostgreSQL's `$N` placeholders for conditions (`?` marks the place, or it goes at the end).
+fn bind(conditions: Vec<(&str, Bound)>) -> (String, Args) {
     let mut args: Args = Vec::new();
-    let mut add = |cond: &str, value: Box<dyn ToSql + Sync>| {
-        args.push(value);
-        conds.push(cond.replace('?', &format!("${}", args.len())));
-    };
-    if let Some(d) = &f.domain {
-        add("domain = ?", Box::new(text(d).into_owned()));
+    let mut conds = Vec::new();
+    for (cond, value) in conditions {
+        args.push(match value {
+            Bound::Int(n) => Box::new(n),
+            Bound::Text(t) => Box::new(text(&t).into_owned()),
+        });
+        let mark = format!("${}", args.len());
+        conds.push(if cond.contains('?') {
+            cond.replace('?', &mark)
+        } else {
+            format!("{cond} {mark}")
+        });
     }
-    if let Some(who) = &f.reporter {
-        add(
-            "(lower(org_name) = lower(?) OR lower(email) = lower(?))",
-            Box::new(text(who).into_owned()),
-        );
-    }
-    if let Some(t) = f.since {
-        add("date_end > ?", Box::new(t));
-    }
-    if let Some(t) = f.until {
-        add("date_begin < ?", Box::new(t));
-    }
-    if let Some(id) = f.before_id {
-        add("id < ?", Box::new(id));
-    }
-    if conds.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!("WHERE {}", conds.join(" AND ")), args)
-    }
+    (where_of(conds), args)
 }
 
 /// PostgreSQL text cannot hold NUL (SQLite's can): a NUL from a client becomes U+FFFD.

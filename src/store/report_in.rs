@@ -158,20 +158,14 @@ impl Sqlite {
             limit + 1
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut items = stmt
+        let items = stmt
             .query_map(params_from_iter(args.iter()), |r| {
                 let mut v = report_item(r)?;
                 v["row_count"] = r.get::<_, i64>(12)?.into();
                 Ok(v)
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|i| i["id"].as_i64())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of(items, limit))
     }
 
     /// One received report by id, with its rows (largest count first).
@@ -306,38 +300,9 @@ fn report_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
-/// The WHERE clause for a report filter; values are bound, never spliced into the SQL.
+/// The WHERE clause for a report filter, with its values to bind.
 fn report_where(f: &ReportFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as Sql;
-    let mut conds = Vec::new();
-    let mut args: Vec<Sql> = Vec::new();
-    let mut add = |cond: String, value: Sql| {
-        args.push(value);
-        conds.push(cond.replace('?', &format!("?{}", args.len())));
-    };
-    if let Some(d) = &f.domain {
-        add("domain = ?".into(), Sql::Text(d.clone()));
-    }
-    if let Some(who) = &f.reporter {
-        add(
-            "(lower(org_name) = lower(?) OR lower(email) = lower(?))".into(),
-            Sql::Text(who.clone()),
-        );
-    }
-    if let Some(t) = f.since {
-        add("date_end > ?".into(), Sql::Integer(t));
-    }
-    if let Some(t) = f.until {
-        add("date_begin < ?".into(), Sql::Integer(t));
-    }
-    if let Some(id) = f.before_id {
-        add("id < ?".into(), Sql::Integer(id));
-    }
-    if conds.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!("WHERE {}", conds.join(" AND ")), args)
-    }
+    super::sqlite::bind(f.conditions())
 }
 
 #[cfg(test)]

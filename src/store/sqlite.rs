@@ -4,11 +4,12 @@
 //! One [`Sqlite`] is one connection (behind [`super::Store`]). The writer task owns one; the HTTP API opens its own for
 //! reads. WAL mode lets the readers run while the writer commits.
 
+use super::backend::{stats_answer, where_of, Bound};
 use super::migrations::SQLITE as MIGRATIONS;
 use super::{Filter, GroupBy, Page, Record, StoreError};
 use crate::dates::format_rfc3339;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::path::Path;
 use std::time::Duration;
 
@@ -154,16 +155,10 @@ impl Sqlite {
             limit + 1
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut items = stmt
+        let items = stmt
             .query_map(params_from_iter(args.iter()), item)?
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|i| i["id"].as_i64())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of(items, limit))
     }
 
     /// One verdict by id.
@@ -197,30 +192,8 @@ impl Sqlite {
                 r.get::<_, i64>(2)?,
             ))
         })?;
-        let mut groups: Vec<(Option<String>, i64, Map<String, Value>)> = Vec::new();
-        let mut total = 0;
-        for row in rows {
-            let (key, dmarc, count) = row?;
-            total += count;
-            let i = match groups.iter().position(|g| g.0 == key) {
-                Some(i) => i,
-                None => {
-                    groups.push((key, 0, Map::new()));
-                    groups.len() - 1
-                }
-            };
-            groups[i].1 += count;
-            groups[i].2.insert(
-                dmarc.unwrap_or_else(|| "none_evaluated".into()),
-                count.into(),
-            );
-        }
-        groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let groups: Vec<Value> = groups
-            .into_iter()
-            .map(|(key, count, dmarc)| json!({"key": key, "count": count, "dmarc": dmarc}))
-            .collect();
-        Ok(json!({"total": total, "groups": groups}))
+        let rows = rows.collect::<Result<Vec<_>, _>>()?;
+        Ok(stats_answer(rows))
     }
 }
 
@@ -261,43 +234,29 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     Ok(Value::Object(v))
 }
 
-/// The WHERE clause for a filter; values are bound, never spliced into the SQL.
+/// The WHERE clause for a filter, with its values to bind.
 fn where_clause(f: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    bind(f.conditions())
+}
+
+/// SQLite's `?N` placeholders for conditions (`?` marks the place, or it goes at the end).
+pub(super) fn bind(conditions: Vec<(&str, Bound)>) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as Sql;
+    let mut args = Vec::new();
     let mut conds = Vec::new();
-    let mut args: Vec<Sql> = Vec::new();
-    let mut add = |cond: &str, value: Sql| {
-        args.push(value);
-        conds.push(format!("{cond} ?{}", args.len()));
-    };
-    if let Some(t) = f.since {
-        add("received_at >=", Sql::Integer(t));
+    for (cond, value) in conditions {
+        args.push(match value {
+            Bound::Int(n) => Sql::Integer(n),
+            Bound::Text(t) => Sql::Text(t),
+        });
+        let mark = format!("?{}", args.len());
+        conds.push(if cond.contains('?') {
+            cond.replace('?', &mark)
+        } else {
+            format!("{cond} {mark}")
+        });
     }
-    if let Some(t) = f.until {
-        add("received_at <", Sql::Integer(t));
-    }
-    if let Some(id) = f.before_id {
-        add("id <", Sql::Integer(id));
-    }
-    let text = [
-        ("queue_id =", &f.queue_id),
-        ("message_id =", &f.message_id),
-        ("from_domain =", &f.from_domain),
-        ("client_ip =", &f.client_ip),
-        ("verdict =", &f.verdict),
-        ("dmarc =", &f.dmarc),
-        ("host =", &f.host),
-    ];
-    for (cond, value) in text {
-        if let Some(v) = value {
-            add(cond, Sql::Text(v.clone()));
-        }
-    }
-    if conds.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!("WHERE {}", conds.join(" AND ")), args)
-    }
+    (where_of(conds), args)
 }
 
 fn version(conn: &Connection) -> rusqlite::Result<usize> {
@@ -343,6 +302,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::store::Transport;
+    use serde_json::json;
 
     // A file written before hosts were recorded (schema 3) is upgraded in place: its rows
     // stay, with no host; new rows carry the connection's.
