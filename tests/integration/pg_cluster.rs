@@ -116,7 +116,7 @@ impl PgCluster {
     /// Starts (or restarts, after [`PgCluster::kill`]) the server and waits until it answers.
     pub fn start_server(&self) {
         let mut options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB",
             self.port,
             self.dir.path().display()
         );
