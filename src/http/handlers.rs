@@ -129,6 +129,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     let store = match state.query(|s| Ok(s.schema_version()?)).await {
         Ok(_) => "ok",
         Err(ApiError::StoreDisabled) => "disabled",
+        // A database that does not answer (PostgreSQL): 503, mail still flows.
+        Err(e @ ApiError::StoreUnreachable(_)) => return Err(e),
         Err(e) => return Err(ApiError::Internal(format!("not ready: {e}"))),
     };
     Ok(Json(json!({"status": "ready", "store": store})))

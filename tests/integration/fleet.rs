@@ -688,11 +688,13 @@ async fn buffer_mode_starts_without_the_database_and_stores_once_it_is_up() {
     let r = get(api, "/v1/stats").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("\"unavailable\""), "{}", r.body);
+    assert_eq!(get(api, "/readyz").await.status, 503);
     tokio::task::block_in_place(|| pg.start_server());
     let (written, dropped, failed) = settle(api, 12).await;
     assert_eq!((written, dropped, failed), (12, 0, 0));
     assert_eq!(pg.sql("late", "SELECT count(*) FROM verdicts"), "12");
     assert_eq!(json(api, "/v1/stats").await["total"], 12);
+    assert_eq!(json(api, "/readyz").await["store"], "ok");
 }
 
 // A slow database (a transaction holding the verdicts table locked) never slows the end of
