@@ -20,6 +20,7 @@ mod docs_cmd;
 mod report_cmd;
 mod seal_cmd;
 mod sign_cmd;
+mod store_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +77,10 @@ enum Command {
     /// other receivers sent.
     #[command(subcommand)]
     Report(report_cmd::ReportCommand),
+    /// The verdict store: migrate its schema; copy a SQLite store's history into the
+    /// fleet's PostgreSQL database.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
     #[command(flatten)]
     Bench(authmilter::loadgen::BenchCommand),
     /// Write the man pages (authmilter.8, one authmilter-COMMAND.8 per command, and
@@ -254,6 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::DnsRecord(args) => sign_cmd::dns_record(args),
         Command::DnsCheck(args) => sign_cmd::dns_check(args),
         Command::Report(command) => report_cmd::report(command),
+        Command::Store(command) => store_cmd::store(command),
         Command::Bench(bench) => Ok(bench.run()?),
         Command::Man { dir } => docs_cmd::man(Cli::command(), &dir),
         Command::Completions { shell } => docs_cmd::completions(Cli::command(), shell),
@@ -334,6 +340,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         if let Some(path) = &store {
             config.store.path = Some(path.clone());
+            config.store.url = None;
         }
         config.http.check().map_err(anyhow::Error::msg)?;
         sign.apply(&mut config);
@@ -345,9 +352,27 @@ fn serve(args: ServeArgs) -> Result<()> {
     // A configured store that cannot be opened (permissions, a newer schema) is a
     // configuration error: refuse to start rather than run without the records the operator
     // asked for. (Once running, a store failure never stops mail; it is logged and counted.)
-    if let Some(path) = &config.store.path {
-        authmilter::store::Store::open(path)
-            .with_context(|| format!("verdict store {}", path.display()))?;
+    // A PostgreSQL database that cannot be reached may instead be waited for
+    // (`on_unavailable = "buffer"`): the writer connects in the background.
+    if let Some(location) = config.store.location() {
+        match authmilter::store::Store::connect(&location) {
+            Ok(_) => {}
+            Err(e)
+                if e.is_connection()
+                    && config.store.on_unavailable == authmilter::config::OnUnavailable::Buffer =>
+            {
+                tracing::warn!(error = %e, "verdict store unreachable; starting anyway (on_unavailable = \"buffer\")");
+            }
+            Err(e) => {
+                let hint = if e.is_connection() {
+                    " (or set [store] on_unavailable = \"buffer\" to start and wait for it)"
+                } else {
+                    ""
+                };
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("verdict store {location}{hint}"));
+            }
+        }
     }
     let common = Arc::new(args.common);
     let loader: Loader = Arc::new(move || {

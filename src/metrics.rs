@@ -108,6 +108,8 @@ pub struct Metrics {
     store_batches: AtomicU64,
     store_dropped: AtomicU64,
     store_failed: AtomicU64,
+    /// Times the writer lost its database connection (PostgreSQL) and began reconnecting.
+    store_disconnects: AtomicU64,
     /// DMARC reports received, by [`ReportIn`].
     reports_in: [AtomicU64; REPORTS_IN.len()],
 }
@@ -311,6 +313,16 @@ impl Metrics {
         self.store_failed.fetch_add(n as u64, Relaxed);
     }
 
+    /// The writer lost the database (or could not reach it) and will reconnect.
+    pub fn store_disconnected(&self) {
+        self.store_disconnects.fetch_add(1, Relaxed);
+    }
+
+    /// Records lost to write errors so far.
+    pub fn store_failures(&self) -> u64 {
+        self.store_failed.load(Relaxed)
+    }
+
     /// A report received by mail was stored, refused, ... (see [`ReportIn`]).
     pub fn report_received(&self, result: ReportIn) {
         self.reports_in[result as usize].fetch_add(1, Relaxed);
@@ -438,6 +450,12 @@ impl Metrics {
                 "counter",
                 "Verdict records lost to store write errors.",
                 self.store_failed.load(Relaxed),
+            ),
+            (
+                "authmilter_store_disconnects_total",
+                "counter",
+                "Times the store writer lost its database connection and began reconnecting.",
+                self.store_disconnects.load(Relaxed),
             ),
         ];
         for (name, kind, help, value) in gauges {

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use authmilter::auth::Verifier;
 use authmilter::dates::{format_rfc3339, now_ms, parse_utc_day};
 use authmilter::report::send::{Selection, Sender, State, LOOKBACK_MS};
-use authmilter::store::Store;
+use authmilter::store::{Location, Store};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,10 +62,11 @@ pub fn report(command: ReportCommand) -> Result<ExitCode> {
 
 fn send(args: SendArgs) -> Result<ExitCode> {
     let config = load_config(&args.common)?;
-    let path = args
+    let location = args
         .store
-        .or_else(|| config.store.path.clone())
-        .context("no verdict store: give --store or a configuration with [store] path")?;
+        .map(Location::Sqlite)
+        .or_else(|| config.store.location())
+        .context("no verdict store: give --store or a configuration with [store] path or url")?;
     let now = now_ms();
     let ending = match &args.period {
         Some(day) => match parse_utc_day(day) {
@@ -77,7 +78,9 @@ fn send(args: SendArgs) -> Result<ExitCode> {
     if !args.dry_run && config.reports.delivery.is_none() {
         bail!("nowhere to send: configure [reports] relay or outbox (or use --dry-run)");
     }
-    let store = Store::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let store = Store::connect(&location)
+        .with_context(|| format!("opening {location}"))?
+        .with_host(&config.store.host);
     let store = Arc::new(Mutex::new(store));
     let sender = Sender::new(&config);
     let verifier = Verifier::new(Arc::new(config)).context("DNS resolver")?;

@@ -109,10 +109,11 @@ pub async fn run_with(
         .inflight()
         .set_max(initial.config.limits.max_inflight_bytes);
     let store_config = initial.config.store.clone();
-    let writer: Option<Writer> = store_config.path.as_ref().and_then(|path| {
-        match spawn_writer(path, &store_config, Arc::clone(&metrics)) {
+    let location = store_config.location();
+    let writer: Option<Writer> = location.as_ref().and_then(|location| {
+        match spawn_writer(location, &store_config, Arc::clone(&metrics)) {
             Ok(w) => {
-                tracing::info!(path = %path.display(), "verdict store open");
+                tracing::info!(store = %location, host = %store_config.host, "verdict store open");
                 Some(w)
             }
             Err(e) => {
@@ -121,6 +122,8 @@ pub async fn run_with(
             }
         }
     });
+    // The other users of the store (API, importer, report job) only when the writer runs.
+    let location = location.filter(|_| writer.is_some());
     let journal = match &writer {
         Some(w) => w.journal.clone(),
         None => Journal::disabled(Arc::clone(&metrics)),
@@ -129,14 +132,16 @@ pub async fn run_with(
     let (failures, failure_queue) = failure::queue();
     initial.failures = failures.clone();
     // Report mail is imported by its own task, on its own connection to the same store.
-    let importer: Option<Importer> = match (&store_config.path, &writer) {
-        (Some(path), Some(_)) => match spawn_importer(path, Arc::clone(&metrics)) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                tracing::error!(error = %e, "report importer unavailable; report mail is not imported");
-                None
+    let importer: Option<Importer> = match &location {
+        Some(location) => {
+            match spawn_importer(location, &store_config.host, Arc::clone(&metrics)) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    tracing::error!(error = %e, "report importer unavailable; report mail is not imported");
+                    None
+                }
             }
-        },
+        }
         _ => None,
     };
     let inbox = match &importer {
@@ -157,7 +162,7 @@ pub async fn run_with(
         let state = crate::http::AppState::new(
             Arc::clone(&current),
             reload_tx.clone(),
-            store_config.path.clone().filter(|_| writer.is_some()),
+            location.clone(),
             journal.clone(),
         );
         tokio::spawn(crate::http::serve(l, state, stop_rx.clone()))
@@ -175,17 +180,13 @@ pub async fn run_with(
             ))
         })
         .collect();
-    let report_job = store_config
-        .path
-        .clone()
-        .filter(|_| writer.is_some())
-        .map(|path| {
-            tokio::spawn(crate::jobs::reports(
-                Arc::clone(&current),
-                path,
-                stop_rx.clone(),
-            ))
-        });
+    let report_job = location.clone().map(|location| {
+        tokio::spawn(crate::jobs::reports(
+            Arc::clone(&current),
+            location,
+            stop_rx.clone(),
+        ))
+    });
     let running = {
         let current = Arc::clone(&current);
         move || {

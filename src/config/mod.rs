@@ -17,7 +17,7 @@ mod submission;
 pub use arc::{ArcSealConfig, SealMode, DEFAULT_ARC_SIGNED_HEADERS};
 pub use error::ConfigError;
 pub use reports::{ForeignReports, ReportDelivery, ReportsConfig};
-pub use service::parse_sha256;
+pub use service::{machine_hostname, parse_sha256, OnUnavailable};
 pub use service::{
     ApiToken, HttpConfig, Scope, StoreConfig, DEFAULT_HTTP_LISTEN, DEFAULT_HTTP_TIMEOUT,
     DEFAULT_RETENTION_DAYS, DEFAULT_STORE_QUEUE,

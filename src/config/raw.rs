@@ -153,6 +153,10 @@ pub(super) struct RawToken {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub path: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub on_unavailable: Option<Spanned<String>>,
     pub retention_days: Option<u32>,
     pub queue_size: Option<Spanned<usize>>,
 }

@@ -100,20 +100,61 @@ impl HttpConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// SQLite database file; `None`: verdicts are not recorded.
+    /// SQLite database file; `None` (and no `url`): verdicts are not recorded.
     pub path: Option<PathBuf>,
+    /// A PostgreSQL database shared by a fleet (instead of `path`).
+    pub url: Option<crate::store::PgTarget>,
+    /// The name each verdict is recorded under (default: the machine's host name).
+    pub host: String,
+    /// What to do when the database cannot be reached at start.
+    pub on_unavailable: OnUnavailable,
     pub retention_days: u32,
     pub queue_size: usize,
+}
+
+/// `store.on_unavailable`: a database that cannot be reached at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnavailable {
+    /// Refuse to start (a configuration problem should be seen at once).
+    Refuse,
+    /// Start, queue records (bounded) and connect in the background.
+    Buffer,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: None,
+            url: None,
+            host: machine_hostname(),
+            on_unavailable: OnUnavailable::Refuse,
             retention_days: DEFAULT_RETENTION_DAYS,
             queue_size: DEFAULT_STORE_QUEUE,
         }
     }
+}
+
+impl StoreConfig {
+    /// Where the store is, when one is configured.
+    pub fn location(&self) -> Option<crate::store::Location> {
+        use crate::store::Location;
+        match (&self.url, &self.path) {
+            (Some(url), _) => Some(Location::Postgres(url.clone())),
+            (None, Some(path)) => Some(Location::Sqlite(path.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else
+/// `localhost`).
+pub fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 pub(super) type ErrAt<'a> = dyn Fn(Range<usize>, String) -> ConfigError + 'a;
@@ -192,11 +233,45 @@ pub(super) fn store_from_raw(
     err: &ErrAt<'_>,
 ) -> Result<StoreConfig, ConfigError> {
     let mut store = StoreConfig::default();
-    if let Some(path) = raw.path {
+    if let Some(path) = &raw.path {
         if path.get_ref().trim().is_empty() {
             return Err(err(path.span(), "must not be empty".into()));
         }
         store.path = Some(base.join(path.get_ref()));
+    }
+    let ca_file = raw.ca_file.map(|f| base.join(f.get_ref()));
+    if let Some(url) = raw.url {
+        if raw.path.is_some() {
+            return Err(err(
+                url.span(),
+                "give either path (SQLite) or url (PostgreSQL), not both".into(),
+            ));
+        }
+        let target = crate::store::PgTarget::parse(url.get_ref().trim(), ca_file)
+            .map_err(|message| err(url.span(), message))?;
+        store.url = Some(target);
+    }
+    if let Some(host) = raw.host {
+        let name = host.get_ref().trim();
+        if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control()) {
+            return Err(err(
+                host.span(),
+                "must be a name of 1 to 255 printable characters".into(),
+            ));
+        }
+        store.host = name.to_string();
+    }
+    if let Some(mode) = raw.on_unavailable {
+        store.on_unavailable = match mode.get_ref().as_str() {
+            "refuse" => OnUnavailable::Refuse,
+            "buffer" => OnUnavailable::Buffer,
+            other => {
+                return Err(err(
+                    mode.span(),
+                    format!("{other:?}: use \"refuse\" or \"buffer\""),
+                ))
+            }
+        };
     }
     if let Some(days) = raw.retention_days {
         store.retention_days = days;

@@ -31,6 +31,9 @@ pub enum ApiError {
     StoreDisabled,
     #[error("the server is shutting down or overloaded")]
     Unavailable,
+    /// The store's database does not answer (PostgreSQL down or restarting).
+    #[error("the verdict store cannot be reached: {0}")]
+    StoreUnreachable(String),
     #[error("the request took longer than {0} s")]
     Timeout(u64),
     /// Our fault: a query failed, a key could not sign.
@@ -40,7 +43,11 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_connection() {
+            ApiError::StoreUnreachable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 
@@ -55,7 +62,9 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::StoreDisabled => (StatusCode::SERVICE_UNAVAILABLE, "store_disabled"),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Unavailable | ApiError::StoreUnreachable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -129,6 +129,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     let store = match state.query(|s| Ok(s.schema_version()?)).await {
         Ok(_) => "ok",
         Err(ApiError::StoreDisabled) => "disabled",
+        // A database that does not answer (PostgreSQL): 503, mail still flows.
+        Err(e @ ApiError::StoreUnreachable(_)) => return Err(e),
         Err(e) => return Err(ApiError::Internal(format!("not ready: {e}"))),
     };
     Ok(Json(json!({"status": "ready", "store": store})))
@@ -285,6 +287,7 @@ pub async fn verdicts(
             "client_ip",
             "verdict",
             "dmarc",
+            "host",
             "limit",
             "next",
         ],
@@ -299,7 +302,7 @@ pub async fn verdicts(
 }
 
 /// The parameters of `GET /v1/verdicts` (and the dashboard's search) in [`Filter`] form.
-pub(super) const VERDICT_FILTERS: [&str; 8] = [
+pub(super) const VERDICT_FILTERS: [&str; 9] = [
     "since",
     "until",
     "queue_id",
@@ -308,6 +311,7 @@ pub(super) const VERDICT_FILTERS: [&str; 8] = [
     "client_ip",
     "verdict",
     "dmarc",
+    "host",
 ];
 
 pub(super) fn verdict_filter(params: &Params, now: i64) -> Result<Filter, ApiError> {
@@ -321,6 +325,7 @@ pub(super) fn verdict_filter(params: &Params, now: i64) -> Result<Filter, ApiErr
         client_ip: text("client_ip"),
         verdict: text("verdict"),
         dmarc: text("dmarc"),
+        host: text("host"),
         before_id: params.cursor()?,
     })
 }
@@ -351,7 +356,7 @@ pub async fn stats(
     let name = params.get("group_by").unwrap_or("verdict").to_string();
     let group_by = GroupBy::parse(&name).ok_or_else(|| {
         ApiError::BadRequest(format!(
-            "`group_by`: `{name}` is not one of from_domain, verdict, dmarc"
+            "`group_by`: `{name}` is not one of from_domain, verdict, dmarc, host"
         ))
     })?;
     let domain = params.get("from_domain").map(str::to_ascii_lowercase);

@@ -16,15 +16,14 @@ pub mod ui;
 pub use error::ApiError;
 
 use crate::runtime::{Current, ReloadRequest, Snapshot};
-use crate::store::{Journal, Store};
+use crate::store::{Handle, Journal, Location, Store};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -39,26 +38,32 @@ pub struct AppState {
 struct Inner {
     current: Current,
     reload: mpsc::Sender<ReloadRequest>,
-    store_path: Option<PathBuf>,
-    /// The API's own read connection, opened on first use.
-    reader: Mutex<Option<Store>>,
+    /// The API's own read connection, opened on first use (and again after the database
+    /// went away).
+    reader: Option<Handle>,
     journal: Journal,
 }
 
 impl AppState {
-    /// `store_path`: the verdict store to query (`None`: the verdict routes answer 503).
+    /// `store`: the verdict store to query (`None`: the verdict routes answer 503).
     pub fn new(
         current: Current,
         reload: mpsc::Sender<ReloadRequest>,
-        store_path: Option<PathBuf>,
+        store: Option<Location>,
         journal: Journal,
     ) -> AppState {
+        let host = current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .store
+            .host
+            .clone();
         AppState {
             inner: Arc::new(Inner {
                 current,
                 reload,
-                store_path,
-                reader: Mutex::new(None),
+                reader: store.map(|location| Handle::new(location, &host)),
                 journal,
             }),
             loopback: true,
@@ -85,16 +90,13 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
     {
-        let Some(path) = self.inner.store_path.clone() else {
+        if self.inner.reader.is_none() {
             return Err(ApiError::StoreDisabled);
-        };
+        }
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut reader = state.inner.reader.lock().unwrap_or_else(|p| p.into_inner());
-            if reader.is_none() {
-                *reader = Some(Store::open(&path)?);
-            }
-            f(reader.as_ref().expect("opened above"))
+            let reader = state.inner.reader.as_ref().expect("checked above");
+            reader.with(|store| f(store), |_| false)
         })
         .await
         .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?

@@ -70,6 +70,7 @@ pub fn document() -> Value {
             "dmarc",
             "DMARC result: pass, fail, none, temperror, permerror",
         ),
+        ("host", "the filter host that recorded it (store.host)"),
         ("limit", "items per page, 1 to 1000 (default 100)"),
         ("next", "cursor from the previous page"),
     ];
@@ -123,7 +124,7 @@ pub fn document() -> Value {
             "Counts since a time, grouped, each group split by DMARC result",
             vec![
                 param("since", "as for /v1/verdicts (default: 24h)"),
-                param("group_by", "from_domain, verdict (default) or dmarc"),
+                param("group_by", "from_domain, verdict (default), dmarc or host"),
                 param("from_domain", "only this From domain"),
             ],
             None,
@@ -208,6 +209,7 @@ pub fn document() -> Value {
                         "description": "the first 100 recipients, each cut to 256 octets"},
                     "rcpt_count": {"type": "integer", "description": "how many recipients the message had"},
                     "from_domain": {"type": ["string", "null"]},
+                    "host": {"type": ["string", "null"], "description": "the filter host that recorded it (null: recorded before hosts were)"},
                     "duration_ms": {"type": "number"}}}]},
                 "ReceivedReport": {"type": "object", "required": ["id", "org_name", "email", "report_id", "domain", "period"], "properties": {
                     "id": {"type": "integer"}, "received_at": {"type": "string", "format": "date-time"},

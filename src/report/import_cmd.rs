@@ -8,7 +8,7 @@ use super::import::ImportError;
 use super::received::{import, Fate, ImportSettings, Imported};
 use crate::config::Config;
 use crate::dates::now_ms;
-use crate::store::Store;
+use crate::store::{Location, Store};
 use clap::Args;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -32,7 +32,7 @@ pub struct ImportArgs {
 pub enum ImportCmdError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
-    #[error("no verdict store: give --store or [store] path in the configuration")]
+    #[error("no verdict store: give --store or [store] path or url in the configuration")]
     NoStore,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -87,12 +87,13 @@ pub fn run(args: &ImportArgs, out: &mut impl Write) -> Result<Tally, ImportCmdEr
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let path = args
+    let location = args
         .store
         .clone()
-        .or_else(|| config.store.path.clone())
+        .map(Location::Sqlite)
+        .or_else(|| config.store.location())
         .ok_or(ImportCmdError::NoStore)?;
-    let mut store = Store::open(&path)?;
+    let mut store = Store::connect(&location)?.with_host(&config.store.host);
     let settings = ImportSettings::from(&config.reports);
     let tally = import_target(&mut store, &args.input, &settings, out)?;
     let _ = writeln!(out, "{tally}");

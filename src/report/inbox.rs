@@ -20,9 +20,8 @@ use crate::auth::budget::{Budget, Charge};
 use crate::config::{Config, ReportsConfig};
 use crate::dates::now_ms;
 use crate::metrics::{Metrics, ReportIn};
-use crate::store::{Store, StoreError};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use crate::store::{Handle, Location, StoreError};
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -111,9 +110,14 @@ impl Importer {
     }
 }
 
-/// Opens its own connection to the store at `path` and starts the importer task.
-pub fn spawn_importer(path: &Path, metrics: Arc<Metrics>) -> Result<Importer, StoreError> {
-    let store = Arc::new(Mutex::new(Store::open(path)?));
+/// Starts the importer task, with its own connection to the store at `location` (made on
+/// first use, and again after the database went away).
+pub fn spawn_importer(
+    location: &Location,
+    host: &str,
+    metrics: Arc<Metrics>,
+) -> Result<Importer, StoreError> {
+    let store = Arc::new(Handle::new(location.clone(), host));
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, stop_rx) = watch::channel(false);
     let inbox = Inbox::feeding(tx, Arc::clone(&metrics));
@@ -122,7 +126,7 @@ pub fn spawn_importer(path: &Path, metrics: Arc<Metrics>) -> Result<Importer, St
 }
 
 async fn run(
-    store: Arc<Mutex<Store>>,
+    store: Arc<Handle>,
     mut rx: mpsc::Receiver<ReportMail>,
     mut stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -145,17 +149,24 @@ async fn run(
 }
 
 /// Parses and stores one message on the blocking pool; logs and counts each report in it.
-async fn import_one(store: &Arc<Mutex<Store>>, mail: ReportMail, metrics: &Metrics) {
+async fn import_one(store: &Arc<Handle>, mail: ReportMail, metrics: &Metrics) {
     let store = Arc::clone(store);
     let message_id = crate::store::message_id(&mail.raw).unwrap_or_else(|| "-".into());
     let done = tokio::task::spawn_blocking(move || {
         let settings = ImportSettings::from(&mail.config.reports);
-        let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-        import(&mut store, &mail.raw, &settings, now_ms())
+        store.with(
+            |store| Ok::<_, StoreError>(import(store, &mail.raw, &settings, now_ms())),
+            StoreError::is_connection,
+        )
     })
     .await;
     let results = match done {
-        Ok(results) => results,
+        Ok(Ok(results)) => results,
+        Ok(Err(e)) => {
+            metrics.report_received(ReportIn::Failed);
+            tracing::error!(error = %e, message_id, "report importer: store unavailable");
+            return;
+        }
         Err(e) => {
             metrics.report_received(ReportIn::Failed);
             tracing::error!(error = %e, message_id, "report importer failed");

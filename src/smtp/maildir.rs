@@ -85,13 +85,8 @@ fn unique_name() -> String {
 fn hostname() -> &'static str {
     static HOSTNAME: OnceLock<String> = OnceLock::new();
     HOSTNAME.get_or_init(|| {
-        let raw = fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
-        raw.chars()
+        crate::config::machine_hostname()
+            .chars()
             .filter(|c| !c.is_control() && !c.is_whitespace())
             .map(|c| match c {
                 '/' => "\\057".to_string(),

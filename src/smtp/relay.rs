@@ -33,7 +33,7 @@ mod dot;
 mod reply;
 #[cfg(test)]
 mod tests;
-mod tls;
+pub(crate) mod tls;
 
 use conn::{refusable, strict, Connection};
 

@@ -1,21 +1,30 @@
 //! The verdict journal: every verdict (milter, SMTP, HTTP check) becomes a [`Record`] that goes
-//! through a bounded channel to a writer task, which batches records into SQLite.
+//! through a bounded channel to a writer task, which batches records into the store: SQLite
+//! for one host, or PostgreSQL shared by a fleet (see [`Store`] and [`Location`]).
 //!
 //! The hot path only ever calls [`Journal::record`], which never waits: when the channel is
 //! full the record is dropped and counted (`authmilter_store_dropped_total`). Mail is never
 //! held up by the database (DESIGN.md, "side effects leave the hot path").
 
+mod backend;
+pub mod copy;
+
+mod migrations;
 mod overview;
+mod pg_tls;
+mod postgres;
 mod report_in;
 mod reports;
 mod sqlite;
 mod writer;
 
+pub use backend::{Filter, GroupBy, Handle, Lease, Location, Page, Store, StoreError};
 pub use overview::{Failing, HourCount, MethodCounts, Overview};
+pub use postgres::{PgTarget, SslMode, PG_SCHEMA_VERSION};
 pub use report_in::{Inserted, NewReport, NewRow, ReportFilter};
 pub use reports::SentReport;
-pub use sqlite::{Filter, GroupBy, Page, Store, StoreError, SCHEMA_VERSION};
-pub use writer::{spawn_writer, Writer};
+pub use sqlite::SCHEMA_VERSION;
+pub use writer::{spawn_writer, Writer, BATCH};
 
 pub use crate::auth::Transport;
 use crate::auth::{Connection, Outcome};

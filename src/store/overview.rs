@@ -2,10 +2,11 @@
 //! results, and the From domains and client addresses failing DMARC most. Typed, so another
 //! store backend answers with the same shapes; the dashboard (`http::ui`) only draws them.
 
-use super::sqlite::{Store, StoreError};
+use super::sqlite::Sqlite;
+use super::StoreError;
 use rusqlite::params;
 
-const HOUR_MS: i64 = 3_600_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// Messages received in one hour with one verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +75,7 @@ const METHOD_SQL: [(&str, &str); 3] = [
     ("dmarc", "dmarc"),
 ];
 
-impl Store {
+impl Sqlite {
     /// The summary of `[since, until)` (Unix ms); `top`: how many failing domains and
     /// addresses to list.
     pub fn overview(&self, since: i64, until: i64, top: usize) -> Result<Overview, StoreError> {
@@ -168,7 +169,7 @@ mod tests {
     #[test]
     fn hours_methods_and_failing_sources() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("o.sqlite")).unwrap();
+        let mut s = Sqlite::open(&dir.path().join("o.sqlite")).unwrap();
         let h = 1_000 * HOUR_MS;
         s.insert_batch(&[
             record(h + 5, "good.example", "192.0.2.1", "accept", "pass"),

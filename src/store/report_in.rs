@@ -6,7 +6,8 @@
 //! Periods are Unix seconds, as the reports give them (RFC 9990 §3.1.1); `received_at` is
 //! Unix milliseconds like the verdicts'.
 
-use super::sqlite::{Page, Store, StoreError};
+use super::sqlite::Sqlite;
+use super::{Page, StoreError};
 use crate::dates::format_rfc3339;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 use serde_json::{json, Map, Value};
@@ -55,7 +56,7 @@ pub struct NewRow {
     pub auth_results: Value,
 }
 
-/// What became of a report handed to [`Store::insert_received_report`].
+/// What became of a report handed to [`Sqlite::insert_received_report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     /// Stored under this id.
@@ -79,12 +80,12 @@ pub struct ReportFilter {
 }
 
 /// Failing source addresses the summary lists.
-const TOP_FAILING: usize = 10;
+pub(super) const TOP_FAILING: usize = 10;
 
 const REPORT_COLUMNS: &str = "id, received_at, org_name, email, report_id, domain, date_begin, \
                               date_end, policy, messages, dmarc_pass, errors";
 
-impl Store {
+impl Sqlite {
     /// Stores a report and its rows in one transaction, unless the same reporter's report
     /// with the same id is already there.
     pub fn insert_received_report(&mut self, r: &NewReport) -> Result<Inserted, StoreError> {
@@ -157,20 +158,14 @@ impl Store {
             limit + 1
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut items = stmt
+        let items = stmt
             .query_map(params_from_iter(args.iter()), |r| {
                 let mut v = report_item(r)?;
                 v["row_count"] = r.get::<_, i64>(12)?.into();
                 Ok(v)
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|i| i["id"].as_i64())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of(items, limit))
     }
 
     /// One received report by id, with its rows (largest count first).
@@ -266,12 +261,12 @@ impl Store {
 }
 
 /// SQLite integers are signed; a count past `i64::MAX` is a hostile report, kept at the edge.
-fn clamp(n: u64) -> i64 {
+pub(super) fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The share of messages that passed, or `null` without messages.
-fn rate(pass: i64, messages: i64) -> Value {
+pub(super) fn rate(pass: i64, messages: i64) -> Value {
     if messages > 0 {
         (pass as f64 / messages as f64).into()
     } else {
@@ -305,38 +300,9 @@ fn report_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
-/// The WHERE clause for a report filter; values are bound, never spliced into the SQL.
+/// The WHERE clause for a report filter, with its values to bind.
 fn report_where(f: &ReportFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as Sql;
-    let mut conds = Vec::new();
-    let mut args: Vec<Sql> = Vec::new();
-    let mut add = |cond: String, value: Sql| {
-        args.push(value);
-        conds.push(cond.replace('?', &format!("?{}", args.len())));
-    };
-    if let Some(d) = &f.domain {
-        add("domain = ?".into(), Sql::Text(d.clone()));
-    }
-    if let Some(who) = &f.reporter {
-        add(
-            "(lower(org_name) = lower(?) OR lower(email) = lower(?))".into(),
-            Sql::Text(who.clone()),
-        );
-    }
-    if let Some(t) = f.since {
-        add("date_end > ?".into(), Sql::Integer(t));
-    }
-    if let Some(t) = f.until {
-        add("date_begin < ?".into(), Sql::Integer(t));
-    }
-    if let Some(id) = f.before_id {
-        add("id < ?".into(), Sql::Integer(id));
-    }
-    if conds.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!("WHERE {}", conds.join(" AND ")), args)
-    }
+    super::sqlite::bind(f.conditions())
 }
 
 #[cfg(test)]
@@ -376,9 +342,9 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, Sqlite) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let store = Sqlite::open(&dir.path().join("s.sqlite")).unwrap();
         (dir, store)
     }
 

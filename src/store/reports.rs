@@ -2,7 +2,8 @@
 //! each report sent (exactly once per policy domain and period: a report is marked `sent`
 //! only after the next hop accepted it, and retried a bounded number of times before that).
 
-use super::sqlite::{Store, StoreError};
+use super::sqlite::Sqlite;
+use super::StoreError;
 use crate::report::event::DmarcEvent;
 use rusqlite::{params, OptionalExtension};
 
@@ -27,7 +28,7 @@ pub struct SentReport {
     pub detail: Option<String>,
 }
 
-impl Store {
+impl Sqlite {
     /// The policy domains with DMARC events received in `[begin, end)`.
     pub fn dmarc_domains(&self, begin: i64, end: i64) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
@@ -162,7 +163,7 @@ mod tests {
             let openers: Vec<_> = (0..12)
                 .map(|_| {
                     let path = path.clone();
-                    std::thread::spawn(move || Store::open(&path).map(|s| s.schema_version()))
+                    std::thread::spawn(move || Sqlite::open(&path).map(|s| s.schema_version()))
                 })
                 .collect();
             for opener in openers {

@@ -1,188 +1,38 @@
 //! The embedded SQLite store: schema and migrations, batched inserts, the queries behind the
 //! HTTP API, and retention pruning.
 //!
-//! One [`Store`] is one connection. The writer task owns one; the HTTP API opens its own for
+//! One [`Sqlite`] is one connection (behind [`super::Store`]). The writer task owns one; the HTTP API opens its own for
 //! reads. WAL mode lets the readers run while the writer commits.
 
-use super::Record;
+use super::backend::{stats_answer, where_of, Bound};
+use super::migrations::SQLITE as MIGRATIONS;
+use super::{Filter, GroupBy, Page, Record, StoreError};
 use crate::dates::format_rfc3339;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::path::Path;
 use std::time::Duration;
-
-/// Migrations, in order; `schema_version` holds how many have been applied.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE verdicts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at INTEGER NOT NULL,
-    transport TEXT NOT NULL,
-    queue_id TEXT,
-    message_id TEXT,
-    client_ip TEXT NOT NULL,
-    helo TEXT,
-    mail_from TEXT,
-    rcpts TEXT NOT NULL,
-    from_domain TEXT,
-    verdict TEXT NOT NULL,
-    dmarc TEXT,
-    duration_us INTEGER NOT NULL,
-    document TEXT NOT NULL
-);
-CREATE INDEX verdicts_received_at ON verdicts (received_at);
-CREATE INDEX verdicts_queue_id ON verdicts (queue_id);
-CREATE INDEX verdicts_message_id ON verdicts (message_id);
-CREATE INDEX verdicts_from_domain ON verdicts (from_domain, received_at);
-CREATE INDEX verdicts_client_ip ON verdicts (client_ip);
-"#,
-    // 2: a record keeps at most `MAX_STORED_RCPTS` recipients; this is how many there were.
-    // Older rows have none and count their list.
-    r#"
-ALTER TABLE verdicts ADD COLUMN rcpt_count INTEGER;
-"#,
-    // 3: DMARC reporting. Out: what an aggregate report needs of each message whose From
-    // domain asks for reports, and the reports sent (one per policy domain and period).
-    // In: aggregate reports received from other receivers, and their rows.
-    r#"
-ALTER TABLE verdicts ADD COLUMN dmarc_domain TEXT;
-ALTER TABLE verdicts ADD COLUMN dmarc_event TEXT;
-CREATE INDEX verdicts_dmarc_domain ON verdicts (dmarc_domain, received_at)
-    WHERE dmarc_domain IS NOT NULL;
-CREATE TABLE reports_sent (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    domain TEXT NOT NULL,
-    period_begin INTEGER NOT NULL,
-    period_end INTEGER NOT NULL,
-    report_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt INTEGER,
-    destinations TEXT NOT NULL DEFAULT '[]',
-    messages INTEGER NOT NULL DEFAULT 0,
-    bytes INTEGER,
-    detail TEXT,
-    updated_at INTEGER NOT NULL,
-    UNIQUE (domain, period_begin)
-);
-CREATE TABLE reports_received (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at INTEGER NOT NULL,
-    org_name TEXT NOT NULL,
-    email TEXT NOT NULL,
-    report_id TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    date_begin INTEGER NOT NULL,
-    date_end INTEGER NOT NULL,
-    policy TEXT NOT NULL,
-    messages INTEGER NOT NULL,
-    dmarc_pass INTEGER NOT NULL,
-    errors TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (email, report_id)
-);
-CREATE INDEX reports_received_domain ON reports_received (domain, date_begin);
-CREATE TABLE report_rows (
-    report INTEGER NOT NULL REFERENCES reports_received (id) ON DELETE CASCADE,
-    source_ip TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    disposition TEXT NOT NULL,
-    dkim TEXT NOT NULL,
-    spf TEXT NOT NULL,
-    header_from TEXT NOT NULL,
-    envelope_from TEXT,
-    envelope_to TEXT,
-    reasons TEXT NOT NULL DEFAULT '[]',
-    auth_results TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX report_rows_report ON report_rows (report);
-"#,
-];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-/// A store failure: the database file is unusable (configuration) or a query failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("verdict store {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error("verdict store {path} has schema version {found}, newer than this build's {known}")]
-    TooNew {
-        path: String,
-        found: usize,
-        known: usize,
-    },
-    #[error("verdict store query failed: {0}")]
-    Query(#[from] rusqlite::Error),
-}
-
-/// Filters of `GET /v1/verdicts` (all optional, combined with AND).
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub since: Option<i64>,
-    pub until: Option<i64>,
-    pub queue_id: Option<String>,
-    pub message_id: Option<String>,
-    pub from_domain: Option<String>,
-    pub client_ip: Option<String>,
-    pub verdict: Option<String>,
-    pub dmarc: Option<String>,
-    /// Only ids below this (the cursor: pages go from newest to oldest).
-    pub before_id: Option<i64>,
-}
-
-/// What `GET /v1/stats` counts by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupBy {
-    FromDomain,
-    Verdict,
-    Dmarc,
-}
-
-impl GroupBy {
-    pub fn parse(text: &str) -> Option<GroupBy> {
-        match text {
-            "from_domain" => Some(GroupBy::FromDomain),
-            "verdict" => Some(GroupBy::Verdict),
-            "dmarc" => Some(GroupBy::Dmarc),
-            _ => None,
-        }
-    }
-
-    fn column(self) -> &'static str {
-        match self {
-            GroupBy::FromDomain => "from_domain",
-            GroupBy::Verdict => "verdict",
-            GroupBy::Dmarc => "dmarc",
-        }
-    }
-}
-
-/// One page of verdicts, newest first; `next` is the cursor for the following page.
-#[derive(Debug)]
-pub struct Page {
-    pub items: Vec<Value>,
-    pub next: Option<i64>,
-}
-
-pub struct Store {
+pub struct Sqlite {
     pub(super) conn: Connection,
+    /// The host recorded with each verdict written through this connection.
+    pub(super) host: String,
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
     /// Several connections opening one new file at once (the writer, the report importer,
     /// the report job, a command) can find it locked while another switches it to WAL, which
     /// SQLite reports at once rather than through the busy timeout: such an open is tried
     /// again, for up to about five seconds.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
         let mut tries = 0;
         loop {
-            match Store::open_once(path) {
+            match Sqlite::open_once(path) {
                 Err(StoreError::Open { source, .. })
                     if tries < 50
                         && source.sqlite_error_code()
@@ -196,7 +46,7 @@ impl Store {
         }
     }
 
-    fn open_once(path: &Path) -> Result<Store, StoreError> {
+    fn open_once(path: &Path) -> Result<Sqlite, StoreError> {
         let shown = path.display().to_string();
         let open_err = |source| StoreError::Open {
             path: shown.clone(),
@@ -223,7 +73,10 @@ impl Store {
             },
             other => other,
         })?;
-        Ok(Store { conn })
+        Ok(Sqlite {
+            conn,
+            host: crate::config::machine_hostname(),
+        })
     }
 
     /// The schema version in the file.
@@ -233,13 +86,15 @@ impl Store {
 
     /// Writes records in one transaction (one fsync per batch, not per message).
     pub fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let host = &self.host;
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO verdicts (received_at, transport, queue_id, message_id, client_ip, \
                  helo, mail_from, rcpts, from_domain, verdict, dmarc, duration_us, document, \
-                 rcpt_count, dmarc_domain, dmarc_event) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 rcpt_count, dmarc_domain, dmarc_event, host) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -261,6 +116,7 @@ impl Store {
                     r.dmarc_event
                         .as_ref()
                         .and_then(|e| serde_json::to_string(e).ok()),
+                    host,
                 ])?;
             }
         }
@@ -299,16 +155,10 @@ impl Store {
             limit + 1
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut items = stmt
+        let items = stmt
             .query_map(params_from_iter(args.iter()), item)?
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|i| i["id"].as_i64())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of(items, limit))
     }
 
     /// One verdict by id.
@@ -342,36 +192,14 @@ impl Store {
                 r.get::<_, i64>(2)?,
             ))
         })?;
-        let mut groups: Vec<(Option<String>, i64, Map<String, Value>)> = Vec::new();
-        let mut total = 0;
-        for row in rows {
-            let (key, dmarc, count) = row?;
-            total += count;
-            let i = match groups.iter().position(|g| g.0 == key) {
-                Some(i) => i,
-                None => {
-                    groups.push((key, 0, Map::new()));
-                    groups.len() - 1
-                }
-            };
-            groups[i].1 += count;
-            groups[i].2.insert(
-                dmarc.unwrap_or_else(|| "none_evaluated".into()),
-                count.into(),
-            );
-        }
-        groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let groups: Vec<Value> = groups
-            .into_iter()
-            .map(|(key, count, dmarc)| json!({"key": key, "count": count, "dmarc": dmarc}))
-            .collect();
-        Ok(json!({"total": total, "groups": groups}))
+        let rows = rows.collect::<Result<Vec<_>, _>>()?;
+        Ok(stats_answer(rows))
     }
 }
 
 const COLUMNS: &str = "id, received_at, transport, queue_id, message_id, client_ip, helo, \
                        mail_from, rcpts, from_domain, duration_us, document, \
-                       COALESCE(rcpt_count, json_array_length(rcpts))";
+                       COALESCE(rcpt_count, json_array_length(rcpts)), host";
 
 /// A row as the API returns it: the check document plus the record's own fields.
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
@@ -397,6 +225,7 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         serde_json::from_str(&rcpts).unwrap_or(Value::Array(Vec::new())),
     );
     v.insert("rcpt_count".into(), r.get::<_, i64>(12)?.into());
+    v.insert("host".into(), r.get::<_, Option<String>>(13)?.into());
     v.insert("from_domain".into(), r.get::<_, Option<String>>(9)?.into());
     v.insert(
         "duration_ms".into(),
@@ -405,42 +234,29 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     Ok(Value::Object(v))
 }
 
-/// The WHERE clause for a filter; values are bound, never spliced into the SQL.
+/// The WHERE clause for a filter, with its values to bind.
 fn where_clause(f: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    bind(f.conditions())
+}
+
+/// SQLite's `?N` placeholders for conditions (`?` marks the place, or it goes at the end).
+pub(super) fn bind(conditions: Vec<(&str, Bound)>) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as Sql;
+    let mut args = Vec::new();
     let mut conds = Vec::new();
-    let mut args: Vec<Sql> = Vec::new();
-    let mut add = |cond: &str, value: Sql| {
-        args.push(value);
-        conds.push(format!("{cond} ?{}", args.len()));
-    };
-    if let Some(t) = f.since {
-        add("received_at >=", Sql::Integer(t));
+    for (cond, value) in conditions {
+        args.push(match value {
+            Bound::Int(n) => Sql::Integer(n),
+            Bound::Text(t) => Sql::Text(t),
+        });
+        let mark = format!("?{}", args.len());
+        conds.push(if cond.contains('?') {
+            cond.replace('?', &mark)
+        } else {
+            format!("{cond} {mark}")
+        });
     }
-    if let Some(t) = f.until {
-        add("received_at <", Sql::Integer(t));
-    }
-    if let Some(id) = f.before_id {
-        add("id <", Sql::Integer(id));
-    }
-    let text = [
-        ("queue_id =", &f.queue_id),
-        ("message_id =", &f.message_id),
-        ("from_domain =", &f.from_domain),
-        ("client_ip =", &f.client_ip),
-        ("verdict =", &f.verdict),
-        ("dmarc =", &f.dmarc),
-    ];
-    for (cond, value) in text {
-        if let Some(v) = value {
-            add(cond, Sql::Text(v.clone()));
-        }
-    }
-    if conds.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!("WHERE {}", conds.join(" AND ")), args)
-    }
+    (where_of(conds), args)
 }
 
 fn version(conn: &Connection) -> rusqlite::Result<usize> {
@@ -480,4 +296,63 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = i + 1, "verdict store schema migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Transport;
+    use serde_json::json;
+
+    // A file written before hosts were recorded (schema 3) is upgraded in place: its rows
+    // stay, with no host; new rows carry the connection's.
+    #[test]
+    fn schema_3_file_gains_the_host_column_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                .unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO schema_version VALUES (3);
+                 INSERT INTO verdicts (received_at, transport, client_ip, rcpts, verdict,
+                     duration_us, document) VALUES (1, 'milter', '192.0.2.1', '[]', 'accept',
+                     5, '{}');",
+            )
+            .unwrap();
+        }
+        let mut s = Sqlite::open(&path).unwrap();
+        s.host = "mx-new".into();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        s.insert_batch(&[Record {
+            received_at: 2,
+            transport: Transport::Smtp,
+            queue_id: None,
+            message_id: None,
+            client_ip: "192.0.2.2".into(),
+            helo: None,
+            mail_from: None,
+            rcpts: vec![],
+            rcpt_count: 0,
+            from_domain: None,
+            verdict: "accept".into(),
+            dmarc: None,
+            duration: Duration::ZERO,
+            document: json!({}),
+            dmarc_event: None,
+        }])
+        .unwrap();
+        let page = s.list(&Filter::default(), 10).unwrap();
+        let hosts: Vec<_> = page.items.iter().map(|i| i["host"].clone()).collect();
+        assert_eq!(hosts, [json!("mx-new"), Value::Null]);
+        let mine = Filter {
+            host: Some("mx-new".into()),
+            ..Filter::default()
+        };
+        assert_eq!(s.list(&mine, 10).unwrap().items.len(), 1);
+    }
 }

@@ -1,22 +1,28 @@
 //! The writer task: drains the journal channel in batches (one transaction each) and prunes
 //! verdicts past the retention period.
 //!
-//! SQLite calls block, so each batch runs on the blocking pool; the channel keeps filling in
-//! the meantime and the next batch is simply larger.
+//! Store calls block, so each batch runs on the blocking pool; the channel keeps filling in
+//! the meantime and the next batch is simply larger. When the database is unreachable
+//! (PostgreSQL down or restarting) the batch in hand is kept and tried again on a new
+//! connection with a growing pause (logged), while new records wait in the bounded channel;
+//! what does not fit there is dropped and counted by [`super::Journal`]. Mail never waits.
 
-use super::{Journal, Record, Store, StoreError};
-use crate::config::StoreConfig;
+use super::{Handle, Journal, Location, Record, Store, StoreError};
+use crate::config::{OnUnavailable, StoreConfig};
 use crate::dates::{now_ms, DAY_MS};
 use crate::metrics::Metrics;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Most records written in one transaction.
-const BATCH: usize = 512;
+pub const BATCH: usize = 512;
 /// How often old verdicts are pruned (and once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// The first pause before connecting again, doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The running writer: its journal handle, and a way to flush and stop it.
 pub struct Writer {
@@ -26,25 +32,36 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes what is queued, then stops.
+    /// Writes what is queued (when the database is reachable), then stops.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
 }
 
-/// Opens the store and starts its writer (at start-up: an unusable file refuses to start).
+/// Opens the store and starts its writer. At start-up a store that cannot be opened
+/// refuses to start, except a database that cannot be reached with
+/// `on_unavailable = "buffer"`: then the writer starts and connects in the background.
 pub fn spawn_writer(
-    path: &std::path::Path,
+    location: &Location,
     config: &StoreConfig,
     metrics: Arc<Metrics>,
 ) -> Result<Writer, StoreError> {
-    let store = Store::open(path)?;
+    let handle = match Store::connect(location) {
+        Ok(store) => Handle::with_store(location.clone(), store.with_host(&config.host)),
+        Err(e) if e.is_connection() && config.on_unavailable == OnUnavailable::Buffer => {
+            tracing::warn!(error = %e, store = %location,
+                "verdict store unreachable at start; records are queued until it answers");
+            metrics.store_disconnected();
+            Handle::new(location.clone(), &config.host)
+        }
+        Err(e) => return Err(e),
+    };
     let (tx, rx) = mpsc::channel(config.queue_size);
     let (stop, stop_rx) = watch::channel(false);
     let journal = Journal::new(tx, Arc::clone(&metrics));
     let task = tokio::spawn(run(
-        Arc::new(Mutex::new(store)),
+        Arc::new(handle),
         rx,
         stop_rx,
         config.retention_days,
@@ -58,7 +75,7 @@ pub fn spawn_writer(
 }
 
 async fn run(
-    store: Arc<Mutex<Store>>,
+    store: Arc<Handle>,
     mut rx: mpsc::Receiver<Record>,
     mut stop: watch::Receiver<bool>,
     retention_days: u32,
@@ -73,20 +90,25 @@ async fn run(
         prune_now(&store, retention_days).await;
     }
     let mut buf = Vec::with_capacity(BATCH);
+    let mut writer = BatchWriter {
+        store,
+        metrics,
+        down_since: None,
+    };
     loop {
         tokio::select! {
             n = rx.recv_many(&mut buf, BATCH) => {
                 if n == 0 {
                     break;
                 }
-                write(&store, std::mem::take(&mut buf), &metrics).await;
+                writer.write(std::mem::take(&mut buf), &mut stop).await;
             }
-            _ = prune.tick(), if retention_days > 0 => prune_now(&store, retention_days).await,
+            _ = prune.tick(), if retention_days > 0 => prune_now(&writer.store, retention_days).await,
             _ = stop.changed() => {
                 // No new records; write what is queued.
                 rx.close();
                 while rx.recv_many(&mut buf, BATCH).await > 0 {
-                    write(&store, std::mem::take(&mut buf), &metrics).await;
+                    writer.write(std::mem::take(&mut buf), &mut stop).await;
                 }
                 break;
             }
@@ -94,43 +116,91 @@ async fn run(
     }
 }
 
-/// Deletes verdicts older than the retention period, off the async threads.
-async fn prune_now(store: &Arc<Mutex<Store>>, retention_days: u32) {
-    let before = now_ms() - i64::from(retention_days) * DAY_MS;
+/// Runs `f` on the store's connection on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Handle>,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
     let store = Arc::clone(store);
-    let pruned = tokio::task::spawn_blocking(move || {
-        store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .prune(before)
-    })
-    .await;
-    match pruned {
-        Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, retention_days, "old verdicts pruned"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "pruning the verdict store failed"),
-        _ => {}
+    tokio::task::spawn_blocking(move || store.with(f, StoreError::is_connection))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Config(format!("store task failed: {e}"))))
+}
+
+/// Deletes verdicts older than the retention period (on PostgreSQL, one host of the fleet
+/// at a time).
+async fn prune_now(store: &Arc<Handle>, retention_days: u32) {
+    let before = now_ms() - i64::from(retention_days) * DAY_MS;
+    match blocking(store, move |s| s.prune(before)).await {
+        Ok(n) if n > 0 => tracing::info!(deleted = n, retention_days, "old verdicts pruned"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning the verdict store failed"),
     }
 }
 
-async fn write(store: &Arc<Mutex<Store>>, batch: Vec<Record>, metrics: &Arc<Metrics>) {
-    let store = Arc::clone(store);
-    let n = batch.len();
-    let written = tokio::task::spawn_blocking(move || {
-        store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert_batch(&batch)
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => metrics.store_written(n),
-        Ok(Err(e)) => {
-            metrics.store_failed(n);
-            tracing::warn!(error = %e, records = n, "writing verdicts failed; batch lost");
-        }
-        Err(e) => {
-            metrics.store_failed(n);
-            tracing::error!(error = %e, "verdict writer panicked");
+struct BatchWriter {
+    store: Arc<Handle>,
+    metrics: Arc<Metrics>,
+    /// When the database stopped answering (for the log line when it is back).
+    down_since: Option<std::time::Instant>,
+}
+
+impl BatchWriter {
+    /// Writes one batch; while the database is unreachable, keeps it and tries again after
+    /// a growing pause, until it is written or the writer is told to stop.
+    async fn write(&mut self, batch: Vec<Record>, stop: &mut watch::Receiver<bool>) {
+        let n = batch.len();
+        let batch = Arc::new(batch);
+        // The same token on every try: a commit whose answer was lost is not repeated.
+        let token = batch_token();
+        let mut pause = FIRST_BACKOFF;
+        loop {
+            let records = Arc::clone(&batch);
+            let result = blocking(&self.store, move |s| s.insert_batch_once(&records, token)).await;
+            match result {
+                Ok(()) => {
+                    self.metrics.store_written(n);
+                    if let Some(since) = self.down_since.take() {
+                        tracing::info!(down_for = ?since.elapsed(), "verdict store reachable again");
+                    }
+                    return;
+                }
+                Err(e) if e.is_connection() => {
+                    if self.down_since.is_none() {
+                        self.down_since = Some(std::time::Instant::now());
+                        self.metrics.store_disconnected();
+                    }
+                    if *stop.borrow() {
+                        self.metrics.store_failed(n);
+                        tracing::warn!(error = %e, records = n,
+                            "verdict store unreachable at shutdown; batch lost");
+                        return;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?pause, records = n,
+                        "verdict store unreachable; records wait in the queue");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        _ = stop.changed() => {}
+                    }
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    self.metrics.store_failed(n);
+                    tracing::warn!(error = %e, records = n, "writing verdicts failed; batch lost");
+                    return;
+                }
+            }
         }
     }
+}
+
+/// A random batch id (unique across the fleet's writers in practice: 64 random bits).
+fn batch_token() -> i64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No randomness: fall back on the clock, still distinct between batches.
+        return now_ms() ^ (std::process::id() as i64) << 40;
+    }
+    i64::from_ne_bytes(bytes)
 }

@@ -259,7 +259,7 @@ pub(crate) async fn tokened_listener(store: Option<PathBuf>) -> SocketAddr {
     let (reload, _rx) = tokio::sync::mpsc::channel::<ReloadRequest>(1);
     std::mem::forget(_rx);
     let journal = authmilter::store::Journal::disabled(Arc::new(Metrics::default()));
-    let state = authmilter::http::AppState::new(current, reload, store, journal);
+    let state = authmilter::http::AppState::new(current, reload, store.map(Into::into), journal);
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

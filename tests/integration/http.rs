@@ -481,8 +481,9 @@ async fn writer_batches_records_and_prunes_old_ones() {
         path: None,
         retention_days: 5,
         queue_size: 1000,
+        ..StoreConfig::default()
     };
-    let writer = spawn_writer(&path, &config, Arc::clone(&metrics)).unwrap();
+    let writer = spawn_writer(&path.clone().into(), &config, Arc::clone(&metrics)).unwrap();
     let outcome = Outcome::empty_for_tests();
     for i in 0..600 {
         writer
@@ -514,8 +515,14 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
         path: None,
         retention_days: 0,
         queue_size: 4,
+        ..StoreConfig::default()
     };
-    let writer = spawn_writer(&dir.path().join("v.sqlite"), &config, Arc::clone(&metrics)).unwrap();
+    let writer = spawn_writer(
+        &dir.path().join("v.sqlite").into(),
+        &config,
+        Arc::clone(&metrics),
+    )
+    .unwrap();
     // On this single-threaded runtime the writer cannot run until we yield.
     for i in 0..50 {
         writer

@@ -502,6 +502,14 @@ async fn failure_reports_are_arf_redacted_and_rate_limited() {
 /// Yesterday's verdicts for reports.example, written straight into the store as the
 /// writer would have: `n` messages from 192.0.2.10 that passed.
 fn yesterdays_records(store: &Path, n: usize) -> std::ops::Range<i64> {
+    yesterdays_records_at(&store.to_path_buf().into(), n)
+}
+
+/// As [`yesterdays_records`], in the store at `location` (call it off the async threads).
+pub(crate) fn yesterdays_records_at(
+    location: &authmilter::store::Location,
+    n: usize,
+) -> std::ops::Range<i64> {
     use authmilter::auth::Published;
     use authmilter::report::event::DmarcEvent;
     use authmilter::store::{Record, Transport};
@@ -548,7 +556,10 @@ fn yesterdays_records(store: &Path, n: usize) -> std::ops::Range<i64> {
             }),
         })
         .collect();
-    Store::open(store).unwrap().insert_batch(&records).unwrap();
+    Store::connect(location)
+        .unwrap()
+        .insert_batch(&records)
+        .unwrap();
     day..day + DAY_MS
 }
 

@@ -206,3 +206,38 @@ fn serve_notifies_systemd_of_ready_reload_and_stop() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+// [store] url to a PostgreSQL that does not answer, with the default on_unavailable =
+// "refuse": serve refuses to start and says how to start anyway.
+#[test]
+fn serve_refuses_to_start_when_postgres_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("fleet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nlisten = \"127.0.0.1:0\"\n[store]\n\
+             url = \"postgres://am:secret@127.0.0.1:{port}/authmilter?sslmode=disable\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Process::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "verdict store postgres://am:***@127.0.0.1:{port}/authmilter"
+        )) && err.contains("on_unavailable = \"buffer\""),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+}

@@ -80,7 +80,7 @@ pub fn server_name(addr: &str) -> Result<ServerName<'static>, RelayError> {
 /// is at least bound to the key the peer presented. Used only for opportunistic TLS
 /// without `ca_file`.
 #[derive(Debug)]
-struct Unauthenticated(Arc<CryptoProvider>);
+pub(crate) struct Unauthenticated(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for Unauthenticated {
     fn verify_server_cert(

@@ -1,0 +1,188 @@
+//! The schema migrations of both back ends, side by side so that a change to one is made to
+//! the other in the same commit. Each back end keeps a `schema_version` table holding how
+//! many of its migrations have been applied; a database newer than the build is refused.
+//!
+//! PostgreSQL starts from the schema SQLite reached in four steps (with `host` NOT NULL and
+//! JSON in `jsonb`), so its versions count separately.
+
+/// SQLite's migrations, in order; `schema_version` holds how many have been applied.
+pub const SQLITE: &[&str] = &[
+    r#"
+CREATE TABLE verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    transport TEXT NOT NULL,
+    queue_id TEXT,
+    message_id TEXT,
+    client_ip TEXT NOT NULL,
+    helo TEXT,
+    mail_from TEXT,
+    rcpts TEXT NOT NULL,
+    from_domain TEXT,
+    verdict TEXT NOT NULL,
+    dmarc TEXT,
+    duration_us INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE INDEX verdicts_received_at ON verdicts (received_at);
+CREATE INDEX verdicts_queue_id ON verdicts (queue_id);
+CREATE INDEX verdicts_message_id ON verdicts (message_id);
+CREATE INDEX verdicts_from_domain ON verdicts (from_domain, received_at);
+CREATE INDEX verdicts_client_ip ON verdicts (client_ip);
+"#,
+    // 2: a record keeps at most `MAX_STORED_RCPTS` recipients; this is how many there were.
+    // Older rows have none and count their list.
+    r#"
+ALTER TABLE verdicts ADD COLUMN rcpt_count INTEGER;
+"#,
+    // 3: DMARC reporting. Out: what an aggregate report needs of each message whose From
+    // domain asks for reports, and the reports sent (one per policy domain and period).
+    // In: aggregate reports received from other receivers, and their rows.
+    r#"
+ALTER TABLE verdicts ADD COLUMN dmarc_domain TEXT;
+ALTER TABLE verdicts ADD COLUMN dmarc_event TEXT;
+CREATE INDEX verdicts_dmarc_domain ON verdicts (dmarc_domain, received_at)
+    WHERE dmarc_domain IS NOT NULL;
+CREATE TABLE reports_sent (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain TEXT NOT NULL,
+    period_begin INTEGER NOT NULL,
+    period_end INTEGER NOT NULL,
+    report_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER,
+    destinations TEXT NOT NULL DEFAULT '[]',
+    messages INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER,
+    detail TEXT,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (domain, period_begin)
+);
+CREATE TABLE reports_received (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    org_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    date_begin INTEGER NOT NULL,
+    date_end INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    dmarc_pass INTEGER NOT NULL,
+    errors TEXT NOT NULL DEFAULT '[]',
+    UNIQUE (email, report_id)
+);
+CREATE INDEX reports_received_domain ON reports_received (domain, date_begin);
+CREATE TABLE report_rows (
+    report INTEGER NOT NULL REFERENCES reports_received (id) ON DELETE CASCADE,
+    source_ip TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    envelope_from TEXT,
+    envelope_to TEXT,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    auth_results TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX report_rows_report ON report_rows (report);
+"#,
+    // 4: fleets. The host that recorded each verdict (older rows: NULL, "before hosts were
+    // recorded").
+    r#"
+ALTER TABLE verdicts ADD COLUMN host TEXT;
+"#,
+];
+
+/// PostgreSQL's migrations, in order (same bookkeeping as SQLite's).
+pub const POSTGRES: &[&str] = &[
+    // 1: verdicts with their reporting host, the reporting tables, and the batches the
+    // writers committed (so a batch retried after a lost commit acknowledgement is not
+    // stored twice).
+    r#"
+CREATE TABLE verdicts (
+    id BIGSERIAL PRIMARY KEY,
+    received_at BIGINT NOT NULL,
+    host TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    queue_id TEXT,
+    message_id TEXT,
+    client_ip TEXT NOT NULL,
+    helo TEXT,
+    mail_from TEXT,
+    rcpts JSONB NOT NULL,
+    rcpt_count BIGINT NOT NULL,
+    from_domain TEXT,
+    verdict TEXT NOT NULL,
+    dmarc TEXT,
+    duration_us BIGINT NOT NULL,
+    document JSONB NOT NULL,
+    dmarc_domain TEXT,
+    dmarc_event JSONB
+);
+CREATE INDEX verdicts_received_at ON verdicts (received_at);
+CREATE INDEX verdicts_queue_id ON verdicts (queue_id);
+CREATE INDEX verdicts_message_id ON verdicts (message_id);
+CREATE INDEX verdicts_from_domain ON verdicts (from_domain, received_at);
+CREATE INDEX verdicts_client_ip ON verdicts (client_ip);
+CREATE INDEX verdicts_host ON verdicts (host, received_at);
+CREATE INDEX verdicts_dmarc_domain ON verdicts (dmarc_domain, received_at)
+    WHERE dmarc_domain IS NOT NULL;
+CREATE TABLE store_batches (
+    token BIGINT PRIMARY KEY,
+    host TEXT NOT NULL,
+    written_at BIGINT NOT NULL
+);
+CREATE INDEX store_batches_written_at ON store_batches (written_at);
+CREATE TABLE reports_sent (
+    id BIGSERIAL PRIMARY KEY,
+    domain TEXT NOT NULL,
+    period_begin BIGINT NOT NULL,
+    period_end BIGINT NOT NULL,
+    report_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt BIGINT,
+    destinations JSONB NOT NULL DEFAULT '[]',
+    messages BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT,
+    detail TEXT,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (domain, period_begin)
+);
+CREATE TABLE reports_received (
+    id BIGSERIAL PRIMARY KEY,
+    received_at BIGINT NOT NULL,
+    org_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    date_begin BIGINT NOT NULL,
+    date_end BIGINT NOT NULL,
+    policy JSONB NOT NULL,
+    messages BIGINT NOT NULL,
+    dmarc_pass BIGINT NOT NULL,
+    errors JSONB NOT NULL DEFAULT '[]',
+    UNIQUE (email, report_id)
+);
+CREATE INDEX reports_received_domain ON reports_received (domain, date_begin);
+CREATE TABLE report_rows (
+    id BIGSERIAL PRIMARY KEY,
+    report BIGINT NOT NULL REFERENCES reports_received (id) ON DELETE CASCADE,
+    source_ip TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    envelope_from TEXT,
+    envelope_to TEXT,
+    reasons JSONB NOT NULL DEFAULT '[]',
+    auth_results JSONB NOT NULL DEFAULT '{}'
+);
+CREATE INDEX report_rows_report ON report_rows (report);
+"#,
+];

@@ -1,0 +1,767 @@
+//! A fleet of filter hosts on one PostgreSQL database (a private cluster, `pg_cluster.rs`):
+//! the API answers as it does over SQLite after the same milter traffic; two daemons write
+//! to one database and every query counts both; the database killed and restarted under
+//! load loses only what the metrics say was dropped; a SQLite file's history copied in.
+
+use crate::dashboard::{by_id, get, hostile_report, traffic};
+use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
+use crate::pg_cluster::PgCluster;
+use authmilter::config::{Config, ReportDelivery};
+use authmilter::milter::reply::Reply;
+use authmilter::store::{
+    Filter, GroupBy, Lease, Location, PgTarget, ReportFilter, SentReport, Store, StoreError,
+};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Points a daemon's store at database `db` of `pg`, recording as `host`.
+pub(crate) fn use_pg(c: &mut Config, pg: &PgCluster, db: &str, host: &str) {
+    c.store.path = None;
+    c.store.url = Some(PgTarget::parse(&pg.url(db), None).unwrap());
+    c.store.host = host.into();
+}
+
+pub(crate) async fn json(addr: SocketAddr, target: &str) -> Value {
+    let r = get(addr, target).await;
+    assert_eq!(r.status, 200, "{target}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// The fields of a verdict that do not depend on when or where it was stored.
+fn essence(v: &Value) -> Value {
+    serde_json::json!({
+        "queue_id": v["queue_id"], "message_id": v["message_id"], "client_ip": v["client_ip"],
+        "helo": v["helo"], "mail_from": v["mail_from"], "rcpts": v["rcpts"],
+        "rcpt_count": v["rcpt_count"], "from_domain": v["from_domain"],
+        "transport": v["transport"], "verdict": v["verdict"], "spf": v["spf"],
+        "dkim": v["dkim"], "dmarc": v["dmarc"],
+        "authentication_results": v["authentication_results"],
+    })
+}
+
+/// A metric's value in the `/metrics` text.
+pub(crate) async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = get(addr, "/metrics").await.body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_answers_the_api_as_sqlite_does_after_milter_traffic() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("parity");
+    let lite = Daemon::start_with_api(|_| {}).await;
+    let fleet = Daemon::start_with_api(|c| use_pg(c, &pg, "parity", "mx1")).await;
+    traffic(&lite).await;
+    traffic(&fleet).await;
+    let (a, b) = (lite.http.unwrap(), fleet.http.unwrap());
+    for target in [
+        "/v1/stats?group_by=dmarc",
+        "/v1/stats?group_by=verdict",
+        "/v1/stats?group_by=from_domain&from_domain=example.com",
+    ] {
+        let (mut x, mut y) = (json(a, target).await, json(b, target).await);
+        // The window's start is the clock's.
+        x["since"] = Value::Null;
+        y["since"] = Value::Null;
+        assert_eq!(x, y, "{target}");
+    }
+    let (sqlite, postgres) = (json(a, "/v1/verdicts").await, json(b, "/v1/verdicts").await);
+    let items =
+        |v: &Value| -> Vec<Value> { v["items"].as_array().unwrap().iter().map(essence).collect() };
+    assert_eq!(items(&sqlite), items(&postgres));
+    assert_eq!(items(&postgres).len(), 4);
+    for item in postgres["items"].as_array().unwrap() {
+        assert_eq!(item["host"], "mx1", "{item}");
+    }
+    // By queue id, then the one verdict by its id.
+    let one = json(b, "/v1/verdicts?queue_id=UIFAIL1").await;
+    let id = one["items"][0]["id"].as_i64().unwrap();
+    let detail = json(b, &format!("/v1/verdicts/{id}")).await;
+    assert_eq!(detail["queue_id"], "UIFAIL1");
+    assert_eq!(
+        essence(&detail),
+        essence(&json(a, "/v1/verdicts?queue_id=UIFAIL1").await["items"][0])
+    );
+    // Paging with the cursor.
+    let first = json(b, "/v1/verdicts?limit=3").await;
+    let next = first["next"].as_str().unwrap();
+    let rest = json(b, &format!("/v1/verdicts?limit=3&next={next}")).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    // The dashboard's overview (jsonb queries) shows the same figures.
+    let (ui_a, ui_b) = (get(a, "/ui/").await.body, get(b, "/ui/").await.body);
+    for id in [
+        "total-messages",
+        "count-accept",
+        "count-reject",
+        "rate-spf",
+        "rate-dkim",
+        "rate-dmarc",
+    ] {
+        assert_eq!(by_id(&ui_a, id), by_id(&ui_b, id), "#{id}");
+    }
+    assert_eq!(by_id(&ui_b, "rate-dkim"), "75.0 %");
+    for list in ["failing-domains", "failing-ips"] {
+        assert_eq!(section(&ui_a, list), section(&ui_b, list), "#{list}");
+    }
+}
+
+/// The element with `id` up to the end of its table or list.
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let rest = &html[start..];
+    &rest[..rest
+        .find("</table>")
+        .or(rest.find("</ul>"))
+        .unwrap_or(rest.len())]
+}
+
+/// Runs `f` with a store connection on the blocking pool (the client blocks).
+async fn with_store<T: Send + 'static>(
+    location: Location,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> T {
+    tokio::task::spawn_blocking(move || f(&mut Store::connect(&location)?))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+// The reporting tables give the same answers on both back ends (ids included: both number
+// from 1), for the calls the API, the dashboard and the report job make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_tables_answer_alike_on_both_back_ends() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("reports");
+    let dir = tempfile::tempdir().unwrap();
+    let lite = Location::Sqlite(dir.path().join("r.sqlite"));
+    let fleet = Location::Postgres(PgTarget::parse(&pg.url("reports"), None).unwrap());
+    let mut answers = Vec::new();
+    for location in [lite, fleet] {
+        answers.push(
+            with_store(location, |s| {
+                let report = hostile_report();
+                let first = s.insert_received_report(&report)?;
+                let again = s.insert_received_report(&report)?;
+                let now = 1_700_000_000_000;
+                let sent = SentReport {
+                    domain: "example.com".into(),
+                    period_begin: now - 86_400_000,
+                    period_end: now,
+                    report_id: "r1".into(),
+                    state: "sent".into(),
+                    attempts: 1,
+                    next_attempt: None,
+                    destinations: vec!["mailto:d@example.net".into()],
+                    messages: 7,
+                    bytes: Some(1234),
+                    detail: None,
+                };
+                s.save_sent_report(&sent, now)?;
+                Ok(serde_json::json!({
+                    "first": format!("{first:?}"),
+                    "again": format!("{again:?}"),
+                    "list": s.received_reports(&ReportFilter::default(), 10)?.items,
+                    "one": s.received_report(1)?,
+                    "summary": s.received_summary(Some("example.com"), 0)?,
+                    "sent": format!("{:?}", s.sent_reports(0, now)?),
+                    "stats": s.stats(None, GroupBy::Dmarc, None)?,
+                    "empty": s.list(&Filter::default(), 10)?.items,
+                }))
+            })
+            .await,
+        );
+    }
+    let mut lite = answers[0].clone();
+    let mut fleet = answers[1].clone();
+    // Import times are the clock's.
+    for v in [&mut lite, &mut fleet] {
+        v["list"][0]["received_at"] = Value::Null;
+        v["one"]["received_at"] = Value::Null;
+        v["list"][0]["period"] = Value::Null;
+        v["one"]["period"] = Value::Null;
+    }
+    assert_eq!(lite, fleet);
+    assert_eq!(fleet["again"], "Duplicate(1)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_one_database_every_query_counts_both() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("fleet");
+    let (one, two) = tokio::join!(
+        Daemon::start_with_api(|c| use_pg(c, &pg, "fleet", "mx1.example.net")),
+        Daemon::start_with_api(|c| use_pg(c, &pg, "fleet", "mx2.example.net")),
+    );
+    traffic(&one).await;
+    // The second host's traffic: wait for the fleet's eight.
+    let mut mta = two.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("198.51.100.20", "mail.example.org")
+        .await;
+    for i in 0..4 {
+        let raw = crate::common::message("Bob <bob@example.org>", &format!("two{i}"), "x\r\n");
+        mta.message(&format!("MX2Q{i}"), "bob@example.org", None, &raw)
+            .await;
+    }
+    let a = one.http.unwrap();
+    let b = two.http.unwrap();
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        stats = json(b, "/v1/stats?group_by=host").await;
+        if stats["total"] == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats["total"], 8, "{stats}");
+    let groups: Vec<(String, u64)> = stats["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["key"].as_str().unwrap().to_string(),
+                g["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("mx1.example.net".to_string(), 4),
+            ("mx2.example.net".to_string(), 4)
+        ]
+    );
+    // Either host answers for the whole fleet, each record naming its host.
+    assert_eq!(json(a, "/v1/stats").await["total"], 8);
+    let all = json(a, "/v1/verdicts").await;
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 8);
+    for item in items {
+        let q = item["queue_id"].as_str().unwrap();
+        let expected = if q.starts_with("MX2") {
+            "mx2.example.net"
+        } else {
+            "mx1.example.net"
+        };
+        assert_eq!(item["host"], expected, "{item}");
+    }
+    let mine = json(a, "/v1/verdicts?host=mx2.example.net").await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 4);
+    let q = json(a, "/v1/verdicts?queue_id=MX2Q3").await;
+    assert_eq!(q["items"][0]["host"], "mx2.example.net");
+    assert_eq!(
+        pg.sql("fleet", "SELECT count(DISTINCT host) FROM verdicts"),
+        "2"
+    );
+}
+
+/// Waits until the writer has accounted for `sent` records (written, dropped or failed);
+/// returns those three counts.
+async fn settle(api: SocketAddr, sent: u64) -> (u64, u64, u64) {
+    let mut last = (0, 0, 0);
+    for _ in 0..300 {
+        let written = metric(api, "authmilter_store_written_total").await;
+        let dropped = metric(api, "authmilter_store_dropped_total").await;
+        let failed = metric(api, "authmilter_store_failed_total").await;
+        last = (written, dropped, failed);
+        if written + dropped + failed == sent {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the writer accounted for {last:?} of {sent}");
+}
+
+/// Sends `n` messages over one milter connection; every one must be answered without
+/// waiting on the store (accept: continue, or an Authentication-Results edit).
+async fn send_burst(d: &Daemon, prefix: &str, n: usize) {
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("192.0.2.1", "mx.example.com").await;
+    for i in 0..n {
+        let raw = crate::common::message(
+            "Alice <alice@example.com>",
+            &format!("{prefix}{i}"),
+            "x\r\n",
+        );
+        let replies = mta
+            .message(&format!("{prefix}{i}"), "alice@example.com", None, &raw)
+            .await;
+        assert!(
+            matches!(replies.last(), Some(Reply::Accept | Reply::Continue)),
+            "{prefix}{i}: {replies:?}"
+        );
+    }
+}
+
+// The database is killed (SIGKILL, as in a crash) while mail flows, and restarted: every
+// message is answered at once all along; afterwards, what the database holds plus what the
+// metrics count as dropped (queue full) or failed is exactly what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_killed_and_restarted_under_load_loses_only_what_is_counted() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("crash");
+    let d = Daemon::start_with_api(|c| {
+        use_pg(c, &pg, "crash", "mx1");
+        c.store.queue_size = 20;
+    })
+    .await;
+    let api = d.http.unwrap();
+    send_burst(&d, "BEFORE", 60).await;
+    pg.kill();
+    let started = std::time::Instant::now();
+    send_burst(&d, "DURING", 150).await;
+    // The end of message did not wait on the dead database.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let dropped_while_down = metric(api, "authmilter_store_dropped_total").await;
+    // 150 messages against 20 queued and at most one batch (20) in hand.
+    assert!(dropped_while_down >= 110, "{dropped_while_down} dropped");
+    tokio::task::block_in_place(|| pg.start_server());
+    // The writer reconnects (with backoff) and empties the queue.
+    settle(api, 60 + 150).await;
+    // Fewer than the queue holds: none of these may be dropped.
+    send_burst(&d, "AFTER", 15).await;
+    let sent = 60 + 150 + 15;
+    let (written, dropped, failed) = settle(api, sent).await;
+    let last = (written, dropped, failed);
+    let stored: u64 = pg
+        .sql("crash", "SELECT count(*) FROM verdicts")
+        .parse()
+        .unwrap();
+    // Stored is what the writer counted as written: no batch twice, none lost unseen.
+    assert_eq!(stored, written, "{last:?}");
+    assert_eq!(stored + dropped + failed, sent);
+    assert!(metric(api, "authmilter_store_disconnects_total").await >= 1);
+    // Everything sent after the restart is there.
+    assert_eq!(
+        pg.sql(
+            "crash",
+            "SELECT count(*) FROM verdicts WHERE queue_id LIKE 'AFTER%'"
+        ),
+        "15"
+    );
+    // And the API reads again on a new connection.
+    assert_eq!(json(api, "/v1/stats").await["total"], stored);
+}
+
+// The fleet-wide lease is a PostgreSQL advisory lock: one connection holds it at a time, and
+// a connection that ends gives it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_lease_is_held_by_one_connection_at_a_time() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("lease");
+    let location = Location::Postgres(PgTarget::parse(&pg.url("lease"), None).unwrap());
+    tokio::task::spawn_blocking(move || {
+        let a = Store::connect(&location).unwrap();
+        let b = Store::connect(&location).unwrap();
+        assert!(a.try_lease(Lease::Reports).unwrap());
+        assert!(!b.try_lease(Lease::Reports).unwrap());
+        // Another job's lease is another lock.
+        assert!(b.try_lease(Lease::Retention).unwrap());
+        a.release(Lease::Reports).unwrap();
+        assert!(b.try_lease(Lease::Reports).unwrap());
+        let c = Store::connect(&location).unwrap();
+        assert!(!c.try_lease(Lease::Reports).unwrap());
+        drop(b);
+        let mut granted = false;
+        for _ in 0..100 {
+            granted = c.try_lease(Lease::Reports).unwrap();
+            if granted {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(granted, "the lease outlived its connection");
+    })
+    .await
+    .unwrap();
+}
+
+// Two daemons on one database both run the report job (every 200 ms, started together):
+// yesterday's report for reports.example leaves once, from one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_send_each_report_once() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("reports");
+    let dir = tempfile::tempdir().unwrap();
+    let outboxes = [dir.path().join("out1"), dir.path().join("out2")];
+    let location = Location::Postgres(PgTarget::parse(&pg.url("reports"), None).unwrap());
+    let day = {
+        let location = location.clone();
+        tokio::task::spawn_blocking(move || crate::report_send::yesterdays_records_at(&location, 5))
+            .await
+            .unwrap()
+    };
+    let daemon = |host: &'static str, outbox: std::path::PathBuf| {
+        let pg = &pg;
+        Daemon::start_with_api(move |c| {
+            use_pg(c, pg, "reports", host);
+            c.reports.aggregate = true;
+            c.reports.email = Some("dmarc-reports@mx.test.example".into());
+            c.reports.delivery = Some(ReportDelivery::Outbox(outbox));
+            c.reports.check_interval = Duration::from_millis(200);
+        })
+    };
+    let (_one, _two) = tokio::join!(
+        daemon("mx1", outboxes[0].clone()),
+        daemon("mx2", outboxes[1].clone())
+    );
+    let count = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let started = std::time::Instant::now();
+    while count(&outboxes[0]) + count(&outboxes[1]) == 0 {
+        // A bound, not a speed: the jobs run every 200 ms; the machine may be loaded.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no report sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Many more runs of both jobs: still one report in all.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        count(&outboxes[0]) + count(&outboxes[1]),
+        1,
+        "{:?} {:?}",
+        std::fs::read_dir(&outboxes[0]).map(|d| d.count()),
+        std::fs::read_dir(&outboxes[1]).map(|d| d.count())
+    );
+    let row = tokio::task::spawn_blocking(move || {
+        Store::connect(&location)
+            .unwrap()
+            .sent_report("reports.example", day.start)
+            .unwrap()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!((row.state.as_str(), row.messages), ("sent", 5));
+    assert_eq!(pg.sql("reports", "SELECT count(*) FROM reports_sent"), "1");
+}
+
+/// Runs the real binary; returns (success, stdout, stderr).
+fn authmilter(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// A single host moves to the fleet database: `store copy` takes its SQLite history
+// (verdicts, reports sent and received; rows from before hosts were recorded get --host),
+// the fleet's API then answers as the old host's did, and a second copy is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("moved");
+    let lite = Daemon::start_with_api(|c| c.store.host = "old-mx".into()).await;
+    traffic(&lite).await;
+    let path = crate::dashboard::store_path(&lite);
+    {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = Store::open(&path).unwrap();
+            s.insert_received_report(&hostile_report()).unwrap();
+            s.save_sent_report(
+                &SentReport {
+                    domain: "example.com".into(),
+                    period_begin: 1_700_000_000_000,
+                    period_end: 1_700_086_400_000,
+                    report_id: "old-1".into(),
+                    state: "sent".into(),
+                    attempts: 1,
+                    next_attempt: None,
+                    destinations: vec!["mailto:d@example.net".into()],
+                    messages: 3,
+                    bytes: Some(900),
+                    detail: None,
+                },
+                1_700_090_000_000,
+            )
+            .unwrap();
+            // As rows written before migration 4 (hosts) are.
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute(
+                    "UPDATE verdicts SET host = NULL WHERE queue_id IN ('UIPASS0', 'UIPASS1')",
+                    [],
+                )
+                .unwrap();
+        })
+        .await
+        .unwrap();
+    }
+    let from = format!("sqlite:{}", path.display());
+    let url = pg.url("moved");
+    let (ok, out, err) = authmilter(&["store", "migrate", "--store", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("postgres schema version 1"), "{out}");
+    let (ok, out, err) = authmilter(&["store", "migrate", "--store", &from]);
+    assert!(ok, "{err}");
+    assert!(out.contains("sqlite schema version 4"), "{out}");
+
+    let copy = [
+        "store",
+        "copy",
+        "--from",
+        &from,
+        "--to",
+        &url,
+        "--host",
+        "legacy-mx",
+    ];
+    let (ok, out, err) = authmilter(&copy);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "copied 4 verdicts, 1 reports sent (0 already there), 1 reports received with 1 rows"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        pg.sql(
+            "moved",
+            "SELECT host || '=' || count(*) FROM verdicts GROUP BY host ORDER BY host"
+        ),
+        "legacy-mx=2\nold-mx=2"
+    );
+
+    let fleet = Daemon::start_with_api(|c| use_pg(c, &pg, "moved", "new-mx")).await;
+    let (a, b) = (lite.http.unwrap(), fleet.http.unwrap());
+    for target in [
+        "/v1/stats?group_by=dmarc",
+        "/v1/reports/summary?domain=example.com",
+    ] {
+        let (mut x, mut y) = (json(a, target).await, json(b, target).await);
+        x["since"] = Value::Null;
+        y["since"] = Value::Null;
+        assert_eq!(x, y, "{target}");
+    }
+    let items =
+        |v: Value| -> Vec<Value> { v["items"].as_array().unwrap().iter().map(essence).collect() };
+    assert_eq!(
+        items(json(a, "/v1/verdicts").await),
+        items(json(b, "/v1/verdicts").await)
+    );
+    let received = json(b, "/v1/reports").await;
+    assert_eq!(received["items"][0]["row_count"], 1);
+
+    // Copying again would double the history: refused, nothing copied.
+    let (ok, _, err) = authmilter(&copy);
+    assert!(!ok);
+    assert!(
+        err.contains("already holds verdicts recorded by legacy-mx, old-mx")
+            || err.contains("already holds verdicts recorded by old-mx, legacy-mx"),
+        "{err}"
+    );
+    assert_eq!(pg.sql("moved", "SELECT count(*) FROM verdicts"), "4");
+    assert_eq!(
+        pg.sql("moved", "SELECT count(*) FROM reports_received"),
+        "1"
+    );
+    // A source that is not SQLite is refused with a clear message.
+    let (ok, _, err) = authmilter(&["store", "copy", "--from", &url, "--to", &url]);
+    assert!(!ok && err.contains("give sqlite:PATH"), "{err}");
+}
+
+/// A CA (PEM) and a server certificate it signed for `names`, with its key (PEM).
+fn pki(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &*ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+// TLS to the database through rustls (ring): verify-full with the site's CA file connects
+// and the server sees an encrypted session; another CA, or a name the certificate does not
+// carry, is refused (verify-ca accepts the latter: chain only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_in_verify_full_mode() {
+    let (ca, cert, key) = pki(&["127.0.0.1"]);
+    let (other_ca, _, _) = pki(&["127.0.0.1"]);
+    let Some(pg) = PgCluster::start_with(|dir| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(dir.join("server.crt"), &cert).unwrap();
+        std::fs::write(dir.join("server.key"), &key).unwrap();
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", dir.join("server.crt").display()),
+            format!("ssl_key_file={}", dir.join("server.key").display()),
+        ]
+    }) else {
+        return;
+    };
+    pg.create_db("tls");
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_file, other_file) = (certs.path().join("ca.pem"), certs.path().join("other.pem"));
+    std::fs::write(&ca_file, &ca).unwrap();
+    std::fs::write(&other_file, &other_ca).unwrap();
+    let url = |host: &str, mode: &str| {
+        format!("postgres://postgres@{host}:{}/tls?sslmode={mode}", pg.port)
+    };
+
+    let verified =
+        PgTarget::parse(&url("127.0.0.1", "verify-full"), Some(ca_file.clone())).unwrap();
+    let d = Daemon::start_with_api(move |c| {
+        c.store.path = None;
+        c.store.url = Some(verified);
+        c.store.host = "mx-tls".into();
+    })
+    .await;
+    traffic(&d).await;
+    assert_eq!(json(d.http.unwrap(), "/v1/stats").await["total"], 4);
+    let encrypted = pg.sql(
+        "tls",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND application_name = 'authmilter'",
+    );
+    assert_ne!(encrypted, "0", "no encrypted authmilter session");
+    let plain = pg.sql(
+        "tls",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE NOT ssl AND application_name = 'authmilter'",
+    );
+    assert_eq!(plain, "0");
+
+    let attempts = [
+        (url("127.0.0.1", "verify-full"), other_file.clone(), false),
+        (url("localhost", "verify-full"), ca_file.clone(), false),
+        (url("localhost", "verify-ca"), ca_file.clone(), true),
+        (url("127.0.0.1", "require"), other_file.clone(), false),
+    ];
+    for (url, ca, ok) in attempts {
+        let target = PgTarget::parse(&url, Some(ca)).unwrap();
+        let result = tokio::task::spawn_blocking(move || {
+            Store::connect(&Location::Postgres(target)).map(|_| ())
+        })
+        .await
+        .unwrap();
+        assert_eq!(result.is_ok(), ok, "{url}: {result:?}");
+        if let Err(e) = result {
+            let text = format!("{e:?}");
+            assert!(
+                text.contains("Certificate") || text.contains("certificate"),
+                "{text}"
+            );
+        }
+    }
+}
+
+// on_unavailable = "buffer": the daemon starts while the database is down, mail flows, the
+// records wait in the queue and are stored once the database comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffer_mode_starts_without_the_database_and_stores_once_it_is_up() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("late");
+    tokio::task::block_in_place(|| pg.stop());
+    let d = Daemon::start_with_api(|c| {
+        use_pg(c, &pg, "late", "mx1");
+        c.store.on_unavailable = authmilter::config::OnUnavailable::Buffer;
+    })
+    .await;
+    send_burst(&d, "EARLY", 12).await;
+    let api = d.http.unwrap();
+    assert_eq!(metric(api, "authmilter_store_written_total").await, 0);
+    // The API says the store cannot be reached rather than hanging or crashing.
+    let r = get(api, "/v1/stats").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("\"unavailable\""), "{}", r.body);
+    assert_eq!(get(api, "/readyz").await.status, 503);
+    tokio::task::block_in_place(|| pg.start_server());
+    let (written, dropped, failed) = settle(api, 12).await;
+    assert_eq!((written, dropped, failed), (12, 0, 0));
+    assert_eq!(pg.sql("late", "SELECT count(*) FROM verdicts"), "12");
+    assert_eq!(json(api, "/v1/stats").await["total"], 12);
+    assert_eq!(json(api, "/readyz").await["store"], "ok");
+}
+
+// A slow database (a transaction holding the verdicts table locked) never slows the end of
+// message: the burst is answered in full while the lock is still held and nothing could be
+// written; once the lock goes, the queued records are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_table_does_not_hold_mail() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("slow");
+    let d = Daemon::start_with_api(|c| use_pg(c, &pg, "slow", "mx1")).await;
+    let api = d.http.unwrap();
+    // The daemon starts in the background: wait for its writer to have made the schema.
+    for _ in 0..200 {
+        if pg.sql("slow", "SELECT to_regclass('verdicts') IS NOT NULL") == "t" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let port = pg.port.to_string();
+    let mut locker = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &port,
+            "-d",
+            "slow",
+            "-c",
+        ])
+        .arg(
+            "BEGIN; LOCK TABLE verdicts IN ACCESS EXCLUSIVE MODE; \
+             SELECT pg_sleep(120); COMMIT;",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the lock is held.
+    for _ in 0..100 {
+        let held = pg.sql(
+            "slow",
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'verdicts' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        );
+        if held == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send_burst(&d, "SLOW", 30).await;
+    // Every message was answered; the writer is still stuck behind the lock.
+    if let Some(status) = locker.try_wait().unwrap() {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut locker.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("the lock ended early: {status} {err}");
+    }
+    assert_eq!(metric(api, "authmilter_store_written_total").await, 0);
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()",
+    );
+    let _ = locker.wait();
+    let (written, dropped, failed) = settle(api, 30).await;
+    assert_eq!((written, dropped, failed), (30, 0, 0));
+    assert_eq!(pg.sql("slow", "SELECT count(*) FROM verdicts"), "30");
+}
