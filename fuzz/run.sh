@@ -59,9 +59,16 @@ build
 work="$CARGO_TARGET_DIR/corpus/$target"
 artifacts="$fuzz_dir/artifacts/$target"
 mkdir -p "$work" "$artifacts"
-# -max_len: 64 KiB lets a whole message or report fit; -timeout: a session stuck on one
-# input is a finding; -rss_limit_mb: memory that grows across inputs is one too.
+# -max_len: 64 KiB lets a whole message, conversation or report fit; records, fields and
+# SASL lines get 4 KiB (longer inputs only slow those targets down), TOML files 16 KiB.
+# -timeout: an input that takes over 10 s is a finding; -rss_limit_mb: memory that grows
+# across inputs is one too.
+case "$target" in
+    spf_record | dkim_arc_tags | auth_results | smtp_auth) max_len=4096 ;;
+    config | policy) max_len=16384 ;;
+    *) max_len=65536 ;;
+esac
 exec "$CARGO_TARGET_DIR/$host/release/$target" \
-    -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "$@" \
     "$work" "$fuzz_dir/corpus/$target"

@@ -181,6 +181,13 @@ pub fn smtp_auth(data: &[u8]) {
             if listed && !rest.iter().any(|l| l.contains('$')) {
                 let _ = file.verify(&claim.user, &claim.password);
             }
+            let senders = std::collections::BTreeMap::from([(
+                "alice".to_string(),
+                vec!["@example.com".to_string(), "bob@example.net".to_string()],
+            )]);
+            let address = String::from_utf8_lossy(&claim.password);
+            let _ = crate::identity::may_send_as(Some(&senders), &claim.user, &address);
+            let _ = crate::identity::may_send_as(None, &claim.user, &address);
         }
     }
 }
