@@ -3,9 +3,13 @@
 # the message and DNS fixtures of bench/compare.sh (dnsmasq on 127.0.0.1:5399), each binary
 # started fresh per run, 300 warm-up messages, then DURATION seconds of
 # `bench-milter -c C`; A and B alternate ROUNDS times so both see the same machine.
-# Prints one line per run: msgs/s, p99 ms, daemon CPU (user + system) per message in us.
-# The load generator is binary A's bench-milter for every run. PERF=1 also records
-# `perf record -g` of each daemon into $W/perf-A.data / perf-B.data.
+# Prints one line per run: msgs/s, p99 ms, daemon CPU (user + system) per message in us, the
+# load generator's CPU per message, and what the daemon's CPU per message would give with
+# the machine's cores to itself (`capacity`: cores x 1 s / CPU per message, i.e. msgs/s with
+# the load generator's CPU subtracted). The load generator is binary A's bench-milter for
+# every run. UNIX=1 runs both over a Unix socket instead of TCP; A_ARGS / B_ARGS add `serve`
+# options for one side (e.g. `-c policy.toml`, to compare settings with one binary). PERF=1 also records
+# `perf record -g` of each daemon into $W/perf-A.data / perf-B.data. At the end, the medians.
 #
 # Usage:   bench/ab.sh OLD_BINARY NEW_BINARY      (ROUNDS=3 DURATION=6 C=16 by default)
 # Needs:   dnsmasq; perf for PERF=1.
@@ -33,24 +37,50 @@ dnsmasq --keep-in-foreground --conf-file=/dev/null --port=5399 --listen-address=
 DNS=$!
 trap 'kill $DNS 2>/dev/null; kill $(jobs -p) 2>/dev/null || true' EXIT
 sleep 0.5
+CORES=$(nproc)
 run() {
-    local label=$1 bin=$2 port=$3
-    AUTHMILTER_LOG=info $bin serve --milter 127.0.0.1:$port --nameserver 127.0.0.1:5399 --authserv-id mx.bench.example > /dev/null 2>$W/$label.log &
+    local label=$1 bin=$2 port=$3 extra=$4
+    local listen=127.0.0.1:$port target=127.0.0.1:$port
+    if [ -n "${UNIX:-}" ]; then
+        listen=unix:$W/$label.sock target=unix:$W/$label.sock
+        rm -f $W/$label.sock
+    fi
+    AUTHMILTER_LOG=info $bin serve $extra --milter $listen --nameserver 127.0.0.1:5399 --authserv-id mx.bench.example > /dev/null 2>$W/$label.log &
     local pid=$!
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
-    $GEN bench-milter --target 127.0.0.1:$port -c $C -n 300 --ip 192.0.2.10 --message $W/signed.eml >/dev/null
+    for _ in $(seq 100); do
+        if [ -n "${UNIX:-}" ]; then [ -S $W/$label.sock ] && break
+        else (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; fi
+        sleep 0.05
+    done
+    $GEN bench-milter --target $target -c $C -n 300 --ip 192.0.2.10 --message $W/signed.eml >/dev/null
     local c0=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
     if [ -n "${PERF:-}" ]; then perf record -F 2000 -g -p $pid -o $W/perf-$label.data -- sleep 4 >/dev/null 2>&1 & fi
-    local json=$($GEN bench-milter --target 127.0.0.1:$port -c $C -d $DURATION --ip 192.0.2.10 --message $W/signed.eml --json)
+    local TIMEFORMAT='%U %S'
+    local json
+    { time $GEN bench-milter --target $target -c $C -d $DURATION --ip 192.0.2.10 --message $W/signed.eml --json >$W/out.json; } 2>$W/gen-time
+    json=$(cat $W/out.json)
     local c1=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
     kill $pid; wait $pid 2>/dev/null || true
     local n=$(sed -n 's/.*"messages":\([0-9]*\).*/\1/p' <<<"$json")
     local mps=$(sed -n 's/.*"msgs_per_sec":\([0-9.]*\).*/\1/p' <<<"$json")
     local p99=$(sed -n 's/.*"p99_ms":\([0-9.]*\).*/\1/p' <<<"$json")
     local err=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' <<<"$json")
-    echo "$label mps=$mps p99=$p99 cpu_us_per_msg=$(( (c1 - c0) * 10000000 / n / 1000 )) errors=$err"
+    local cpu=$(( (c1 - c0) * 10000000 / n / 1000 ))
+    local gen=$(awk -v n=$n '{ printf "%d", ($1 + $2) * 1000000 / n }' $W/gen-time)
+    local capacity=$(( cpu > 0 ? CORES * 1000000 / cpu : 0 ))
+    echo "$label mps=$mps p99=$p99 cpu_us_per_msg=$cpu gen_cpu_us_per_msg=$gen capacity=$capacity errors=$err" | tee -a $W/runs
 }
+: >$W/runs
 for r in $(seq $ROUNDS); do
-    run A $A 18901
-    run B $B 18902
+    run A $A 18901 "${A_ARGS:-}"
+    run B $B 18902 "${B_ARGS:-}"
+done
+# Medians per binary, field by field.
+for label in A B; do
+    printf '%s median:' $label
+    for key in mps p99 cpu_us_per_msg gen_cpu_us_per_msg capacity; do
+        grep "^$label " $W/runs | tr ' ' '\n' | sed -n "s/^$key=//p" | sort -g |
+            awk -v k=$key '{ v[NR] = $1 } END { printf " %s=%s", k, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+    done
+    echo
 done

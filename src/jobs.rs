@@ -7,7 +7,7 @@
 
 use crate::dates::now_ms;
 use crate::report::send::{Selection, Sender, LOOKBACK_MS};
-use crate::server::Current;
+use crate::runtime::Current;
 use crate::store::Store;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -5,10 +5,10 @@ use anyhow::{bail, Context, Result};
 use authmilter::auth::{normalize_mail_from, Connection, Verifier};
 use authmilter::check::{check_message, Decision};
 use authmilter::config::{parse_network, Config, ListenAddr};
+use authmilter::log_sink::LogSink;
 use authmilter::policy::Policy;
-use authmilter::server::{
-    run_with as run_server, Loader, MilterListener, Services, Signal, Snapshot,
-};
+use authmilter::runtime::Snapshot;
+use authmilter::server::{run_with as run_server, Loader, MilterListener, Services, Signal};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -212,13 +212,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Log lines go through a queue to a writer thread, so a message's verdict line never
-    // waits on stderr (a slow journald or terminal). The queue is lossy: when it is full
-    // lines are dropped rather than holding up mail. The guard flushes it when main returns.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("authmilter-log")
-        .finish(std::io::stderr());
+    // Log lines go through a buffer to a writer thread, so a message's verdict line never
+    // waits on stderr (a slow journald or terminal) and never wakes a thread: lossy when
+    // stderr does not keep up (src/log_sink.rs). The guard writes out the rest when main
+    // returns.
+    let (writer, _flush_on_exit) = match LogSink::start(std::io::stderr()) {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("authmilter: cannot start the log writer thread: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
         .unwrap_or_else(|_| "authmilter=info,warn".into());
     let logs = tracing_subscriber::fmt()

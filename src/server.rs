@@ -1,7 +1,8 @@
 //! `authmilter serve`: listeners, configuration reloads and shutdown.
 //!
-//! Each connection takes the current [`Snapshot`] (configuration, resolver, policy) when it
-//! starts and keeps it to the end, so a reload never changes a session half-way. Control
+//! Each connection takes the current [`Snapshot`] (configuration, resolver, policy; defined
+//! in [`crate::runtime`], below the transports) when it starts and keeps it to the end, so a
+//! reload never changes a session half-way. Control
 //! comes through a channel of [`Signal`]s: `main` feeds it from SIGHUP/SIGTERM/SIGINT, tests
 //! feed it directly. A graceful stop closes the listeners, lets every session finish the
 //! message in flight (within the grace period), then returns.
@@ -11,154 +12,19 @@
 //! [`Journal`] and report [`Inbox`], so recording survives reloads and the metrics keep
 //! counting.
 
-use crate::auth::budget::Budget;
-use crate::auth::{Connection, Transaction, Verifier};
-use crate::check::{conclude, seal_inbound, Decision};
-use crate::config::{Config, ListenAddr, SealMode};
-use crate::http::metrics::Metrics;
+use crate::config::ListenAddr;
+use crate::metrics::Metrics;
 use crate::milter::listener::serve_connection;
-use crate::policy::Policy;
-use crate::report::failure::{self, FailureCase, FailureReports};
+use crate::report::failure;
 use crate::report::inbox::{spawn_importer, Importer, Inbox};
-use crate::sign::seal::{NotSealed, Sealer};
-use crate::sign::Signer;
-use crate::smtp::setup::SmtpService;
-use crate::store::{spawn_writer, Envelope, Journal, Record, Transport, Writer};
+use crate::runtime::{Current, ReloadRequest, Snapshot};
+use crate::store::{spawn_writer, Journal, Writer};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
-
-/// What a session needs, fixed for its lifetime.
-pub struct Snapshot {
-    pub config: Arc<Config>,
-    pub verifier: Verifier,
-    pub policy: Arc<Policy>,
-    /// Keys for outbound mail (empty: nothing is signed).
-    pub signer: Arc<Signer>,
-    /// The ARC sealer, when `[arc.seal]` seals anything.
-    pub sealer: Option<Arc<Sealer>>,
-    /// Where verdicts are recorded (the server sets it; a bare snapshot only counts metrics).
-    pub journal: Journal,
-    /// Where due DMARC failure reports go (the server sets it; a bare snapshot sends none).
-    pub failures: FailureReports,
-    /// The SMTP front end's settings and next hop, when `[smtp]` is configured.
-    pub smtp: Option<Arc<SmtpService>>,
-    /// Where report mail (to `reports.rua_addresses`) goes to be imported (the server sets
-    /// it, like the journal; a bare snapshot counts it as lost).
-    pub reports_in: Inbox,
-}
-
-impl Snapshot {
-    /// Builds the resolver and loads the policy and the signing keys the configuration
-    /// names; a missing, unreadable or too widely readable key refuses to start (or reload).
-    pub fn new(config: Config) -> Result<Snapshot, String> {
-        let policy = match &config.policy_dir {
-            Some(dir) => Policy::load_dir(dir).map_err(|e| e.to_string())?,
-            None => Policy::default(),
-        };
-        let signer = Signer::new(&config.signing).map_err(|e| e.to_string())?;
-        let sealer = Sealer::new(&config.arc_seal).map_err(|e| e.to_string())?;
-        let smtp = crate::smtp::setup::service(&config)?.map(Arc::new);
-        let config = Arc::new(config);
-        let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
-        let metrics = Arc::new(Metrics::default());
-        metrics.inflight().set_max(config.limits.max_inflight_bytes);
-        Ok(Snapshot {
-            config,
-            verifier,
-            policy: Arc::new(policy),
-            signer: Arc::new(signer),
-            sealer: sealer.map(Arc::new),
-            journal: Journal::disabled(Arc::clone(&metrics)),
-            failures: FailureReports::default(),
-            smtp,
-            reports_in: Inbox::disabled(metrics),
-        })
-    }
-
-    /// The memory budget every door charges the messages it holds to.
-    pub fn budget(&self) -> &Arc<Budget> {
-        self.journal.metrics().inflight()
-    }
-
-    /// End of message for a transport that built the message itself (the milter): DKIM,
-    /// ARC, DMARC, policy, then the verdict recorded without waiting on the store.
-    pub async fn conclude_recorded(
-        &self,
-        transport: Transport,
-        conn: &Connection,
-        envelope: Envelope<'_>,
-        tx: Transaction,
-    ) -> Decision {
-        let started = std::time::Instant::now();
-        // Only a stored record needs the Message-ID: don't scan the header for metrics alone.
-        let message_id = self
-            .journal
-            .is_storing()
-            .then(|| crate::store::message_id(tx.raw()))
-            .flatten();
-        let sealing = self
-            .sealer
-            .as_deref()
-            .filter(|s| s.mode == SealMode::Verified);
-        let failure_reports = self.config.reports.failure && self.failures.is_running();
-        let decision = if sealing.is_some() || failure_reports {
-            let (outcome, raw) = tx.finish_keeping(&self.verifier).await;
-            let mut decision = conclude(&self.verifier, &self.policy, conn, outcome);
-            if failure_reports {
-                let ar = decision
-                    .edits
-                    .add
-                    .iter()
-                    .find(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
-                    .map(|(_, value)| value.as_str());
-                if let Some(case) = FailureCase::of(
-                    conn,
-                    envelope.mail_from,
-                    envelope.rcpts,
-                    &decision.outcome,
-                    &decision.verdict,
-                    ar,
-                    &raw,
-                ) {
-                    self.failures.submit(case);
-                }
-            }
-            if let Some(sealer) = sealing {
-                log_seal(seal_inbound(sealer, &mut decision, &raw), envelope.queue_id);
-            }
-            decision
-        } else {
-            let outcome = tx.finish(&self.verifier).await;
-            conclude(&self.verifier, &self.policy, conn, outcome)
-        };
-        let took = started.elapsed();
-        let verdict = decision.verdict.action.as_str();
-        self.journal
-            .record_with(transport, verdict, took, &decision.outcome, || {
-                let mut record = Record::new(transport, conn, envelope, b"", &decision, took);
-                record.message_id = message_id;
-                record
-            });
-        decision
-    }
-}
-
-/// One log line for a message that was, or could have been, sealed.
-fn log_seal(sealed: Result<Option<u32>, NotSealed>, queue_id: Option<&str>) {
-    let queue_id = queue_id.unwrap_or("-");
-    match sealed {
-        Ok(Some(instance)) => tracing::debug!(queue_id, instance, "ARC set added"),
-        Ok(None) => {}
-        Err(why) => tracing::warn!(queue_id, reason = %why, "message not ARC-sealed"),
-    }
-}
-
-/// A reload asked for over the API, answered with its outcome (the error names what is wrong).
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 /// Re-reads configuration and policy for a reload.
 pub type Loader = Arc<dyn Fn() -> Result<Snapshot, String> + Send + Sync>;
@@ -217,9 +83,6 @@ pub struct Services {
     /// The SMTP front end's bound listeners, each with its role (empty: milter only).
     pub smtp: Vec<crate::smtp::listener::SmtpListener>,
 }
-
-/// The snapshot in force, swapped on reload; the HTTP API reads it per request.
-pub type Current = Arc<RwLock<Arc<Snapshot>>>;
 
 /// Serves milter connections until told to stop.
 pub async fn run(
@@ -323,11 +186,17 @@ pub async fn run_with(
                 stop_rx.clone(),
             ))
         });
-    tokio::spawn(failure::run(
-        failure_queue,
-        Arc::clone(&current),
-        stop_rx.clone(),
-    ));
+    let running = {
+        let current = Arc::clone(&current);
+        move || {
+            let snapshot = Arc::clone(&current.read().unwrap_or_else(|p| p.into_inner()));
+            (
+                Arc::clone(&snapshot.config),
+                Arc::clone(snapshot.verifier.dns()),
+            )
+        }
+    };
+    tokio::spawn(failure::run(failure_queue, running, stop_rx.clone()));
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
     crate::notify::ready();

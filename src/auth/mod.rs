@@ -21,7 +21,7 @@ pub use outcome::{
     ArcOutcome, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, Published,
     ResourceLimit, SpfCheck, SpfOutcome,
 };
-pub use transaction::{normalize_mail_from, Connection, Transaction, Verifier};
+pub use transaction::{normalize_mail_from, Connection, Transaction, Transport, Verifier};
 
 /// 1-based positions of the `Authentication-Results` fields in `raw` that claim
 /// `authserv_id` (RFC 8601 §5: a receiver removes those it did not add), for a door that

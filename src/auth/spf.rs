@@ -13,7 +13,7 @@ use super::spf_record::{
 use super::AuthResult;
 use crate::dns::empty_rdata::{self, is_empty_rdata_error};
 use crate::dns::stats::{Ending, QueryType, STATS};
-use crate::dns::Dns;
+use crate::dns::{Dns, TtlCache};
 use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use mail_auth::hickory_resolver::proto::op::ResponseCode;
 use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
@@ -91,8 +91,13 @@ impl<T> Lookup<T> {
     }
 }
 
+/// Selected SPF records by domain name, kept for their answers' TTLs. The SPF side owns it
+/// (the [`super::Verifier`] holds one beside its resolver), so the DNS layer knows no SPF.
+pub(crate) type SpfCache = TtlCache<Box<str>, SpfRecord>;
+
 struct Evaluator<'a> {
     dns: &'a Dns,
+    cache: &'a SpfCache,
     ip: IpAddr,
     sender: &'a str,
     local: &'a str,
@@ -108,7 +113,7 @@ struct Evaluator<'a> {
 }
 
 /// Runs `check_host()` for a MAIL FROM (or HELO) identity.
-pub async fn check_host(dns: &Dns, query: SpfQuery<'_>) -> SpfEvaluation {
+pub(crate) async fn check_host(dns: &Dns, cache: &SpfCache, query: SpfQuery<'_>) -> SpfEvaluation {
     let (local, sender_domain) = match query.sender.rsplit_once('@') {
         Some(("", domain)) => ("postmaster", domain),
         Some(parts) => parts,
@@ -116,6 +121,7 @@ pub async fn check_host(dns: &Dns, query: SpfQuery<'_>) -> SpfEvaluation {
     };
     let mut eval = Evaluator {
         dns,
+        cache,
         // §5: an IPv4-mapped IPv6 client is an IPv4 client (ip4, A records, in-addr macros).
         ip: query.ip.to_canonical(),
         sender: query.sender,
@@ -388,7 +394,7 @@ impl Evaluator<'_> {
     /// Fetches and selects the domain's SPF record (§4.4, §4.5).
     async fn record(&self, domain: &str) -> Result<SpfRecord, String> {
         let key: Box<str> = fqdn(domain).into();
-        if let Some(hit) = self.dns.spf.get(&key) {
+        if let Some(hit) = self.cache.get(&key) {
             STATS.cache_hit();
             return Ok(hit);
         }
@@ -425,16 +431,14 @@ impl Evaluator<'_> {
                 if let Some(ttl) = negative_ttl(&e) {
                     let until =
                         std::time::Instant::now() + std::time::Duration::from_secs(ttl.into());
-                    self.dns.spf.insert(key, SpfRecord::NotFound, until);
+                    self.cache.insert(key, SpfRecord::NotFound, until);
                 }
                 return Ok(SpfRecord::NotFound);
             }
             Err(e) => return Err(e.to_string()),
         };
         let record = select(lookup.answers().iter().map(|r| &r.data));
-        self.dns
-            .spf
-            .insert(key, record.clone(), lookup.valid_until());
+        self.cache.insert(key, record.clone(), lookup.valid_until());
         Ok(record)
     }
 

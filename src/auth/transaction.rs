@@ -5,7 +5,7 @@
 
 use super::budget::{Budget, Charge};
 use super::message::{forged_ar, from_info};
-use super::spf::{check_host, is_valid_domain, SpfQuery};
+use super::spf::{check_host, is_valid_domain, SpfCache, SpfQuery};
 use super::{
     arc, dkim, dmarc, ArcOutcome, AuthResult, IprevOutcome, Outcome, ResourceLimit, SpfCheck,
     SpfOutcome,
@@ -13,28 +13,32 @@ use super::{
 use crate::config::Config;
 use crate::dns::{Dns, DnsSetupError};
 use mail_auth::{AuthenticatedMessage, IprevResult};
+use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// What verification needs from the outside world: settings and the resolver.
-/// Cheap to clone; a transport keeps one per session so a reload never changes a message
-/// half-way through.
+/// What verification needs from the outside world: settings, the resolver and the SPF
+/// evaluator's record cache. Cheap to clone; a transport keeps one per session so a reload
+/// never changes a message half-way through.
 #[derive(Clone)]
 pub struct Verifier {
     config: Arc<Config>,
     dns: Arc<Dns>,
+    spf: Arc<SpfCache>,
 }
 
 impl Verifier {
     /// Builds the resolver from the configuration.
     pub fn new(config: Arc<Config>) -> Result<Self, DnsSetupError> {
         let dns = Arc::new(Dns::new(&config.dns)?);
-        Ok(Verifier { config, dns })
+        Ok(Verifier::with_dns(config, dns))
     }
 
-    /// Uses an existing resolver (keeps its caches across a configuration reload).
+    /// Uses an existing resolver (keeps its caches across a configuration reload; the SPF
+    /// record cache starts empty).
     pub fn with_dns(config: Arc<Config>, dns: Arc<Dns>) -> Self {
-        Verifier { config, dns }
+        let spf = Arc::new(SpfCache::new(config.dns.cache_size));
+        Verifier { config, dns, spf }
     }
 
     pub fn config(&self) -> &Config {
@@ -73,6 +77,27 @@ impl Connection {
         config
             .is_trusted(self.ip)
             .then(|| format!("trusted network ({})", self.ip))
+    }
+}
+
+/// Which door a message came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Milter,
+    Smtp,
+    Http,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Milter, Transport::Smtp, Transport::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Milter => "milter",
+            Transport::Smtp => "smtp",
+            Transport::Http => "http",
+        }
     }
 }
 
@@ -320,6 +345,7 @@ pub fn normalize_mail_from(mail_from: &str) -> String {
 
 async fn spf_at_mail_from(verifier: &Verifier, conn: &Connection, mail_from: &str) -> SpfOutcome {
     let dns = verifier.dns();
+    let cache = &*verifier.spf;
     let receiver = verifier.config().authserv_id.as_str();
     let sender = normalize_mail_from(mail_from);
     let helo = conn.helo.as_deref().unwrap_or("").trim();
@@ -359,7 +385,7 @@ async fn spf_at_mail_from(verifier: &Verifier, conn: &Connection, mail_from: &st
             helo,
             receiver,
         };
-        let e = check_host(dns, q).await;
+        let e = check_host(dns, cache, q).await;
         Some(SpfCheck {
             result: e.result,
             domain: helo.to_ascii_lowercase(),
@@ -401,7 +427,7 @@ async fn spf_at_mail_from(verifier: &Verifier, conn: &Connection, mail_from: &st
             helo,
             receiver,
         };
-        check_host(dns, q).await
+        check_host(dns, cache, q).await
     };
     let (helo_result, e) = tokio::join!(helo_check, mail_check);
     SpfOutcome {

@@ -41,8 +41,6 @@ pub struct Dns {
     pub(crate) ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
     pub(crate) ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
     pub(crate) ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
-    /// Selected SPF records (our evaluator's, see `auth::spf`).
-    pub(crate) spf: TtlCache<Box<str>, crate::auth::spf::SpfRecord>,
     /// The nameservers (`ip:port`), for the queries hickory cannot decode ([`empty_rdata`]).
     pub(crate) servers: Vec<SocketAddr>,
     pub(crate) timeout: Duration,
@@ -108,7 +106,6 @@ impl Dns {
             ipv4: TtlCache::new(cap),
             ipv6: TtlCache::new(cap),
             ptr: TtlCache::new(cap),
-            spf: TtlCache::new(cap),
             servers,
             timeout: config.timeout,
         })

@@ -7,7 +7,7 @@
 //! first through [`super::Dns::prefetch_txt`] (see `prefetch`), so mail-auth finds them in the
 //! cache. The one exception is the A lookup mail-auth makes for a DMARC `np=` check.
 
-use crate::http::metrics::{family, Histogram};
+use crate::metrics::{family, Histogram};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;

@@ -383,10 +383,9 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let journal = state.journal();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        journal.metrics().render(journal.queue_depth()),
-    )
+    let mut text = journal.metrics().render(journal.queue_depth());
+    crate::dns::stats::STATS.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 pub async fn openapi() -> Json<Value> {

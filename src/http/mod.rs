@@ -9,14 +9,13 @@
 pub mod auth;
 pub mod error;
 mod handlers;
-pub mod metrics;
 pub mod openapi;
 mod reports;
 pub mod ui;
 
 pub use error::ApiError;
 
-use crate::server::{Current, ReloadRequest, Snapshot};
+use crate::runtime::{Current, ReloadRequest, Snapshot};
 use crate::store::{Journal, Store};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;

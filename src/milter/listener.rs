@@ -5,7 +5,7 @@ use super::codec::{Decoded, Decoder};
 use super::command::Command;
 use super::reply::Reply;
 use super::session::{Flow, Session};
-use crate::server::Snapshot;
+use crate::runtime::Snapshot;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;

@@ -13,8 +13,8 @@ use crate::auth::ResourceLimit;
 use crate::auth::{Connection, Transaction};
 use crate::check::{sign_and_seal, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
-use crate::report::inbox::{hand_over, is_report_address};
-use crate::server::Snapshot;
+use crate::report::inbox::is_report_address;
+use crate::runtime::Snapshot;
 use crate::store::{cut, Recipients, Transport};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -23,6 +23,8 @@ use std::sync::Arc;
 const WANTED_ACTIONS: u32 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST;
 
 /// Stages we answer without a round trip when the MTA allows it, and ones we skip entirely.
+/// MAIL is answered too unless the session's policy can never refuse there (see
+/// [`Session::negotiate`]).
 const WANTED_PROTOCOL: u32 = SMFIP_NR_CONN
     | SMFIP_NR_HELO
     | SMFIP_NR_RCPT
@@ -245,7 +247,15 @@ impl Session {
     fn negotiate(&mut self, version: u32, actions: u32, protocol: u32, replies: &mut Vec<Reply>) {
         // Answer with no more than was offered: version, actions and protocol steps alike.
         self.actions = actions & WANTED_ACTIONS;
-        self.protocol = protocol & WANTED_PROTOCOL;
+        // MAIL needs a reply only when the policy may refuse the sender there (SPF fail with
+        // `spf_fail_at_mail`); otherwise the MTA need not wait for us between the envelope
+        // and the content, which saves a round trip (two wake-ups) per message. The policy is
+        // the session's snapshot's, fixed for the connection's life.
+        let mut wanted = WANTED_PROTOCOL;
+        if self.snapshot.policy.rules.spf_fail_at_mail == Action::Accept {
+            wanted |= SMFIP_NR_MAIL;
+        }
+        self.protocol = protocol & wanted;
         let macros = if self.actions & SMFIF_SETSYMLIST != 0 {
             WANTED_MACROS
                 .iter()
@@ -307,9 +317,15 @@ impl Session {
             tracing::debug!(queue_id = self.queue_id(), %reason, "outbound: not verified");
             if snapshot.signer.is_empty() {
                 // Nothing to sign either: let the MTA take it without asking us again.
-                replies.push(Reply::Accept);
                 self.message = None;
-                self.state = State::Connected;
+                if self.protocol & SMFIP_NR_MAIL == 0 {
+                    replies.push(Reply::Accept);
+                    self.state = State::Connected;
+                } else {
+                    // No MAIL reply was negotiated, so the MTA sends the message anyway: it
+                    // is taken in without being kept and let through at its end.
+                    self.state = State::Message;
+                }
                 return;
             }
         }
@@ -332,7 +348,7 @@ impl Session {
             report_rcpts: 0,
         });
         self.state = State::Message;
-        replies.push(Reply::Continue);
+        self.reply_unless(SMFIP_NR_MAIL, Reply::Continue, replies);
     }
 
     fn header(&mut self, name: &str, value: &[u8], replies: &mut Vec<Reply>) {
@@ -392,7 +408,7 @@ impl Session {
         );
         if let Some(raw) = report {
             let (n, total) = (m.report_rcpts, m.rcpts.total());
-            if hand_over(&snapshot, &raw, n, total, decision.verdict.action) {
+            if snapshot.hand_over_report(&raw, n, total, decision.verdict.action) {
                 tracing::info!(
                     queue_id = self.queue_id.as_deref().unwrap_or("-"),
                     "DMARC report mail queued for import; discarded (reports.deliver_imported = false)"

@@ -9,8 +9,9 @@
 
 use super::send::Sender;
 use crate::auth::{AuthResult, Connection, Outcome};
+use crate::config::Config;
+use crate::dns::Dns;
 use crate::policy::{Action, Verdict};
-use crate::server::Current;
 use mail_auth::report::{
     AuthFailureType, DeliveryResult, Feedback, FeedbackType, IdentityAlignment,
 };
@@ -149,11 +150,12 @@ pub fn queue() -> (FailureReports, mpsc::Receiver<FailureCase>) {
     (handle, rx)
 }
 
-/// The task: runs until `stop` turns true, reading the running configuration for each
-/// report (a reload that turns failure reports off stops them at once).
+/// The task: runs until `stop` turns true, asking `running` for the configuration and
+/// resolver in force for each report (a reload that turns failure reports off stops them at
+/// once).
 pub async fn run(
     mut rx: mpsc::Receiver<FailureCase>,
-    current: Current,
+    running: impl Fn() -> (Arc<Config>, Arc<Dns>),
     mut stop: watch::Receiver<bool>,
 ) {
     let mut limits = RateLimit::default();
@@ -166,8 +168,8 @@ pub async fn run(
                 },
                 _ = stop.changed() => return,
             };
-            let snapshot = Arc::clone(&current.read().unwrap_or_else(|p| p.into_inner()));
-            let reports = &snapshot.config.reports;
+            let (config, dns) = running();
+            let reports = &config.reports;
             if !reports.failure {
                 continue;
             }
@@ -176,14 +178,8 @@ pub async fn run(
                 tracing::info!(domain = %case.domain, "failure report over the hourly limit; not sent");
                 continue;
             }
-            let sender = Sender::new(&snapshot.config);
-            send(
-                &sender,
-                snapshot.verifier.dns(),
-                case,
-                reports.redact_local_parts,
-            )
-            .await;
+            let sender = Sender::new(&config);
+            send(&sender, &dns, case, reports.redact_local_parts).await;
         }
     }
 }

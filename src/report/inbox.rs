@@ -2,9 +2,10 @@
 //! (DESIGN.md: the same bounded-channel pattern as the verdict journal).
 //!
 //! At end of message a door that saw a recipient in `reports.rua_addresses` calls
-//! [`hand_over`], which only copies the message into a bounded queue (`try_send`, never
-//! waiting): when the queue is full, the memory budget is spent or there is no store, the
-//! message is not imported, and that is logged and counted
+//! `Snapshot::hand_over_report` (src/runtime.rs), which only copies the message into a
+//! bounded queue ([`Inbox::offer`]: `try_send`, never waiting): when the queue is full, the
+//! memory budget is spent or there is no store, the message is not imported, and that is
+//! logged and counted
 //! (`authmilter_reports_received_total{result="lost"}`). The importer task parses and stores
 //! on the blocking pool. The copy waiting in the queue is charged to the memory budget every
 //! door shares.
@@ -15,12 +16,10 @@
 //! anyone else is never dropped.
 
 use super::received::{import, Fate, ImportSettings, Imported};
-use crate::auth::budget::Charge;
+use crate::auth::budget::{Budget, Charge};
 use crate::config::{Config, ReportsConfig};
 use crate::dates::now_ms;
-use crate::http::metrics::{Metrics, ReportIn};
-use crate::policy::Action;
-use crate::server::Snapshot;
+use crate::metrics::{Metrics, ReportIn};
 use crate::store::{Store, StoreError};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -32,7 +31,7 @@ pub const QUEUE: usize = 64;
 
 /// A message to import, with the settings in force when it arrived.
 pub struct ReportMail {
-    raw: Vec<u8>,
+    pub(crate) raw: Vec<u8>,
     config: Arc<Config>,
     _charge: Charge,
 }
@@ -50,8 +49,16 @@ impl Inbox {
         Inbox { tx: None, metrics }
     }
 
+    /// An inbox feeding `tx` (the importer's queue, or a test's).
+    pub(crate) fn feeding(tx: mpsc::Sender<ReportMail>, metrics: Arc<Metrics>) -> Inbox {
+        Inbox {
+            tx: Some(tx),
+            metrics,
+        }
+    }
+
     /// Queues a copy of `raw` for import; `false` (logged and counted) when it was not.
-    fn offer(&self, raw: &[u8], snapshot: &Snapshot) -> bool {
+    pub(crate) fn offer(&self, raw: &[u8], config: &Arc<Config>, budget: &Arc<Budget>) -> bool {
         let lost = |why: &str| {
             self.metrics.report_received(ReportIn::Lost);
             tracing::warn!(
@@ -64,13 +71,13 @@ impl Inbox {
         let Some(tx) = &self.tx else {
             return lost("no verdict store");
         };
-        let mut charge = snapshot.budget().charge();
+        let mut charge = budget.charge();
         if !charge.grow(raw.len()) {
             return lost("memory budget spent");
         }
         let mail = ReportMail {
             raw: raw.to_vec(),
-            config: Arc::clone(&snapshot.config),
+            config: Arc::clone(config),
             _charge: charge,
         };
         match tx.try_send(mail) {
@@ -87,25 +94,6 @@ pub fn is_report_address(config: &ReportsConfig, address: &str) -> bool {
         .rua_addresses
         .iter()
         .any(|a| a.eq_ignore_ascii_case(address))
-}
-
-/// A door's end of message for mail with `report_rcpts` of its `rcpts` recipients at report
-/// addresses: the message (as received, `raw`) is handed to the importer when its verdict
-/// keeps it. Returns true when the door must drop it instead of delivering it.
-pub fn hand_over(
-    snapshot: &Snapshot,
-    raw: &[u8],
-    report_rcpts: usize,
-    rcpts: usize,
-    action: Action,
-) -> bool {
-    // Mail refused or deferred is not ours to read.
-    if report_rcpts == 0 || raw.is_empty() || !matches!(action, Action::Accept | Action::Quarantine)
-    {
-        return false;
-    }
-    let queued = snapshot.reports_in.offer(raw, snapshot);
-    queued && report_rcpts == rcpts && !snapshot.config.reports.deliver_imported
 }
 
 /// The running importer: its inbox, and a way to finish the queue and stop.
@@ -128,10 +116,7 @@ pub fn spawn_importer(path: &Path, metrics: Arc<Metrics>) -> Result<Importer, St
     let store = Arc::new(Mutex::new(Store::open(path)?));
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, stop_rx) = watch::channel(false);
-    let inbox = Inbox {
-        tx: Some(tx),
-        metrics: Arc::clone(&metrics),
-    };
+    let inbox = Inbox::feeding(tx, Arc::clone(&metrics));
     let task = tokio::spawn(run(store, rx, stop_rx, metrics));
     Ok(Importer { inbox, stop, task })
 }
@@ -199,19 +184,6 @@ async fn import_one(store: &Arc<Mutex<Store>>, mail: ReportMail, metrics: &Metri
 mod tests {
     use super::*;
 
-    fn snapshot(deliver: bool, queue: usize) -> (Snapshot, mpsc::Receiver<ReportMail>) {
-        let mut config = Config::default();
-        config.reports.rua_addresses = vec!["dmarc-rua@example.com".into()];
-        config.reports.deliver_imported = deliver;
-        let mut s = Snapshot::new(config).unwrap();
-        let (tx, rx) = mpsc::channel(queue);
-        s.reports_in = Inbox {
-            tx: Some(tx),
-            metrics: Arc::clone(s.journal.metrics()),
-        };
-        (s, rx)
-    }
-
     #[test]
     fn report_addresses_match_without_brackets_or_case() {
         let c = ReportsConfig {
@@ -224,34 +196,5 @@ mod tests {
             &ReportsConfig::default(),
             "dmarc-rua@example.com"
         ));
-    }
-
-    #[tokio::test]
-    async fn only_queued_report_only_mail_is_dropped() {
-        let (s, mut rx) = snapshot(false, 2);
-        // Refused mail is not read; mail also for others is delivered.
-        assert!(!hand_over(&s, b"x", 1, 1, Action::Reject));
-        assert!(!hand_over(&s, b"x", 1, 2, Action::Accept));
-        assert!(hand_over(&s, b"x", 1, 1, Action::Quarantine));
-        assert_eq!(rx.recv().await.unwrap().raw, b"x");
-        let (s, _rx) = snapshot(true, 2);
-        assert!(!hand_over(&s, b"x", 1, 1, Action::Accept));
-    }
-
-    // The hot path never waits: a full queue or a spent budget loses the import (counted),
-    // and the mail is then delivered whatever deliver_imported says.
-    #[tokio::test]
-    async fn full_queue_or_spent_budget_delivers_and_counts_lost() {
-        let (s, _rx) = snapshot(false, 1);
-        let lost = || s.journal.metrics().reports_received(ReportIn::Lost);
-        assert!(hand_over(&s, b"first", 1, 1, Action::Accept));
-        assert!(!hand_over(&s, b"second", 1, 1, Action::Accept));
-        assert_eq!(lost(), 1);
-        // The queued copy is charged to the budget.
-        assert_eq!(s.budget().used(), 5);
-        let (t, _rx2) = snapshot(false, 4);
-        t.budget().set_max(3);
-        assert!(!hand_over(&t, b"four", 1, 1, Action::Accept));
-        assert_eq!(t.journal.metrics().reports_received(ReportIn::Lost), 1);
     }
 }

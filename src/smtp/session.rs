@@ -28,9 +28,9 @@ mod tests;
 
 use crate::auth::budget::Charge;
 use crate::config::TlsMode;
-use crate::http::metrics::SmtpCut;
 use crate::identity::limits::Guard;
-use crate::server::Snapshot;
+use crate::metrics::SmtpCut;
+use crate::runtime::Snapshot;
 use crate::smtp::data::{DataDecoder, DataEnd};
 use crate::smtp::stress::Load;
 use crate::smtp::tls::Stream;

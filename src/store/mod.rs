@@ -17,35 +17,14 @@ pub use reports::SentReport;
 pub use sqlite::{Filter, GroupBy, Page, Store, StoreError, SCHEMA_VERSION};
 pub use writer::{spawn_writer, Writer};
 
+pub use crate::auth::Transport;
 use crate::auth::{Connection, Outcome};
 use crate::check::Decision;
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::report::event::DmarcEvent;
-use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Which door a message came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Milter,
-    Smtp,
-    Http,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::Milter, Transport::Smtp, Transport::Http];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Milter => "milter",
-            Transport::Smtp => "smtp",
-            Transport::Http => "http",
-        }
-    }
-}
 
 /// One verdict, as stored.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 use super::{Journal, Record, Store, StoreError};
 use crate::config::StoreConfig;
 use crate::dates::{now_ms, DAY_MS};
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};

@@ -25,6 +25,14 @@ pub fn testdata(rel: &str) -> PathBuf {
 
 /// A configuration that resolves only through the given loopback server, with short timeouts
 /// (the zone's TIMEOUT names must not slow the suite down).
+/// A policy directory under `dir` whose `default.toml` holds `rules`.
+pub fn policy_dir(dir: &Path, rules: &str) -> PathBuf {
+    let policy = dir.join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    std::fs::write(policy.join("default.toml"), rules).unwrap();
+    policy
+}
+
 pub fn config_for(addr: SocketAddr) -> Config {
     Config {
         authserv_id: AUTHSERV_ID.into(),

@@ -360,11 +360,12 @@ async fn milter_recipients_and_macros_stay_bounded_in_memory_and_store() {
     let before = memory(child.id(), "VmRSS:");
 
     mta.macros(SMFIC_MAIL, &[("i", "HUGE")]).await;
+    // MAIL is not answered (SMFIP_NR_MAIL: the default policy never refuses there).
+    assert!(mta.protocol & SMFIP_NR_MAIL != 0);
     mta.send(&Command::Mail {
         args: vec!["<alice@example.com>".into()],
     })
     .await;
-    assert_eq!(mta.reply().await, Some(Reply::Continue));
     let local = "r".repeat(64 * 1024);
     for i in 0..2000 {
         let address = format!("<{i}{local}@example.net>");

@@ -7,7 +7,7 @@ use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
 use authmilter::auth::Outcome;
 use authmilter::config::{ApiToken, Config, Scope, StoreConfig};
 use authmilter::http::auth::token_hash_hex;
-use authmilter::http::metrics::Metrics;
+use authmilter::metrics::Metrics;
 use authmilter::store::{spawn_writer, Filter, Record, Store, Transport, SCHEMA_VERSION};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -402,7 +402,7 @@ async fn sign_and_reload_need_tokens_with_their_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_loopback_listener_needs_a_token_for_everything() {
-    use authmilter::server::{ReloadRequest, Snapshot};
+    use authmilter::runtime::{ReloadRequest, Snapshot};
     let mut config = Config::default();
     with_tokens(&mut config);
     let current = Arc::new(std::sync::RwLock::new(Arc::new(

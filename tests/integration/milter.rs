@@ -28,10 +28,9 @@ async fn negotiation_answers_within_the_offer() {
     );
     assert!(mta.protocol & SMFIP_HDR_LEADSPC != 0);
     assert!(mta.protocol & SMFIP_NR_HDR != 0 && mta.protocol & SMFIP_NR_BODY != 0);
-    assert!(
-        mta.protocol & SMFIP_NR_MAIL == 0,
-        "MAIL needs an answer (SPF may refuse)"
-    );
+    // The default policy never refuses at MAIL (spf_fail_at_mail = accept), so MAIL needs
+    // no answer: one round trip less per message.
+    assert!(mta.protocol & SMFIP_NR_MAIL != 0);
     assert!(mta.protocol & (SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOHDRS | SMFIP_NOBODY) == 0);
     let wanted: String = mta
         .macros
@@ -152,8 +151,10 @@ async fn forged_authentication_results_are_deleted_by_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_mail_is_accepted_unverified() {
     let d = Daemon::start(|_| {}).await;
+    // MAIL answered (an MTA that offers no SMFIP_NR_MAIL): accepted there, nothing more sent.
     let mut mta = d.mta().await;
-    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL & !SMFIP_NR_MAIL)
+        .await;
     mta.connect_client("127.0.0.1", "localhost").await;
     let r = mta
         .message(
@@ -164,9 +165,24 @@ async fn outbound_mail_is_accepted_unverified() {
         )
         .await;
     assert_eq!(r, vec![Reply::Accept]);
-    // Authenticated clients too, from anywhere.
+    // MAIL not answered: the message comes anyway and is let through at its end, untouched.
     let mut mta = d.mta().await;
     mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    assert!(mta.protocol & SMFIP_NR_MAIL != 0);
+    mta.connect_client("127.0.0.1", "localhost").await;
+    let r = mta
+        .message(
+            "O1b",
+            "ceo@example.com",
+            None,
+            &message("ceo@example.com", "o", "x\r\n"),
+        )
+        .await;
+    assert_eq!(r, vec![Reply::Continue]);
+    // Authenticated clients too, from anywhere.
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL & !SMFIP_NR_MAIL)
+        .await;
     mta.connect_client("203.0.113.7", "laptop").await;
     let r = mta
         .message(
@@ -195,17 +211,18 @@ async fn several_messages_abort_and_quit_nc_on_one_connection() {
             "message {i}: {r:?}"
         );
     }
-    // Abort in the middle of a message: back to the connection state.
+    // Abort in the middle of a message: back to the connection state. (MAIL is not
+    // answered: SMFIP_NR_MAIL.)
     mta.macros(SMFIC_MAIL, &[("i", "AB1")]).await;
     assert_eq!(
         mta.step(
             Command::Mail {
                 args: vec!["<a@example.org>".into()]
             },
-            0
+            SMFIP_NR_MAIL
         )
         .await,
-        vec![Reply::Continue]
+        vec![]
     );
     mta.step(
         Command::Header {
@@ -351,8 +368,10 @@ async fn graceful_shutdown_finishes_the_message_in_flight() {
     let d = Daemon::start(|_| {}).await;
     let mut idle = d.mta().await;
     idle.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    // MAIL answered, so the test knows the message is in flight before it stops the server.
     let mut busy = d.mta().await;
-    busy.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    busy.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL & !SMFIP_NR_MAIL)
+        .await;
     busy.connect_client("192.0.2.10", "mail.example.com").await;
     busy.macros(SMFIC_MAIL, &[("i", "G1")]).await;
     assert_eq!(
@@ -516,4 +535,36 @@ async fn unauthorised_sender_is_refused_when_policy_says_so() {
         .message("U2", "bob@example.net", Some("bob"), &raw)
         .await;
     assert_eq!(r, vec![Reply::Continue]);
+}
+
+// A policy that refuses SPF fail at MAIL (`spf_fail_at_mail = "reject"`) needs MAIL answered:
+// SMFIP_NR_MAIL is then not negotiated, and the refusal comes at MAIL, before the content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_is_answered_when_the_policy_refuses_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_dir(dir.path(), "spf_fail_at_mail = \"reject\"\n");
+    let d = Daemon::start(move |c| c.policy_dir = Some(policy)).await;
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    assert!(mta.protocol & SMFIP_NR_MAIL == 0);
+    assert!(mta.protocol & SMFIP_NR_HDR != 0);
+    // example.com's SPF allows 192.0.2.0/24 only.
+    mta.connect_client("203.0.113.66", "evil.example").await;
+    let r = mta
+        .message("S1", "alice@example.com", None, &signed())
+        .await;
+    match r.as_slice() {
+        [Reply::ReplyCode { text, .. }] => {
+            assert!(text.as_str().starts_with("550 5.7.23"), "{text:?}")
+        }
+        other => panic!("not refused at MAIL: {other:?}"),
+    }
+    // A sender SPF allows goes on to the end of the message.
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("192.0.2.10", "mail.example.com").await;
+    let r = mta
+        .message("S2", "alice@example.com", None, &signed())
+        .await;
+    assert!(inserted_ar(&r).unwrap().contains("spf=pass"), "{r:?}");
 }

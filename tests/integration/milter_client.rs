@@ -10,7 +10,8 @@ use authmilter::milter::codec::{Decoded, Decoder};
 use authmilter::milter::command::{Command, Family};
 use authmilter::milter::consts::*;
 use authmilter::milter::reply::Reply;
-use authmilter::server::{run_with, Loader, MilterListener, Services, Signal, Snapshot};
+use authmilter::runtime::Snapshot;
+use authmilter::server::{run_with, Loader, MilterListener, Services, Signal};
 use authmilter::smtp::listener::SmtpListener;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -308,7 +309,8 @@ impl Mta {
                 SMFIP_NR_MAIL,
             )
             .await;
-        if r != vec![Reply::Continue] {
+        // No reply (SMFIP_NR_MAIL) or continue: on with the message.
+        if !r.is_empty() && r != vec![Reply::Continue] {
             return r;
         }
         for rcpt in rcpts {

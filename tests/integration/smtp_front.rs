@@ -442,13 +442,7 @@ async fn serve_smtp_with_starttls_takes_mail_from_swaks() {
 async fn spf_fail_can_be_refused_at_mail() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
-    let policy = dir.path().join("policy");
-    std::fs::create_dir(&policy).unwrap();
-    std::fs::write(
-        policy.join("default.toml"),
-        "spf_fail_at_mail = \"reject\"\n",
-    )
-    .unwrap();
+    let policy = policy_dir(dir.path(), "spf_fail_at_mail = \"reject\"\n");
     let m = maildir.clone();
     let d = Daemon::start(move |c| {
         inbound(c, &m);

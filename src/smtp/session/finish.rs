@@ -9,7 +9,7 @@ use super::machine::{Message, Session, State};
 use super::replies::{no_memory, relayed, too_big};
 use crate::check::{sign_and_seal, Outbound};
 use crate::policy::{Action, Verdict};
-use crate::report::inbox::{hand_over, is_report_address};
+use crate::report::inbox::is_report_address;
 use crate::smtp::data::DataEnd;
 use crate::smtp::{NextHop, SmtpReply};
 use crate::store::{Envelope, Transport};
@@ -78,13 +78,7 @@ impl<H: NextHop> Session<H> {
         top.push_str(&self.received(&id, &rcpts, params.smtputf8));
         prepend(&mut raw, top.as_bytes());
         let imported_only = report.is_some_and(|report| {
-            hand_over(
-                &snapshot,
-                &report,
-                report_rcpts,
-                rcpts.len(),
-                decision.verdict.action,
-            )
+            snapshot.hand_over_report(&report, report_rcpts, rcpts.len(), decision.verdict.action)
         });
         self.apply(&id, &decision.verdict, raw, imported_only).await
     }

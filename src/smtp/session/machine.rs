@@ -11,11 +11,11 @@ use super::replies::{
 };
 use crate::auth::budget::Charge;
 use crate::auth::{Connection, Transaction};
-use crate::http::metrics::SmtpCut;
-use crate::http::metrics::{SmtpAuthResult, SubmissionRefusal};
 use crate::identity::limits::Guard;
+use crate::metrics::SmtpCut;
+use crate::metrics::{SmtpAuthResult, SubmissionRefusal};
 use crate::policy::decide_at_mail;
-use crate::server::Snapshot;
+use crate::runtime::Snapshot;
 use crate::smtp::auth::{self as sasl, Exchange};
 use crate::smtp::data::DataEnd;
 use crate::smtp::stress::{Load, STRESS_JUNK_LIMIT};

@@ -4,9 +4,9 @@
 
 use super::machine::{Next, Session, State};
 use crate::config::Role;
-use crate::http::metrics::{AuthBlockScope, SmtpAuthResult, SubmissionRefusal};
 use crate::identity::limits::Blocked;
 use crate::identity::{may_send_as, Checked, Credentials};
+use crate::metrics::{AuthBlockScope, SmtpAuthResult, SubmissionRefusal};
 use crate::smtp::auth::{self as sasl, Failure, Mechanism, Step};
 use crate::smtp::{NextHop, SmtpReply};
 

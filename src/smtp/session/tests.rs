@@ -11,7 +11,7 @@ mod starttls;
 use super::serve_connection;
 use crate::config::Config;
 use crate::policy::Policy;
-use crate::server::Snapshot;
+use crate::runtime::Snapshot;
 use crate::smtp::stress::Load;
 use crate::smtp::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply, SmtpSettings};
 use std::net::SocketAddr;

@@ -5,8 +5,7 @@
 //! message, the connection gauge once per connection.
 
 use crate::auth::budget::{default_max_inflight_bytes, Budget};
-use crate::auth::{AuthResult, Outcome};
-use crate::store::Transport;
+use crate::auth::{AuthResult, Outcome, Transport};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -552,7 +551,6 @@ impl Metrics {
             "authmilter_smtp_auth_blocked_total {}",
             self.smtp_auth_blocked.load(Relaxed)
         );
-        crate::dns::stats::STATS.render(&mut out);
         out
     }
 }
