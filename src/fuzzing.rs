@@ -18,7 +18,7 @@ use crate::identity::passwd::PasswdFile;
 use crate::identity::Backend;
 use crate::milter::listener::MilterStream;
 use crate::policy::Policy;
-use crate::server::Snapshot;
+use crate::runtime::Snapshot;
 use crate::smtp::auth::{self as sasl, Exchange, Mechanism as SaslMechanism, Step};
 use crate::smtp::stress::Load;
 use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
