@@ -10,6 +10,9 @@ pub mod check;
 pub mod config;
 pub mod dates;
 pub mod dns;
+/// Entry points of the fuzz targets in `fuzz/`; not a supported API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod jobs;

@@ -139,7 +139,7 @@ fn structural_problem(msg: &AuthenticatedMessage<'_>) -> Option<String> {
 
 /// RFC 6376 §3.2 tag list: `name=value` separated by `;`, names `ALPHA *(ALPHA/DIGIT/_)`,
 /// case-sensitive, no duplicates, no empty element except after the last `;`.
-fn parse_tag_list(value: &[u8]) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_tag_list(value: &[u8]) -> Result<Vec<(String, String)>, String> {
     let text = std::str::from_utf8(value).map_err(|_| "not UTF-8".to_string())?;
     let specs: Vec<&str> = text.split(';').collect();
     let mut tags: Vec<(String, String)> = Vec::new();

@@ -5,16 +5,16 @@
 //! and at end of data gets an [`Outcome`]. `policy::decide` turns that into a verdict;
 //! [`headers`] renders Authentication-Results. No I/O here beyond DNS.
 
-mod arc;
+pub(crate) mod arc;
 mod arc_chain;
 pub mod budget;
 mod dkim;
 mod dmarc;
 pub mod headers;
-mod message;
+pub(crate) mod message;
 mod outcome;
 pub mod spf;
-mod spf_record;
+pub(crate) mod spf_record;
 mod transaction;
 
 pub use outcome::{
