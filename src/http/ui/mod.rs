@@ -31,7 +31,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use html::{esc, page};
+use html::page;
+use maud::{html, Markup};
 
 /// The cookie that carries the token.
 pub const COOKIE: &str = "authmilter_ui";
@@ -75,35 +76,30 @@ impl IntoResponse for UiError {
         if status.is_server_error() {
             tracing::warn!(error = %self.0, "dashboard error");
         }
-        let body = format!(
-            "<p class=\"error\">{}</p><p><a href=\"/ui/\">Back to the overview</a></p>",
-            esc(&self.0.to_string())
-        );
+        let body = html! {
+            p class="error" { (self.0) }
+            p { a href="/ui/" { "Back to the overview" } }
+        };
         html_response(
             status,
-            page(
-                status.canonical_reason().unwrap_or("Error"),
-                "",
-                true,
-                &body,
-            ),
+            page(status.canonical_reason().unwrap_or("Error"), "", true, body),
         )
     }
 }
 
 pub type UiResult = Result<Response, UiError>;
 
-fn html_response(status: StatusCode, body: String) -> Response {
+fn html_response(status: StatusCode, page: Markup) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
+        page.into_string(),
     )
         .into_response()
 }
 
 /// A 200 page.
-fn ok(title: &str, current: &str, body: &str) -> UiResult {
+fn ok(title: &str, current: &str, body: Markup) -> UiResult {
     Ok(html_response(
         StatusCode::OK,
         page(title, current, true, body),
@@ -192,20 +188,22 @@ async fn require_read(State(state): State<AppState>, request: Request, next: Nex
 }
 
 fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
-    let problem = problem
-        .map(|p| format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(p)))
-        .unwrap_or_default();
-    let body = format!(
-        "{problem}<form method=\"post\" action=\"/ui/login\" class=\"login\">\
-         <label for=\"token\">API token with the <code>read</code> scope</label>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" \
-         required autofocus>\
-         <button type=\"submit\" class=\"primary\">Log in</button></form>\
-         <p class=\"muted\">The token is one of the <code>[[http.tokens]]</code> of the \
-         configuration. It is kept in a cookie for this site only until the browser closes \
-         or you log out.</p>"
-    );
-    html_response(status, page("Log in", "", false, &body))
+    let body = html! {
+        @if let Some(problem) = problem {
+            p class="error" id="login-error" { (problem) }
+        }
+        form method="post" action="/ui/login" class="login" {
+            label for="token" { "API token with the " code { "read" } " scope" }
+            input id="token" name="token" type="password" autocomplete="current-password"
+                required autofocus;
+            button type="submit" class="primary" { "Log in" }
+        }
+        p class="muted" {
+            "The token is one of the " code { "[[http.tokens]]" } " of the configuration. It \
+             is kept in a cookie for this site only until the browser closes or you log out."
+        }
+    };
+    html_response(status, page("Log in", "", false, body))
 }
 
 async fn login_form() -> Response {
@@ -307,7 +305,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 fn percent_encode(text: &str) -> String {
-    html::url(text)
+    html::url_param(text).to_string()
 }
 
 fn percent_decode(text: &str) -> String {

@@ -2,14 +2,14 @@
 //! cursor as `GET /v1/verdicts`) and one verdict's stored document.
 
 use super::super::handlers::{verdict_filter, Params, VERDICT_FILTERS};
-use super::html::{esc, percent, url, val, Text};
+use super::html::{lines, percent, text, url_param};
 use super::{chart, ok, UiError, UiResult};
 use crate::dates::{format_rfc3339, now_ms};
 use crate::http::{ApiError, AppState};
 use crate::store::{Failing, Overview};
 use axum::extract::{Path, RawQuery, State};
+use maud::{html, Markup};
 use serde_json::Value;
-use std::fmt::Write;
 
 const HOUR_MS: i64 = 3_600_000;
 /// Hours the overview covers (the current one included).
@@ -27,138 +27,129 @@ pub async fn overview(State(state): State<AppState>) -> UiResult {
         .query(move |s| Ok(s.overview(first_hour, now + 1, TOP)?))
         .await?;
     let (queries, errors) = crate::dns::stats::STATS.totals();
-    let mut body = String::new();
-    body.push_str("<div class=\"figures\">");
-    figure(
-        &mut body,
-        "total-messages",
-        &o.total.to_string(),
-        "messages, last 24 h",
-    );
-    for verdict in ["accept", "quarantine", "reject", "tempfail"] {
-        let n: u64 = o
-            .hours
+    let per_verdict = |verdict: &str| -> u64 {
+        o.hours
             .iter()
             .filter(|h| h.verdict == verdict)
             .map(|h| h.count)
-            .sum();
-        figure(
-            &mut body,
-            &format!("count-{verdict}"),
-            &n.to_string(),
-            verdict,
-        );
-    }
-    figure(
-        &mut body,
-        "dns-error-rate",
-        &percent(errors, queries),
-        &format!("DNS lookups failed ({errors} of {queries} since start)"),
-    );
-    body.push_str("</div>");
-    let _ = write!(
-        body,
-        "<section class=\"card\"><h2>Messages per hour by verdict (UTC)</h2>{}{}</section>",
-        chart::hourly(&o.hours, first_hour, HOURS),
-        chart::legend()
-    );
-    body.push_str(&rates(&o));
-    body.push_str("<div class=\"grid\">");
-    failing_table(
-        &mut body,
-        "failing-domains",
-        "Top From domains failing DMARC",
-        "From domain",
-        "from_domain",
-        &o.failing_domains,
-    );
-    failing_table(
-        &mut body,
-        "failing-ips",
-        "Top source addresses failing DMARC",
-        "Client IP",
-        "client_ip",
-        &o.failing_ips,
-    );
-    body.push_str("</div>");
-    let _ = write!(
-        body,
-        "<p class=\"muted\">From {} to {}. Pass rates are of all messages in the window \
-         (a message without the method's result counts as none). DNS figures are this \
-         host's since it started (<code>/metrics</code>).</p>",
-        format_rfc3339(o.since),
-        format_rfc3339(now)
-    );
-    ok("Overview", "/ui/", &body)
+            .sum()
+    };
+    let body = html! {
+        div class="figures" {
+            (figure("total-messages", &o.total.to_string(), "messages, last 24 h"))
+            @for verdict in ["accept", "quarantine", "reject", "tempfail"] {
+                (figure(&format!("count-{verdict}"), &per_verdict(verdict).to_string(), verdict))
+            }
+            (figure(
+                "dns-error-rate",
+                &percent(errors, queries),
+                &format!("DNS lookups failed ({errors} of {queries} since start)"),
+            ))
+        }
+        section class="card" {
+            h2 { "Messages per hour by verdict (UTC)" }
+            (chart::hourly(&o.hours, first_hour, HOURS))
+            (chart::legend())
+        }
+        (rates(&o))
+        div class="grid" {
+            (failing_table(
+                "failing-domains",
+                "Top From domains failing DMARC",
+                "From domain",
+                "from_domain",
+                &o.failing_domains,
+            ))
+            (failing_table(
+                "failing-ips",
+                "Top source addresses failing DMARC",
+                "Client IP",
+                "client_ip",
+                &o.failing_ips,
+            ))
+        }
+        p class="muted" {
+            "From " (format_rfc3339(o.since)) " to " (format_rfc3339(now)) ". Pass rates are of \
+             all messages in the window (a message without the method's result counts as \
+             none). DNS figures are this host's since it started ("
+            code { "/metrics" } ")."
+        }
+    };
+    ok("Overview", "/ui/", body)
 }
 
-fn figure(out: &mut String, id: &str, value: &str, label: &str) {
-    let _ = write!(
-        out,
-        "<div class=\"figure\"><div class=\"value\" id=\"{id}\">{}</div>\
-         <div class=\"label\">{}</div></div>",
-        esc(value),
-        esc(label)
-    );
+fn figure(id: &str, value: &str, label: &str) -> Markup {
+    html! {
+        div class="figure" {
+            div class="value" id=(id) { (value) }
+            div class="label" { (label) }
+        }
+    }
 }
 
-fn rates(o: &Overview) -> String {
-    let mut out = String::from(
-        "<section class=\"card\"><h2>Pass rates, last 24 h</h2><table><tr><th>Method</th>\
-         <th class=\"num\">Pass</th><th class=\"num\">Messages</th><th class=\"num\">Rate</th>\
-         <th>Results</th></tr>",
-    );
-    for m in &o.methods {
-        let pass = m.count("pass");
-        let total = m.total();
-        let detail: Vec<String> = m
-            .results
-            .iter()
-            .map(|(r, n)| format!("{} {n}", esc(r)))
-            .collect();
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td class=\"num\">{pass}</td><td class=\"num\">{total}</td>\
-             <td class=\"num\" id=\"rate-{}\">{}</td><td>{}<span class=\"muted\">{}</span></td></tr>",
-            m.method.to_ascii_uppercase(),
-            m.method,
-            percent(pass, total),
-            chart::results_bar(m),
-            detail.join(" · ")
-        );
+fn rates(o: &Overview) -> Markup {
+    html! {
+        section class="card" {
+            h2 { "Pass rates, last 24 h" }
+            table {
+                tr {
+                    th { "Method" }
+                    th class="num" { "Pass" }
+                    th class="num" { "Messages" }
+                    th class="num" { "Rate" }
+                    th { "Results" }
+                }
+                @for m in &o.methods {
+                    @let (pass, total) = (m.count("pass"), m.total());
+                    tr {
+                        td { (m.method.to_ascii_uppercase()) }
+                        td class="num" { (pass) }
+                        td class="num" { (total) }
+                        td class="num" id={ "rate-" (m.method) } { (percent(pass, total)) }
+                        td {
+                            (chart::results_bar(m))
+                            span class="muted" {
+                                @for (i, (result, n)) in m.results.iter().enumerate() {
+                                    @if i > 0 { " · " }
+                                    (result) " " (n)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</table></section>");
-    out
 }
 
-fn failing_table(
-    out: &mut String,
-    id: &str,
-    title: &str,
-    column: &str,
-    param: &str,
-    rows: &[Failing],
-) {
-    let _ = write!(
-        out,
-        "<section class=\"card\"><h2>{title}</h2><table id=\"{id}\"><tr><th>{column}</th>\
-         <th class=\"num\">Failed</th><th class=\"num\">Messages</th></tr>"
-    );
-    if rows.is_empty() {
-        out.push_str("<tr><td colspan=\"3\" class=\"muted\">None in the last 24 h.</td></tr>");
+fn failing_table(id: &str, title: &str, column: &str, param: &str, rows: &[Failing]) -> Markup {
+    html! {
+        section class="card" {
+            h2 { (title) }
+            table id=(id) {
+                tr {
+                    th { (column) }
+                    th class="num" { "Failed" }
+                    th class="num" { "Messages" }
+                }
+                @if rows.is_empty() {
+                    tr { td colspan="3" class="muted" { "None in the last 24 h." } }
+                }
+                @for f in rows {
+                    tr {
+                        td {
+                            a href={
+                                "/ui/verdicts?" (param) "=" (url_param(&f.key))
+                                "&dmarc=fail&since=24h"
+                            } { (f.key) }
+                        }
+                        td class="num" { (f.failed) }
+                        td class="num" { (f.messages) }
+                    }
+                }
+            }
+        }
     }
-    for f in rows {
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/ui/verdicts?{param}={}&amp;dmarc=fail&amp;since=24h\">{}</a></td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            url(&f.key),
-            Text(&f.key),
-            f.failed,
-            f.messages
-        );
-    }
-    out.push_str("</table></section>");
 }
 
 /// The search form's text fields: (parameter, label, placeholder).
@@ -174,7 +165,7 @@ const VERDICTS: [&str; 4] = ["accept", "quarantine", "reject", "tempfail"];
 const DMARC_RESULTS: [&str; 5] = ["pass", "fail", "none", "temperror", "permerror"];
 
 /// The query's non-empty pairs (a submitted form sends every field, empty or not).
-fn filled(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn filled(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
     Ok(pairs
@@ -184,6 +175,28 @@ fn filled(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
         .collect())
 }
 
+/// The query of the next page: the same pairs with the cursor replaced.
+pub(super) fn next_query(pairs: Vec<(String, String)>, next: impl ToString) -> String {
+    let mut rest: Vec<(String, String)> = pairs.into_iter().filter(|(n, _)| n != "next").collect();
+    rest.push(("next".into(), next.to_string()));
+    serde_urlencoded::to_string(&rest).unwrap_or_default()
+}
+
+/// A `<select>` of `choices` after "any", the one `chosen` selected.
+fn select(name: &str, label: &str, choices: &[&str], chosen: &str) -> Markup {
+    html! {
+        div {
+            label for=(name) { (label) }
+            select id=(name) name=(name) {
+                option value="" { "any" }
+                @for choice in choices {
+                    option selected[chosen == *choice] { (choice) }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /ui/verdicts`: the form, and the matching verdicts newest first, a page at a time.
 pub async fn search(State(state): State<AppState>, RawQuery(query): RawQuery) -> UiResult {
     let pairs = filled(query)?;
@@ -191,86 +204,80 @@ pub async fn search(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     known.push("next");
     let params = Params::parse(serde_urlencoded::to_string(&pairs).ok(), &known)?;
     let get = |name: &str| params.get(name).unwrap_or("");
-    let mut body = String::from(
-        "<section class=\"card\"><form method=\"get\" action=\"/ui/verdicts\" class=\"search\">",
-    );
-    for (name, label, hint) in FIELDS {
-        let _ = write!(
-            body,
-            "<div><label for=\"{name}\">{label}</label><input id=\"{name}\" name=\"{name}\" \
-             value=\"{}\" placeholder=\"{}\"></div>",
-            esc(get(name)),
-            esc(hint)
-        );
-    }
-    body.push_str("<div><label for=\"verdict\">Verdict</label><select id=\"verdict\" name=\"verdict\"><option value=\"\">any</option>");
-    for v in VERDICTS {
-        let selected = if get("verdict") == v { " selected" } else { "" };
-        let _ = write!(body, "<option{selected}>{v}</option>");
-    }
-    body.push_str("</select></div><div><label for=\"dmarc\">DMARC</label><select id=\"dmarc\" name=\"dmarc\"><option value=\"\">any</option>");
-    for r in DMARC_RESULTS {
-        let selected = if get("dmarc") == r { " selected" } else { "" };
-        let _ = write!(body, "<option{selected}>{r}</option>");
-    }
-    body.push_str(
-        "</select></div><div><button type=\"submit\" class=\"primary\">Search</button></div>\
-         </form></section>",
-    );
+    let form = html! {
+        section class="card" {
+            form method="get" action="/ui/verdicts" class="search" {
+                @for (name, label, hint) in FIELDS {
+                    div {
+                        label for=(name) { (label) }
+                        input id=(name) name=(name) value=(get(name)) placeholder=(hint);
+                    }
+                }
+                (select("verdict", "Verdict", &VERDICTS, get("verdict")))
+                (select("dmarc", "DMARC", &DMARC_RESULTS, get("dmarc")))
+                div { button type="submit" class="primary" { "Search" } }
+            }
+        }
+    };
     let filter = verdict_filter(&params, now_ms())?;
     let page = state.query(move |s| Ok(s.list(&filter, PAGE)?)).await?;
-    body.push_str(
-        "<section class=\"card\"><table id=\"results\"><tr><th>Received (UTC)</th>\
-         <th>Queue id</th><th>Message-ID</th><th>From domain</th><th>Client IP</th>\
-         <th>Verdict</th><th>DMARC</th><th></th></tr>",
-    );
-    if page.items.is_empty() {
-        body.push_str("<tr><td colspan=\"8\" class=\"muted\">No verdicts match.</td></tr>");
-    }
-    for item in &page.items {
-        let id = item["id"].as_i64().unwrap_or(0);
-        let received = item["received_at"].as_str().unwrap_or("");
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/verdicts/{id}\">detail</a></td></tr>",
-            esc(received.get(..19).unwrap_or(received)).replace('T', " "),
-            val(&item["queue_id"]),
-            val(&item["message_id"]),
-            val(&item["from_domain"]),
-            val(&item["client_ip"]),
-            badge("v", &item["verdict"]),
-            badge("r", &item["dmarc"]["result"]),
-        );
-    }
-    body.push_str("</table>");
-    if let Some(next) = page.next {
-        let mut rest: Vec<(String, String)> =
-            pairs.into_iter().filter(|(n, _)| n != "next").collect();
-        rest.push(("next".into(), next.to_string()));
-        let query = serde_urlencoded::to_string(&rest).unwrap_or_default();
-        let _ = write!(
-            body,
-            "<p class=\"pager\"><a id=\"next-page\" href=\"/ui/verdicts?{}\">Older verdicts →</a></p>",
-            esc(&query)
-        );
-    }
-    body.push_str("</section>");
-    ok("Verdicts", "/ui/verdicts", &body)
+    let body = html! {
+        (form)
+        section class="card" {
+            table id="results" {
+                tr {
+                    th { "Received (UTC)" }
+                    th { "Queue id" }
+                    th { "Message-ID" }
+                    th { "From domain" }
+                    th { "Client IP" }
+                    th { "Verdict" }
+                    th { "DMARC" }
+                    th {}
+                }
+                @if page.items.is_empty() {
+                    tr { td colspan="8" class="muted" { "No verdicts match." } }
+                }
+                @for item in &page.items {
+                    @let received = item["received_at"].as_str().unwrap_or("");
+                    tr {
+                        td { (received.get(..19).unwrap_or(received).replace('T', " ")) }
+                        td { code { (text(&item["queue_id"])) } }
+                        td { code { (text(&item["message_id"])) } }
+                        td { (text(&item["from_domain"])) }
+                        td { (text(&item["client_ip"])) }
+                        td { (badge("v", &item["verdict"])) }
+                        td { (badge("r", &item["dmarc"]["result"])) }
+                        td {
+                            a href={ "/ui/verdicts/" (item["id"].as_i64().unwrap_or(0)) } {
+                                "detail"
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = page.next {
+                p class="pager" {
+                    a id="next-page" href={ "/ui/verdicts?" (next_query(pairs, next)) } {
+                        "Older verdicts →"
+                    }
+                }
+            }
+        }
+    };
+    ok("Verdicts", "/ui/verdicts", body)
 }
 
 /// A result or verdict as a coloured label.
-fn badge(kind: &str, v: &Value) -> String {
-    match v.as_str() {
-        Some(s) => {
-            let class = if s.bytes().all(|b| b.is_ascii_lowercase()) {
-                format!(" {kind}-{s}")
-            } else {
-                String::new()
-            };
-            format!("<span class=\"badge{class}\">{}</span>", esc(s))
+pub(super) fn badge(kind: &str, v: &Value) -> Markup {
+    html! {
+        @match v.as_str() {
+            Some(s) => {
+                @let known = s.bytes().all(|b| b.is_ascii_lowercase());
+                span class={ "badge" @if known { " " (kind) "-" (s) } } { (s) }
+            }
+            None => "—",
         }
-        None => "—".into(),
     }
 }
 
@@ -282,137 +289,140 @@ pub async fn verdict(State(state): State<AppState>, Path(id): Path<String>) -> U
     let Some(v) = state.query(move |s| Ok(s.get(id)?)).await? else {
         return Err(ApiError::NotFound(format!("no verdict {id}")).into());
     };
-    let mut body = String::new();
-    let rcpts: Vec<String> = v["rcpts"]
-        .as_array()
-        .map(|a| a.iter().map(val).collect())
-        .unwrap_or_default();
-    let rows: [(&str, String); 13] = [
+    let list = |key: &str| -> Vec<Markup> {
+        v[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| html! { (text(x)) })
+            .collect()
+    };
+    let smtp = &v["smtp"];
+    let rows: [(&str, Markup); 13] = [
         ("Verdict", badge("v", &v["verdict"])),
-        ("Received (UTC)", val(&v["received_at"])),
-        ("Transport", val(&v["transport"])),
-        ("Queue id", format!("<code>{}</code>", val(&v["queue_id"]))),
-        (
-            "Message-ID",
-            format!("<code>{}</code>", val(&v["message_id"])),
-        ),
-        ("From domain", val(&v["from_domain"])),
-        ("Client IP", val(&v["client_ip"])),
-        ("HELO", val(&v["helo"])),
-        ("Envelope sender", val(&v["mail_from"])),
+        ("Received (UTC)", html! { (text(&v["received_at"])) }),
+        ("Transport", html! { (text(&v["transport"])) }),
+        ("Queue id", html! { code { (text(&v["queue_id"])) } }),
+        ("Message-ID", html! { code { (text(&v["message_id"])) } }),
+        ("From domain", html! { (text(&v["from_domain"])) }),
+        ("Client IP", html! { (text(&v["client_ip"])) }),
+        ("HELO", html! { (text(&v["helo"])) }),
+        ("Envelope sender", html! { (text(&v["mail_from"])) }),
         (
             "Recipients",
-            format!("{} ({} in all)", rcpts.join(", "), val(&v["rcpt_count"])),
+            html! {
+                @for (i, rcpt) in list("rcpts").into_iter().enumerate() {
+                    @if i > 0 { ", " }
+                    (rcpt)
+                }
+                " (" (text(&v["rcpt_count"])) " in all)"
+            },
         ),
         (
             "SMTP reply",
-            format!(
-                "{} {} {}",
-                val(&v["smtp"]["code"]),
-                val(&v["smtp"]["status"]),
-                val(&v["smtp"]["text"])
-            ),
+            html! {
+                (text(&smtp["code"])) " " (text(&smtp["status"])) " " (text(&smtp["text"]))
+            },
         ),
-        (
-            "Reasons",
-            v["reasons"]
-                .as_array()
-                .map(|a| a.iter().map(val).collect::<Vec<_>>().join("<br>"))
-                .unwrap_or_default(),
-        ),
-        ("Check took", format!("{} ms", val(&v["duration_ms"]))),
+        ("Reasons", lines(list("reasons"))),
+        ("Check took", html! { (text(&v["duration_ms"])) " ms" }),
     ];
-    body.push_str("<section class=\"card\"><table class=\"fields\" id=\"fields\">");
-    for (name, value) in rows {
-        let _ = write!(body, "<tr><th>{name}</th><td>{value}</td></tr>");
-    }
-    body.push_str("</table></section><section class=\"card\"><h2>Results</h2><table id=\"methods\"><tr><th>Method</th><th>Result</th><th>Domain</th><th>Detail</th></tr>");
-    let spf = &v["spf"];
-    if spf.is_object() {
-        let _ = write!(
-            body,
-            "<tr><td>SPF</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-            badge("r", &spf["result"]),
-            val(&spf["domain"]),
-            val(&spf["reason"]),
-            match spf["helo_result"].as_str() {
-                Some(h) => format!(" (HELO: {})", esc(h)),
-                None => String::new(),
+    let body = html! {
+        section class="card" {
+            table class="fields" id="fields" {
+                @for (name, value) in rows {
+                    tr { th { (name) } td { (value) } }
+                }
             }
-        );
-    }
-    if v["dkim"].as_array().is_none_or(|a| a.is_empty()) {
-        body.push_str("<tr><td>DKIM</td><td><span class=\"badge\">none</span></td><td></td><td>no signature</td></tr>");
-    }
-    for d in v["dkim"].as_array().into_iter().flatten() {
-        let _ = write!(
-            body,
-            "<tr><td>DKIM</td><td>{}</td><td>{}</td><td>selector {}, {}{}</td></tr>",
-            badge("r", &d["result"]),
-            val(&d["domain"]),
-            val(&d["selector"]),
-            val(&d["algorithm"]),
-            match d["reason"].as_str() {
-                Some(r) => format!(": {}", esc(r)),
-                None => String::new(),
+        }
+        section class="card" {
+            h2 { "Results" }
+            table id="methods" {
+                tr { th { "Method" } th { "Result" } th { "Domain" } th { "Detail" } }
+                (methods(&v))
             }
-        );
-    }
-    let arc = &v["arc"];
-    if arc.is_object() {
-        let sealers: Vec<String> = arc["sealers"]
-            .as_array()
-            .map(|a| a.iter().map(val).collect())
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<tr><td>ARC</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            badge("r", &arc["result"]),
-            sealers.join(", "),
-            val(&arc["reason"])
-        );
-    }
-    let dmarc = &v["dmarc"];
-    if dmarc.is_object() {
-        let _ = write!(
-            body,
-            "<tr><td>DMARC</td><td>{}</td><td>{}</td><td>policy {}, disposition {}{}</td></tr>",
-            badge("r", &dmarc["result"]),
-            val(&dmarc["domain"]),
-            val(&dmarc["policy"]),
-            val(&dmarc["disposition"]),
-            match dmarc["reason"].as_str() {
-                Some(r) => format!(": {}", esc(r)),
-                None => String::new(),
+        }
+        @for (title, key) in [
+            ("Authentication-Results", "authentication_results"),
+            ("Received-SPF", "received_spf"),
+        ] {
+            @if let Some(field) = v[key].as_str() {
+                section class="card" {
+                    h2 { (title) }
+                    pre id=(key) { (field) }
+                }
             }
-        );
-    }
-    if !v["iprev"].is_null() {
-        let _ = write!(
-            body,
-            "<tr><td>iprev</td><td>{}</td><td></td><td></td></tr>",
-            badge("r", &v["iprev"])
-        );
-    }
-    body.push_str("</table></section>");
-    for (title, key) in [
-        ("Authentication-Results", "authentication_results"),
-        ("Received-SPF", "received_spf"),
-    ] {
-        if let Some(text) = v[key].as_str() {
-            let _ = write!(
-                body,
-                "<section class=\"card\"><h2>{title}</h2><pre id=\"{key}\">{}</pre></section>",
-                esc(text)
-            );
+        }
+        section class="card" {
+            h2 { "Stored document" }
+            p class="muted" { "As " code { "GET /v1/verdicts/" (id) } " returns it." }
+            pre { (serde_json::to_string_pretty(&v).unwrap_or_default()) }
+        }
+    };
+    ok(&format!("Verdict {id}"), "/ui/verdicts", body)
+}
+
+/// The rows of the results table: each method's result, domain and detail.
+fn methods(v: &Value) -> Markup {
+    let (spf, arc, dmarc) = (&v["spf"], &v["arc"], &v["dmarc"]);
+    let dkim = v["dkim"].as_array().map(Vec::as_slice).unwrap_or_default();
+    html! {
+        @if spf.is_object() {
+            tr {
+                td { "SPF" }
+                td { (badge("r", &spf["result"])) }
+                td { (text(&spf["domain"])) }
+                td {
+                    (text(&spf["reason"]))
+                    @if let Some(helo) = spf["helo_result"].as_str() { " (HELO: " (helo) ")" }
+                }
+            }
+        }
+        @if dkim.is_empty() {
+            tr {
+                td { "DKIM" }
+                td { span class="badge" { "none" } }
+                td {}
+                td { "no signature" }
+            }
+        }
+        @for d in dkim {
+            tr {
+                td { "DKIM" }
+                td { (badge("r", &d["result"])) }
+                td { (text(&d["domain"])) }
+                td {
+                    "selector " (text(&d["selector"])) ", " (text(&d["algorithm"]))
+                    @if let Some(reason) = d["reason"].as_str() { ": " (reason) }
+                }
+            }
+        }
+        @if arc.is_object() {
+            tr {
+                td { "ARC" }
+                td { (badge("r", &arc["result"])) }
+                td {
+                    @for (i, sealer) in arc["sealers"].as_array().into_iter().flatten().enumerate() {
+                        @if i > 0 { ", " }
+                        (text(sealer))
+                    }
+                }
+                td { (text(&arc["reason"])) }
+            }
+        }
+        @if dmarc.is_object() {
+            tr {
+                td { "DMARC" }
+                td { (badge("r", &dmarc["result"])) }
+                td { (text(&dmarc["domain"])) }
+                td {
+                    "policy " (text(&dmarc["policy"])) ", disposition " (text(&dmarc["disposition"]))
+                    @if let Some(reason) = dmarc["reason"].as_str() { ": " (reason) }
+                }
+            }
+        }
+        @if !v["iprev"].is_null() {
+            tr { td { "iprev" } td { (badge("r", &v["iprev"])) } td {} td {} }
         }
     }
-    let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
-    let _ = write!(
-        body,
-        "<section class=\"card\"><h2>Stored document</h2><p class=\"muted\">As \
-         <code>GET /v1/verdicts/{id}</code> returns it.</p><pre>{}</pre></section>",
-        esc(&pretty)
-    );
-    ok(&format!("Verdict {id}"), "/ui/verdicts", &body)
 }
