@@ -26,7 +26,8 @@ use crate::config::Scope;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
-use axum::http::StatusCode;
+use axum::http::uri::{Authority, Scheme};
+use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -282,49 +283,38 @@ fn forwarded_https(headers: &HeaderMap) -> bool {
 }
 
 /// Whether a POST came from a page of this site: its Origin (or, without one, its Referer)
-/// names the host the request was sent to. Neither present: refused.
+/// is an http or https URL whose authority is the host the request was sent to. Neither
+/// present, or either unparsable (`Origin: null`): refused.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<Authority>().ok())
+    else {
         return false;
     };
     let source = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<Uri>().ok());
     let Some(source) = source else {
         return false;
     };
-    let Some(rest) = source
-        .strip_prefix("http://")
-        .or_else(|| source.strip_prefix("https://"))
-    else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.eq_ignore_ascii_case(host.trim())
+    let web = source.scheme() == Some(&Scheme::HTTP) || source.scheme() == Some(&Scheme::HTTPS);
+    // Authority compares case-insensitively; a user-info part never matches a Host.
+    web && source.authority() == Some(&host)
 }
 
 fn percent_encode(text: &str) -> String {
     html::url_param(text).to_string()
 }
 
+/// Percent-decodes a cookie value; a `%` not followed by two hex digits stays as it is.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -366,6 +356,31 @@ mod tests {
             ("referer", "http://127.0.0.1:8896/ui/login")
         ])));
         assert!(!same_origin(&headers(&[host])));
+    }
+
+    #[test]
+    fn origin_and_referer_are_read_as_uris() {
+        let host = ("host", "LocalHost:8896");
+        let from = |source: &str| same_origin(&headers(&[host, ("origin", source)]));
+        assert!(from("http://localhost:8896"));
+        assert!(from("https://LOCALHOST:8896"));
+        for refused in [
+            "ftp://localhost:8896",
+            "localhost:8896",
+            "http://user@localhost:8896",
+            "http://localhost:8897",
+            "http://localhost",
+            "http://localhost:8896@evil.example",
+            "http:// localhost:8896",
+            "",
+        ] {
+            assert!(!from(refused), "{refused}");
+        }
+        // A Host that is not an authority matches nothing.
+        assert!(!same_origin(&headers(&[
+            ("host", "a b"),
+            ("origin", "http://a b")
+        ])));
     }
 
     #[test]
