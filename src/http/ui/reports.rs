@@ -4,7 +4,7 @@
 use super::super::handlers::Params;
 use super::super::reports::mark_owned;
 use super::html::{lines, text, url_param};
-use super::pages::{filled, next_query};
+use super::verdicts::{filled, next_query};
 use super::{ok, UiResult};
 use crate::dates::{format_rfc3339, now_ms};
 use crate::http::{ApiError, AppState};
