@@ -8,6 +8,7 @@ use maud::{html, Markup, Render, DOCTYPE};
 use percent_encoding::{utf8_percent_encode, AsciiSet, PercentEncode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// What a query parameter value or cookie value keeps as is: RFC 3986's unreserved
 /// characters; everything else is percent-encoded.
@@ -37,6 +38,40 @@ pub fn lines<T: Render>(items: impl IntoIterator<Item = T>) -> Markup {
         @for (i, item) in items.into_iter().enumerate() {
             @if i > 0 { br; }
             (item)
+        }
+    }
+}
+
+/// The items separated by commas, each escaped.
+pub fn listed<T: Render>(items: impl IntoIterator<Item = T>) -> Markup {
+    html! {
+        @for (i, item) in items.into_iter().enumerate() {
+            @if i > 0 { ", " }
+            (item)
+        }
+    }
+}
+
+/// A table's header row; the columns in `numeric` are right-aligned (`class="num"`).
+pub fn head(cells: &[&str], numeric: Range<usize>) -> Markup {
+    html! {
+        tr {
+            @for (i, cell) in cells.iter().enumerate() {
+                th class=[numeric.contains(&i).then_some("num")] { (cell) }
+            }
+        }
+    }
+}
+
+/// One record's fields, a row each (name, value), as the detail pages show them.
+pub fn fields<'a>(rows: impl IntoIterator<Item = (&'a str, Markup)>) -> Markup {
+    html! {
+        section class="card" {
+            table class="fields" id="fields" {
+                @for (name, value) in rows {
+                    tr { th { (name) } td { (value) } }
+                }
+            }
         }
     }
 }
@@ -183,6 +218,11 @@ mod tests {
         assert_eq!(text(&serde_json::json!(3)), "3");
         assert_eq!(text(&Value::Null), "—");
         assert_eq!(lines(["a<", "b"]).into_string(), "a&lt;<br>b");
+        assert_eq!(listed(["a<", "b"]).into_string(), "a&lt;, b");
+        assert_eq!(
+            head(&["A", "B", "C", ""], 1..2).into_string(),
+            "<tr><th>A</th><th class=\"num\">B</th><th>C</th><th></th></tr>"
+        );
         let page = page("T<", "/ui/keys", true, html! { "x" }).into_string();
         assert!(
             page.starts_with("<!DOCTYPE html><html lang=\"en\">"),

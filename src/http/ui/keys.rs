@@ -2,6 +2,7 @@
 //! publishes now (the check `authmilter dns-check` makes, through the daemon's resolver).
 //! Looking records up changes nothing, so it is a GET like the other pages.
 
+use super::html::head;
 use super::{ok, UiResult};
 use crate::http::AppState;
 use crate::sign::dns_check::{check_published, DnsCheck};
@@ -42,13 +43,9 @@ pub async fn keys(State(state): State<AppState>) -> UiResult {
     let body = html! {
         section class="card" {
             table id="keys" {
-                tr {
-                    th { "Domain" }
-                    th { "Selector" }
-                    th { "Algorithm" }
-                    th { "Published record" }
-                    th { "Record to publish" }
-                }
+                (head(&[
+                    "Domain", "Selector", "Algorithm", "Published record", "Record to publish",
+                ], 0..0))
                 @if keys.is_empty() {
                     tr {
                         td colspan="5" class="muted" {

@@ -1,7 +1,7 @@
 //! The overview: the last 24 hours' figures, the hourly chart by verdict, the pass rates per
 //! method and the From domains and addresses failing DMARC most (each a link to the search).
 
-use super::html::{percent, url_param};
+use super::html::{head, percent, url_param};
 use super::{chart, ok, UiResult};
 use crate::dates::{format_rfc3339, now_ms};
 use crate::http::AppState;
@@ -88,13 +88,7 @@ fn rates(o: &Overview) -> Markup {
         section class="card" {
             h2 { "Pass rates, last 24 h" }
             table {
-                tr {
-                    th { "Method" }
-                    th class="num" { "Pass" }
-                    th class="num" { "Messages" }
-                    th class="num" { "Rate" }
-                    th { "Results" }
-                }
+                (head(&["Method", "Pass", "Messages", "Rate", "Results"], 1..4))
                 @for m in &o.methods {
                     @let (pass, total) = (m.count("pass"), m.total());
                     tr {
@@ -123,11 +117,7 @@ fn failing_table(id: &str, title: &str, column: &str, param: &str, rows: &[Faili
         section class="card" {
             h2 { (title) }
             table id=(id) {
-                tr {
-                    th { (column) }
-                    th class="num" { "Failed" }
-                    th class="num" { "Messages" }
-                }
+                (head(&[column, "Failed", "Messages"], 1..3))
                 @if rows.is_empty() {
                     tr { td colspan="3" class="muted" { "None in the last 24 h." } }
                 }

@@ -3,7 +3,7 @@
 
 use super::super::handlers::Params;
 use super::super::reports::mark_owned;
-use super::html::{lines, text, url_param};
+use super::html::{fields, head, lines, text, url_param};
 use super::verdicts::{filled, next_query};
 use super::{ok, UiResult};
 use crate::dates::{format_rfc3339, now_ms};
@@ -88,12 +88,7 @@ pub async fn received(State(state): State<AppState>, RawQuery(query): RawQuery) 
             section class="card" {
                 h2 { "Per reporter" }
                 table id="reporters" {
-                    tr {
-                        th { "Reporter" }
-                        th class="num" { "Reports" }
-                        th class="num" { "Messages" }
-                        th class="num" { "DMARC pass" }
-                    }
+                    (head(&["Reporter", "Reports", "Messages", "DMARC pass"], 1..4))
                     @for r in summary["reporters"].as_array().into_iter().flatten() {
                         @let org = r["org_name"].as_str().unwrap_or("");
                         tr {
@@ -112,7 +107,7 @@ pub async fn received(State(state): State<AppState>, RawQuery(query): RawQuery) 
             section class="card" {
                 h2 { "Sources failing DMARC most" }
                 table id="failing-sources" {
-                    tr { th { "Source IP" } th class="num" { "Messages" } }
+                    (head(&["Source IP", "Messages"], 1..2))
                     @for f in summary["top_failing_sources"].as_array().into_iter().flatten() {
                         tr {
                             td { (text(&f["source_ip"])) }
@@ -125,15 +120,9 @@ pub async fn received(State(state): State<AppState>, RawQuery(query): RawQuery) 
         section class="card" {
             h2 { "Reports" }
             table id="reports" {
-                tr {
-                    th { "Period (UTC)" }
-                    th { "Domain" }
-                    th { "Reporter" }
-                    th class="num" { "Messages" }
-                    th class="num" { "DMARC pass" }
-                    th class="num" { "Rows" }
-                    th {}
-                }
+                (head(&[
+                    "Period (UTC)", "Domain", "Reporter", "Messages", "DMARC pass", "Rows", "",
+                ], 3..6))
                 @if page.items.is_empty() {
                     tr { td colspan="7" class="muted" { "No reports received." } }
                 }
@@ -177,7 +166,7 @@ pub async fn one(State(state): State<AppState>, Path(id): Path<String>) -> UiRes
     };
     mark_owned(&state, std::slice::from_mut(&mut r));
     let errors = r["errors"].as_array().into_iter().flatten().map(text);
-    let fields: [(&str, Markup); 9] = [
+    let rows: [(&str, Markup); 9] = [
         (
             "Reporter",
             html! { (text(&r["org_name"])) " <" (text(&r["email"])) ">" },
@@ -201,26 +190,14 @@ pub async fn one(State(state): State<AppState>, Path(id): Path<String>) -> UiRes
         ("Reporter's errors", lines(errors)),
     ];
     let body = html! {
-        section class="card" {
-            table class="fields" id="fields" {
-                @for (name, value) in fields {
-                    tr { th { (name) } td { (value) } }
-                }
-            }
-        }
+        (fields(rows))
         section class="card" {
             h2 { "Rows" }
             table id="rows" {
-                tr {
-                    th { "Source IP" }
-                    th class="num" { "Count" }
-                    th { "Disposition" }
-                    th { "DKIM" }
-                    th { "SPF" }
-                    th { "Header From" }
-                    th { "Envelope From" }
-                    th { "Reasons" }
-                }
+                (head(&[
+                    "Source IP", "Count", "Disposition", "DKIM", "SPF", "Header From",
+                    "Envelope From", "Reasons",
+                ], 1..2))
                 @for row in r["rows"].as_array().into_iter().flatten() {
                     @let reasons = row["reasons"].as_array().into_iter().flatten().map(|x| {
                         html! { (text(&x["type"])) " " (text(&x["comment"])) }
@@ -256,16 +233,10 @@ pub async fn sent(State(state): State<AppState>) -> UiResult {
     let body = html! {
         section class="card" {
             table id="sent" {
-                tr {
-                    th { "Period (UTC)" }
-                    th { "Domain" }
-                    th { "State" }
-                    th class="num" { "Messages" }
-                    th class="num" { "Bytes" }
-                    th class="num" { "Attempts" }
-                    th { "Destinations" }
-                    th { "Detail" }
-                }
+                (head(&[
+                    "Period (UTC)", "Domain", "State", "Messages", "Bytes", "Attempts",
+                    "Destinations", "Detail",
+                ], 3..6))
                 @if reports.is_empty() {
                     tr { td colspan="8" class="muted" { "No reports in the last 30 days." } }
                 }

@@ -2,7 +2,7 @@
 //! one verdict's stored document, method by method.
 
 use super::super::handlers::{verdict_filter, Params, VERDICT_FILTERS};
-use super::html::{lines, text};
+use super::html::{fields, head, lines, listed, text};
 use super::{ok, UiError, UiResult};
 use crate::dates::now_ms;
 use crate::http::{ApiError, AppState};
@@ -86,16 +86,10 @@ pub async fn search(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         (form)
         section class="card" {
             table id="results" {
-                tr {
-                    th { "Received (UTC)" }
-                    th { "Queue id" }
-                    th { "Message-ID" }
-                    th { "From domain" }
-                    th { "Client IP" }
-                    th { "Verdict" }
-                    th { "DMARC" }
-                    th {}
-                }
+                (head(&[
+                    "Received (UTC)", "Queue id", "Message-ID", "From domain", "Client IP",
+                    "Verdict", "DMARC", "",
+                ], 0..0))
                 @if page.items.is_empty() {
                     tr { td colspan="8" class="muted" { "No verdicts match." } }
                 }
@@ -171,13 +165,7 @@ pub async fn verdict(State(state): State<AppState>, Path(id): Path<String>) -> U
         ("Envelope sender", html! { (text(&v["mail_from"])) }),
         (
             "Recipients",
-            html! {
-                @for (i, rcpt) in list("rcpts").into_iter().enumerate() {
-                    @if i > 0 { ", " }
-                    (rcpt)
-                }
-                " (" (text(&v["rcpt_count"])) " in all)"
-            },
+            html! { (listed(list("rcpts"))) " (" (text(&v["rcpt_count"])) " in all)" },
         ),
         (
             "SMTP reply",
@@ -189,17 +177,11 @@ pub async fn verdict(State(state): State<AppState>, Path(id): Path<String>) -> U
         ("Check took", html! { (text(&v["duration_ms"])) " ms" }),
     ];
     let body = html! {
-        section class="card" {
-            table class="fields" id="fields" {
-                @for (name, value) in rows {
-                    tr { th { (name) } td { (value) } }
-                }
-            }
-        }
+        (fields(rows))
         section class="card" {
             h2 { "Results" }
             table id="methods" {
-                tr { th { "Method" } th { "Result" } th { "Domain" } th { "Detail" } }
+                (head(&["Method", "Result", "Domain", "Detail"], 0..0))
                 (methods(&v))
             }
         }
@@ -227,17 +209,13 @@ pub async fn verdict(State(state): State<AppState>, Path(id): Path<String>) -> U
 fn methods(v: &Value) -> Markup {
     let (spf, arc, dmarc) = (&v["spf"], &v["arc"], &v["dmarc"]);
     let dkim = v["dkim"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let sealers = arc["sealers"].as_array().into_iter().flatten().map(text);
     html! {
         @if spf.is_object() {
-            tr {
-                td { "SPF" }
-                td { (badge("r", &spf["result"])) }
-                td { (text(&spf["domain"])) }
-                td {
-                    (text(&spf["reason"]))
-                    @if let Some(helo) = spf["helo_result"].as_str() { " (HELO: " (helo) ")" }
-                }
-            }
+            (row("SPF", &spf["result"], html! { (text(&spf["domain"])) }, html! {
+                (text(&spf["reason"]))
+                @if let Some(helo) = spf["helo_result"].as_str() { " (HELO: " (helo) ")" }
+            }))
         }
         @if dkim.is_empty() {
             tr {
@@ -248,42 +226,40 @@ fn methods(v: &Value) -> Markup {
             }
         }
         @for d in dkim {
-            tr {
-                td { "DKIM" }
-                td { (badge("r", &d["result"])) }
-                td { (text(&d["domain"])) }
-                td {
-                    "selector " (text(&d["selector"])) ", " (text(&d["algorithm"]))
-                    @if let Some(reason) = d["reason"].as_str() { ": " (reason) }
-                }
-            }
+            (row("DKIM", &d["result"], html! { (text(&d["domain"])) }, html! {
+                "selector " (text(&d["selector"])) ", " (text(&d["algorithm"])) (reason(d))
+            }))
         }
         @if arc.is_object() {
-            tr {
-                td { "ARC" }
-                td { (badge("r", &arc["result"])) }
-                td {
-                    @for (i, sealer) in arc["sealers"].as_array().into_iter().flatten().enumerate() {
-                        @if i > 0 { ", " }
-                        (text(sealer))
-                    }
-                }
-                td { (text(&arc["reason"])) }
-            }
+            (row("ARC", &arc["result"], listed(sealers), html! { (text(&arc["reason"])) }))
         }
         @if dmarc.is_object() {
-            tr {
-                td { "DMARC" }
-                td { (badge("r", &dmarc["result"])) }
-                td { (text(&dmarc["domain"])) }
-                td {
-                    "policy " (text(&dmarc["policy"])) ", disposition " (text(&dmarc["disposition"]))
-                    @if let Some(reason) = dmarc["reason"].as_str() { ": " (reason) }
-                }
-            }
+            (row("DMARC", &dmarc["result"], html! { (text(&dmarc["domain"])) }, html! {
+                "policy " (text(&dmarc["policy"]))
+                ", disposition " (text(&dmarc["disposition"])) (reason(dmarc))
+            }))
         }
         @if !v["iprev"].is_null() {
-            tr { td { "iprev" } td { (badge("r", &v["iprev"])) } td {} td {} }
+            (row("iprev", &v["iprev"], html! {}, html! {}))
         }
+    }
+}
+
+/// One row of the results table.
+fn row(method: &str, result: &Value, domain: Markup, detail: Markup) -> Markup {
+    html! {
+        tr {
+            td { (method) }
+            td { (badge("r", result)) }
+            td { (domain) }
+            td { (detail) }
+        }
+    }
+}
+
+/// `: reason` when the result has one.
+fn reason(result: &Value) -> Markup {
+    html! {
+        @if let Some(reason) = result["reason"].as_str() { ": " (reason) }
     }
 }
