@@ -4,37 +4,15 @@
 //! configuration names.
 
 use super::overview::Overview;
-use super::postgres::{PgTarget, Postgres};
+use super::postgres::Postgres;
 use super::report_in::{Inserted, NewReport, ReportFilter};
 use super::reports::SentReport;
 use super::sqlite::Sqlite;
 use super::Record;
+use crate::config::Location;
 use crate::report::event::DmarcEvent;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-/// Where the verdict store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    Sqlite(PathBuf),
-    Postgres(PgTarget),
-}
-
-impl From<PathBuf> for Location {
-    fn from(path: PathBuf) -> Location {
-        Location::Sqlite(path)
-    }
-}
-
-impl std::fmt::Display for Location {
-    /// For logs and errors: the file, or the URL without its password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Location::Sqlite(path) => write!(f, "{}", path.display()),
-            Location::Postgres(target) => write!(f, "{}", target.redacted()),
-        }
-    }
-}
+use std::path::Path;
 
 /// A job that must run on one host of the fleet at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,9 +18,10 @@ mod reports;
 mod sqlite;
 mod writer;
 
-pub use backend::{Filter, GroupBy, Handle, Lease, Location, Page, Store, StoreError};
+pub use crate::config::{Location, PgTarget, SslMode};
+pub use backend::{Filter, GroupBy, Handle, Lease, Page, Store, StoreError};
 pub use overview::{Failing, HourCount, MethodCounts, Overview};
-pub use postgres::{PgTarget, SslMode, PG_SCHEMA_VERSION};
+pub use postgres::PG_SCHEMA_VERSION;
 pub use report_in::{Inserted, NewReport, NewRow, ReportFilter};
 pub use reports::SentReport;
 pub use sqlite::SCHEMA_VERSION;

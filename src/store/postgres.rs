@@ -13,6 +13,7 @@ use super::overview::{Failing, HourCount, MethodCounts, Overview, HOUR_MS};
 use super::report_in::{clamp, rate, Inserted, NewReport, ReportFilter};
 use super::reports::SentReport;
 use super::{Filter, GroupBy, Page, Record, StoreError};
+use crate::config::{PgTarget, SslMode};
 use crate::dates::format_rfc3339;
 use crate::report::event::DmarcEvent;
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -21,7 +22,6 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, Row};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
-use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,131 +31,38 @@ pub const PG_SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// Serializes migrations between hosts starting at once (an advisory lock key).
 const MIGRATION_LOCK: i64 = 0x616d_0000;
 
-/// How the connection is protected, from the URL's `sslmode` (libpq's meanings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// Plain TCP.
-    Disable,
-    /// TLS when the server offers it, unauthenticated (libpq's default).
-    Prefer,
-    /// TLS or no connection; the certificate is checked against `ca_file` when one is set.
-    Require,
-    /// TLS, the certificate chaining to `ca_file` (or the system's roots).
-    VerifyCa,
-    /// As `VerifyCa`, and the certificate names the host connected to.
-    VerifyFull,
-}
-
-impl SslMode {
-    fn parse(text: &str) -> Option<SslMode> {
-        Some(match text {
-            "disable" => SslMode::Disable,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            _ => return None,
-        })
+/// A new client connected to `target`.
+fn client(target: &PgTarget) -> Result<Client, StoreError> {
+    let open_err = |source| StoreError::PgOpen {
+        url: target.redacted(),
+        source,
+    };
+    let mut config: postgres::Config = target
+        .url()
+        .parse()
+        .map_err(|e| StoreError::Config(format!("{}: {e}", target.redacted())))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
     }
-}
-
-/// A PostgreSQL database to connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgTarget {
-    /// The URL as configured, less `sslmode` and `sslrootcert` (held below).
-    url: String,
-    pub ssl: SslMode,
-    /// PEM roots the server's certificate must chain to.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl PgTarget {
-    /// Reads a `postgres://` URL; `sslmode` (default `prefer`) and `sslrootcert` (when no
-    /// `ca_file` is configured) are taken from its query.
-    pub fn parse(url: &str, ca_file: Option<PathBuf>) -> Result<PgTarget, String> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err("must be a postgres:// URL".into());
-        }
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut ssl = SslMode::Prefer;
-        let mut ca_file = ca_file;
-        let mut rest = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("sslmode", mode)) => {
-                    ssl = SslMode::parse(mode).ok_or_else(|| {
-                        format!(
-                            "sslmode={mode}: use disable, prefer, require, verify-ca or \
-                             verify-full"
-                        )
-                    })?;
-                }
-                Some(("sslrootcert", path)) => {
-                    ca_file.get_or_insert_with(|| PathBuf::from(path));
-                }
-                _ => rest.push(pair),
-            }
-        }
-        let url = if rest.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", rest.join("&"))
-        };
-        let target = PgTarget { url, ssl, ca_file };
-        target
-            .url
-            .parse::<postgres::Config>()
-            .map_err(|e| format!("{}: {e}", target.redacted()))?;
-        Ok(target)
+    if config.get_application_name().is_none() {
+        config.application_name("authmilter");
     }
-
-    /// The URL without its password, for logs and errors.
-    pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.url.split_once("://") else {
-            return self.url.clone();
-        };
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rsplit_once('@') {
-            Some((user, host)) => {
-                let user = user.split_once(':').map(|(u, _)| u).unwrap_or(user);
-                format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
-            }
-            None => self.url.clone(),
+    // A database host that vanishes (no reset, no answer) is noticed within a minute.
+    config.keepalives_idle(Duration::from_secs(30));
+    config.tcp_user_timeout(Duration::from_secs(60));
+    use postgres::config::SslMode as Mode;
+    match target.ssl {
+        SslMode::Disable => {
+            config.ssl_mode(Mode::Disable);
+            config.connect(postgres::NoTls).map_err(open_err)
         }
-    }
-
-    fn client(&self) -> Result<Client, StoreError> {
-        let open_err = |source| StoreError::PgOpen {
-            url: self.redacted(),
-            source,
-        };
-        let mut config: postgres::Config = self
-            .url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("{}: {e}", self.redacted())))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("authmilter");
-        }
-        // A database host that vanishes (no reset, no answer) is noticed within a minute.
-        config.keepalives_idle(Duration::from_secs(30));
-        config.tcp_user_timeout(Duration::from_secs(60));
-        use postgres::config::SslMode as Mode;
-        match self.ssl {
-            SslMode::Disable => {
-                config.ssl_mode(Mode::Disable);
-                config.connect(postgres::NoTls).map_err(open_err)
-            }
-            mode => {
-                config.ssl_mode(match mode {
-                    SslMode::Prefer => Mode::Prefer,
-                    _ => Mode::Require,
-                });
-                let tls = super::pg_tls::MakeRustls::new(mode, self.ca_file.as_deref())?;
-                config.connect(tls).map_err(open_err)
-            }
+        mode => {
+            config.ssl_mode(match mode {
+                SslMode::Prefer => Mode::Prefer,
+                _ => Mode::Require,
+            });
+            let tls = super::pg_tls::MakeRustls::new(mode, target.ca_file.as_deref())?;
+            config.connect(tls).map_err(open_err)
         }
     }
 }
@@ -229,7 +136,7 @@ impl Postgres {
     /// Connects and brings the schema up to date.
     pub fn connect(target: &PgTarget) -> Result<Postgres, StoreError> {
         let client = off_runtime(|| {
-            let mut client = target.client()?;
+            let mut client = client(target)?;
             migrate(&mut client)?;
             Ok(Conn(Some(client)))
         })
@@ -973,29 +880,6 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_sslmode_and_password_redaction() {
-        let t = PgTarget::parse(
-            "postgres://am:s3cret@db.example:5433/authmilter?sslmode=verify-full&connect_timeout=3",
-            None,
-        )
-        .unwrap();
-        assert_eq!(t.ssl, SslMode::VerifyFull);
-        assert_eq!(
-            t.redacted(),
-            "postgres://am:***@db.example:5433/authmilter?connect_timeout=3"
-        );
-        let t = PgTarget::parse("postgresql://db.example/x?sslrootcert=/etc/ca.pem", None).unwrap();
-        assert_eq!(
-            (t.ssl, t.ca_file.as_deref()),
-            (SslMode::Prefer, Some("/etc/ca.pem".as_ref()))
-        );
-        assert!(PgTarget::parse("postgres://db/x?sslmode=allow", None)
-            .unwrap_err()
-            .contains("verify-full"));
-        assert!(PgTarget::parse("mysql://db/x", None).is_err());
-    }
 
     #[test]
     fn nul_is_replaced_for_text_and_jsonb() {
