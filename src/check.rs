@@ -1,5 +1,6 @@
 //! The end-of-message step every transport shares: outcome -> verdict -> header edits, and
-//! the JSON document `authmilter check --json` (and later the HTTP API) returns.
+//! the JSON document `authmilter check --json` (and later the HTTP API) returns, and the
+//! [`Record`] the verdict store keeps of it (with its [`DmarcEvent`] for the reports).
 
 use crate::auth::headers::{authentication_results, received_spf};
 use crate::auth::{AuthResult, Connection, Outcome, Transaction, Verifier};
@@ -8,7 +9,11 @@ use crate::policy::{decide, Action, Policy, Verdict};
 use crate::sign::{from_domain, SignError, Signer};
 use serde::Serialize;
 
+mod event;
+mod record;
 mod seal;
+pub use event::DmarcEvent;
+pub use record::{cut, message_id, Envelope, Recipients, Record, MAX_RCPT_LEN, MAX_STORED_RCPTS};
 pub use seal::{apply_edits, seal_inbound, sign_and_seal};
 
 /// Header changes for the MTA to make.

@@ -9,8 +9,8 @@ use super::report_in::{Inserted, NewReport, ReportFilter};
 use super::reports::SentReport;
 use super::sqlite::Sqlite;
 use super::Record;
+use crate::check::DmarcEvent;
 use crate::config::Location;
-use crate::report::event::DmarcEvent;
 use serde_json::Value;
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 
 use super::sqlite::Sqlite;
 use super::StoreError;
-use crate::report::event::DmarcEvent;
+use crate::check::DmarcEvent;
 use rusqlite::{params, OptionalExtension};
 
 /// Where a report for one domain and period stands.
