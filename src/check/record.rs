@@ -3,8 +3,8 @@
 //! ([`DmarcEvent`]). Built here, next to [`Decision`], so that the store below the doors only
 //! keeps plain data.
 
+use super::decision::Decision;
 use super::event::DmarcEvent;
-use super::Decision;
 use crate::auth::{Connection, Outcome, Transport};
 use std::time::Duration;
 
