@@ -1,110 +1,43 @@
-//! The verdict journal: every verdict (milter, SMTP, HTTP check) becomes a [`Record`] (built
-//! by `check`, next to the decision it records) that goes
-//! through a bounded channel to a writer task, which batches records into the store: SQLite
-//! for one host, or PostgreSQL shared by a fleet (see [`Store`] and [`Location`]).
+//! The verdict store. Every verdict (milter, SMTP, HTTP check) becomes a [`Record`] (built by
+//! `check`, next to the decision it records) that goes through a bounded channel
+//! ([`Journal`]) to a writer task, which batches records into the store: SQLite for one host,
+//! or PostgreSQL shared by a fleet (see [`Store`] and [`Location`]).
 //!
-//! The hot path only ever calls [`Journal::record`], which never waits: when the channel is
-//! full the record is dropped and counted (`authmilter_store_dropped_total`). Mail is never
-//! held up by the database (DESIGN.md, "side effects leave the hot path").
+//! The hot path only ever calls [`Journal::record`], which never waits. Mail is never held up
+//! by the database (DESIGN.md, "side effects leave the hot path").
+//!
+//! Floors inside, lowest first (a file imports only from those below it):
+//! - `model.rs`: the vocabulary both back ends share (filters, pages, answers, errors);
+//!   `migrations.rs`: both back ends' schema steps;
+//! - `sql.rs`: SQL written once for both (the [`Sql`](sql::Sql) trait, the dialect's
+//!   fragments); `queries/`: every operation the dialects agree on, defined once;
+//! - `sqlite/`, `postgres/`: each back end's connection, migrations, batch writes, and its
+//!   side of `sql.rs`;
+//! - `dispatch.rs`: the [`Store`] every caller uses, and the reconnecting [`Handle`];
+//! - `journal.rs`, `writer.rs`, `copy.rs`: the hot path's queue, the writer task, `store copy`.
 
-mod backend;
 pub mod copy;
-
+mod dispatch;
+mod journal;
 mod migrations;
-mod overview;
-mod pg_tls;
+mod model;
 mod postgres;
-mod report_in;
-mod reports;
+mod queries;
+mod sql;
 mod sqlite;
 mod writer;
 
-pub use crate::config::{Location, PgTarget, SslMode};
-pub use backend::{Filter, GroupBy, Handle, Lease, Page, Store, StoreError};
-pub use overview::{Failing, HourCount, MethodCounts, Overview};
-pub use postgres::PG_SCHEMA_VERSION;
-pub use report_in::{Inserted, NewReport, NewRow, ReportFilter};
-pub use reports::SentReport;
-pub use sqlite::SCHEMA_VERSION;
-pub use writer::{spawn_writer, Writer, BATCH};
-
-use crate::auth::Outcome;
 pub use crate::auth::Transport;
 pub use crate::check::{
     cut, message_id, DmarcEvent, Envelope, Recipients, Record, MAX_RCPT_LEN, MAX_STORED_RCPTS,
 };
-use crate::metrics::Metrics;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
-
-/// The hot path's handle: cheap to clone; recording never blocks.
-#[derive(Clone)]
-pub struct Journal {
-    tx: Option<mpsc::Sender<Record>>,
-    metrics: Arc<Metrics>,
-}
-
-impl Journal {
-    /// Metrics only, no store.
-    pub fn disabled(metrics: Arc<Metrics>) -> Journal {
-        Journal { tx: None, metrics }
-    }
-
-    pub fn new(tx: mpsc::Sender<Record>, metrics: Arc<Metrics>) -> Journal {
-        Journal {
-            tx: Some(tx),
-            metrics,
-        }
-    }
-
-    /// Whether records go to a store (otherwise they only feed the metrics).
-    pub fn is_storing(&self) -> bool {
-        self.tx.is_some()
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// Counts the verdict in the metrics and hands the record to the writer, or drops it
-    /// (counted) when the writer is behind.
-    pub fn record(&self, record: Record, outcome: &Outcome) {
-        self.metrics
-            .observe_verdict(record.transport, &record.verdict, record.duration, outcome);
-        self.send(record);
-    }
-
-    /// As [`Journal::record`], building the record (with its JSON document) only when a store
-    /// will take it: without one, a verdict costs the metrics' atomic adds and nothing more.
-    pub fn record_with(
-        &self,
-        transport: Transport,
-        verdict: &str,
-        duration: Duration,
-        outcome: &Outcome,
-        build: impl FnOnce() -> Record,
-    ) {
-        self.metrics
-            .observe_verdict(transport, verdict, duration, outcome);
-        if self.is_storing() {
-            self.send(build());
-        }
-    }
-
-    fn send(&self, record: Record) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(record).is_err() {
-                self.metrics.store_dropped();
-            }
-        }
-    }
-
-    /// Records waiting for the writer.
-    pub fn queue_depth(&self) -> usize {
-        self.tx
-            .as_ref()
-            .map(|tx| tx.max_capacity() - tx.capacity())
-            .unwrap_or(0)
-    }
-}
+pub use crate::config::{Location, PgTarget, SslMode};
+pub use dispatch::{Handle, Store};
+pub use journal::Journal;
+pub use model::{
+    Failing, Filter, GroupBy, HourCount, Inserted, Lease, MethodCounts, NewReport, NewRow,
+    Overview, Page, ReportFilter, SentReport, StoreError,
+};
+pub use postgres::PG_SCHEMA_VERSION;
+pub use sqlite::SCHEMA_VERSION;
+pub use writer::{spawn_writer, Writer, BATCH};

@@ -6,8 +6,8 @@
 //! and otherwise encrypt without authenticating (RFC 7435 opportunistic TLS). Without a CA
 //! file the verifying modes use the system's bundle.
 
-use super::StoreError;
 use crate::config::SslMode;
+use crate::store::model::StoreError;
 use crate::tls::{ChainOnly, Unauthenticated};
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use postgres::Socket;
