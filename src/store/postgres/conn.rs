@@ -59,6 +59,22 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     }
 }
 
+/// Logs, once per database and process, that TLS to it does not authenticate the server
+/// when it is not on this machine (issue 22: `prefer` can be downgraded to plain TCP without
+/// a word).
+fn warn_unverified(target: &PgTarget) {
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let Some(why) = target.unverified_tls() else {
+        return;
+    };
+    let shown = target.redacted();
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if !warned.contains(&shown) {
+        tracing::warn!(store = %shown, "TLS to the verdict store does not authenticate the server: {why}");
+        warned.push(shown);
+    }
+}
+
 /// One connection to a PostgreSQL store.
 pub struct Postgres {
     /// The blocking client wants `&mut` for every call; the store interface reads through
@@ -72,6 +88,7 @@ pub struct Postgres {
 impl Postgres {
     /// Connects and brings the schema up to date.
     pub fn connect(target: &PgTarget) -> Result<Postgres, StoreError> {
+        warn_unverified(target);
         let client = off_runtime(|| {
             let mut client = connect::client(target)?;
             migrate(&mut client)?;
