@@ -18,16 +18,13 @@ mod submission;
 pub use arc::{ArcSealConfig, SealMode, DEFAULT_ARC_SIGNED_HEADERS};
 pub use error::ConfigError;
 pub use reports::{ForeignReports, ReportDelivery, ReportsConfig};
-pub use service::{machine_hostname, parse_sha256};
+pub use service::{machine_hostname, normalize_domain, parse_sha256};
 pub use service::{ApiToken, HttpConfig, Scope, DEFAULT_HTTP_LISTEN, DEFAULT_HTTP_TIMEOUT};
 pub use signing::{
     check_domain, check_selector, identity_in_domain, parse_sign_flag, IdentityMode, KeySpec,
     OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS, DEFAULT_SIGNED_HEADERS,
 };
-pub use smtp::{
-    check_relay, normalize_domain, parse_relay_tls, Delivery, RelayTls, SmtpConfig,
-    DEFAULT_SMTP_LISTEN,
-};
+pub use smtp::{check_relay, parse_relay_tls, Delivery, RelayTls, SmtpConfig, DEFAULT_SMTP_LISTEN};
 pub use store::{
     redact_url, Location, OnUnavailable, PgTarget, SslMode, StoreConfig, DEFAULT_RETENTION_DAYS,
     DEFAULT_STORE_QUEUE,

@@ -1,8 +1,9 @@
 //! The `[http]` section: the HTTP API listener with its bearer tokens (off unless configured
-//! or turned on by `--http`); and the machine's host name, which several sections default to.
+//! or turned on by `--http`); and the small readers several sections share (the machine's
+//! host name, domains, SHA-256 digests).
 
+use super::error::ConfigError;
 use super::raw::RawHttp;
-use super::ConfigError;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
@@ -172,6 +173,21 @@ pub(super) fn http_from_raw(raw: RawHttp, err: &ErrAt<'_>) -> Result<HttpConfig,
         return Err(err(listen_span.unwrap_or(0..0), message));
     }
     Ok(http)
+}
+
+/// A domain as compared with recipients: lower case, no trailing dot.
+pub fn normalize_domain(text: &str) -> Option<String> {
+    let d = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80)
+        });
+    ok.then_some(d)
 }
 
 /// 64 hex digits to 32 bytes.

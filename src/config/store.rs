@@ -3,9 +3,9 @@
 //! read with the `url` crate: its `sslmode` and CA, and the form of it that logs and errors
 //! may show (no password, wherever the URL held one).
 
+use super::error::ConfigError;
 use super::raw::RawStore;
 use super::service::{machine_hostname, ErrAt};
-use super::ConfigError;
 use percent_encoding::percent_decode_str;
 use std::borrow::Cow;
 use std::net::IpAddr;
