@@ -833,6 +833,59 @@ async fn store_passwords_never_appear_in_logs_or_command_output() {
     }
 }
 
+// Issue 22 item 4: a running daemon's log (debug level, the PostgreSQL client's own lines
+// included) never shows the password, from start to stop.
+#[test]
+fn serve_logs_never_show_the_store_password() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("served");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("milter.sock");
+    let config = dir.path().join("am.toml");
+    let url = format!(
+        "postgres://postgres:pw1SECRET@127.0.0.1:{}/served?password=pw2SECRET&sslmode=disable",
+        pg.port
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nlisten = \"unix:{}\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n\
+             [store]\nurl = {url:?}\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("AUTHMILTER_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("verdict store open")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no store: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("***"), "{text}");
+    assert!(!text.contains("SECRET"), "{text}");
+}
+
 // Issue 22 item 4: TLS that does not authenticate a database off this machine is warned
 // about at the first connection (`prefer` can be downgraded to plain TCP unseen). 224.0.0.1
 // is not loopback, and the kernel refuses a TCP connection to it without sending anything.
