@@ -172,6 +172,7 @@ fn report(
         Input::TooLarge => vec![Imported {
             part: None,
             fate: Fate::Refused(ImportError::TooLarge(settings.max_size)),
+            repairs: Vec::new(),
         }],
     };
     for imported in results {

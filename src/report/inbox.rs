@@ -173,7 +173,12 @@ async fn import_one(store: &Arc<Handle>, mail: ReportMail, metrics: &Metrics) {
             return;
         }
     };
-    for Imported { part, fate } in &results {
+    for Imported {
+        part,
+        fate,
+        repairs,
+    } in &results
+    {
         let part = part.as_deref().unwrap_or("-");
         match fate {
             Fate::Stored { .. } => metrics.report_received(ReportIn::Stored),
@@ -186,7 +191,10 @@ async fn import_one(store: &Arc<Handle>, mail: ReportMail, metrics: &Metrics) {
             Fate::Refused(_) | Fate::StoreFailed(_) => {
                 tracing::warn!(message_id, part, "report mail: {fate}")
             }
-            _ => tracing::info!(message_id, part, "report mail: {fate}"),
+            _ if repairs.is_empty() => tracing::info!(message_id, part, "report mail: {fate}"),
+            _ => {
+                tracing::info!(message_id, part, repairs = %repairs.join("; "), "report mail: {fate}")
+            }
         }
     }
 }

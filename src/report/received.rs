@@ -87,12 +87,17 @@ pub enum Fate {
     StoreFailed(String),
 }
 
-/// One report of an input and its fate; `part` names where in the input it was.
+/// One report of an input and its fate; `part` names where in the input it was, `repairs`
+/// what was repaired to read it (kept with the stored report's errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
     pub part: Option<String>,
     pub fate: Fate,
+    pub repairs: Vec<String>,
 }
+
+/// How a repair reads among the stored report's errors.
+pub const REPAIRED: &str = "repaired on import: ";
 
 impl fmt::Display for About {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,9 +134,13 @@ impl fmt::Display for Fate {
 impl fmt::Display for Imported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.part {
-            Some(part) => write!(f, "[{part}] {}", self.fate),
-            None => write!(f, "{}", self.fate),
+            Some(part) => write!(f, "[{part}] {}", self.fate)?,
+            None => write!(f, "{}", self.fate)?,
         }
+        if !self.repairs.is_empty() && !matches!(self.fate, Fate::Refused(_)) {
+            write!(f, " (repaired: {})", self.repairs.join("; "))?;
+        }
+        Ok(())
     }
 }
 
@@ -148,18 +157,28 @@ pub fn import(
         .map(|found| {
             let fate = match found.report {
                 Err(e) => Fate::Refused(e),
-                Ok(report) => store_one(store, &report, settings, now_ms),
+                Ok(report) => store_one(store, &report, &found.repairs, settings, now_ms),
             };
             Imported {
                 part: found.part,
                 fate,
+                repairs: found.repairs,
             }
         })
         .collect()
 }
 
-fn store_one(store: &mut Store, report: &Report, settings: &ImportSettings, now_ms: i64) -> Fate {
-    let new = to_new_report(report, now_ms);
+fn store_one(
+    store: &mut Store,
+    report: &Report,
+    repairs: &[String],
+    settings: &ImportSettings,
+    now_ms: i64,
+) -> Fate {
+    let mut new = to_new_report(report, now_ms);
+    // The operator sees what was repaired where the report's own errors are.
+    new.errors
+        .extend(repairs.iter().map(|r| text(&format!("{REPAIRED}{r}"))));
     let about = About {
         org_name: new.org_name.clone(),
         email: new.email.clone(),

@@ -145,7 +145,7 @@ fn dmarc_report_null_sender_reports_its_spf_result_as_mfrom() {
     );
     assert!(!xml.contains("helo"), "{xml}");
     // RFC 9990 Appendix A: generator, np, discovery_method and testing are reported.
-    assert!(xml.contains("<generator>authmilter "), "{xml}");
+    assert!(xml.contains("<generator>authmilter"), "{xml}");
     assert!(xml.contains("<np>reject</np>"), "{xml}");
     assert!(
         xml.contains("<discovery_method>treewalk</discovery_method>"),
