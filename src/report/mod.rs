@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod event;
 pub mod failure;
+pub mod failure_in;
 pub mod import;
 pub mod import_cmd;
 pub mod inbox;

@@ -83,6 +83,18 @@ pub enum Fate {
         about: About,
     },
     Refused(ImportError),
+    /// A failure report (RFC 9991 / ARF, or a plain-text notice), stored under this id.
+    FailureStored {
+        id: i64,
+        about: String,
+    },
+    /// A failure report already stored (same report Message-ID).
+    FailureDuplicate {
+        id: i64,
+        about: String,
+    },
+    /// A failure report whose fields could not be read.
+    FailureRefused(String),
     /// The store failed (the report may come again: nothing was written).
     StoreFailed(String),
 }
@@ -126,6 +138,13 @@ impl fmt::Display for Fate {
                 "dropped (not an owned domain, reports.foreign = \"drop\"): {about}"
             ),
             Fate::Refused(e) => write!(f, "refused: {e}"),
+            Fate::FailureStored { id, about } => {
+                write!(f, "failure report stored as #{id}: {about}")
+            }
+            Fate::FailureDuplicate { id, about } => {
+                write!(f, "failure report, duplicate of #{id}: {about}")
+            }
+            Fate::FailureRefused(why) => write!(f, "refused failure report: {why}"),
             Fate::StoreFailed(e) => write!(f, "not stored: {e}"),
         }
     }
@@ -137,7 +156,9 @@ impl fmt::Display for Imported {
             Some(part) => write!(f, "[{part}] {}", self.fate)?,
             None => write!(f, "{}", self.fate)?,
         }
-        if !self.repairs.is_empty() && !matches!(self.fate, Fate::Refused(_)) {
+        if !self.repairs.is_empty()
+            && !matches!(self.fate, Fate::Refused(_) | Fate::FailureRefused(_))
+        {
             write!(f, " (repaired: {})", self.repairs.join("; "))?;
         }
         Ok(())
@@ -152,6 +173,15 @@ pub fn import(
     settings: &ImportSettings,
     now_ms: i64,
 ) -> Vec<Imported> {
+    if input.len() <= settings.max_size {
+        if let Some(failure) = super::failure_in::parse(input, now_ms) {
+            return vec![Imported {
+                part: None,
+                fate: store_failure(store, failure, settings),
+                repairs: Vec::new(),
+            }];
+        }
+    }
     parse_input(input, settings.max_size)
         .into_iter()
         .map(|found| {
@@ -166,6 +196,47 @@ pub fn import(
             }
         })
         .collect()
+}
+
+/// A failure report: stored once per report message, unless about a domain we do not own
+/// and `reports.foreign = "drop"`.
+fn store_failure(
+    store: &mut Store,
+    failure: Result<crate::store::NewFailureReport, String>,
+    settings: &ImportSettings,
+) -> Fate {
+    use crate::store::FailureInserted;
+    let r = match failure {
+        Ok(r) => r,
+        Err(why) => return Fate::FailureRefused(why),
+    };
+    let domain = r.domain.clone().unwrap_or_default();
+    let about = format!(
+        "{} about {} from {} (reported by {})",
+        r.auth_failure.as_deref().unwrap_or("auth-failure"),
+        if domain.is_empty() { "-" } else { &domain },
+        r.source_ip.as_deref().unwrap_or("-"),
+        r.reporter
+    );
+    if settings.foreign == ForeignReports::Drop && !settings.owns(&domain) {
+        return Fate::Dropped {
+            about: About {
+                org_name: r.reporter.clone(),
+                email: r.reporter.clone(),
+                report_id: r.report_message_id.clone().unwrap_or_default(),
+                domain,
+                begin: r.arrival.unwrap_or(0),
+                end: r.arrival.unwrap_or(0),
+                rows: 0,
+                messages: u64::from(r.incidents),
+            },
+        };
+    }
+    match store.insert_failure_report(&r) {
+        Ok(FailureInserted::Stored(id)) => Fate::FailureStored { id, about },
+        Ok(FailureInserted::Duplicate(id)) => Fate::FailureDuplicate { id, about },
+        Err(e) => Fate::StoreFailed(e.to_string()),
+    }
 }
 
 fn store_one(

@@ -8,6 +8,7 @@
 
 mod backend;
 pub mod copy;
+mod failures_in;
 
 mod migrations;
 mod overview;
@@ -19,6 +20,7 @@ mod sqlite;
 mod writer;
 
 pub use backend::{Filter, GroupBy, Handle, Lease, Location, Page, Store, StoreError};
+pub use failures_in::{FailureFilter, FailureInserted, NewFailureReport};
 pub use overview::{Failing, HourCount, MethodCounts, Overview};
 pub use postgres::{PgTarget, SslMode, PG_SCHEMA_VERSION};
 pub use report_in::{Inserted, NewReport, NewRow, ReportFilter};

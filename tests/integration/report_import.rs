@@ -9,6 +9,7 @@
 
 mod api;
 mod doors;
+mod failures;
 mod quirks;
 
 use crate::common::*;

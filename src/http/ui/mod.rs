@@ -14,6 +14,7 @@
 //! machine interface (whose every route the document lists).
 
 mod chart;
+mod failures;
 mod html;
 mod keys;
 mod pages;
@@ -48,6 +49,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/verdicts/{id}", get(pages::verdict))
         .route("/ui/reports", get(reports::received))
         .route("/ui/reports/sent", get(reports::sent))
+        .route("/ui/reports/failures", get(failures::list))
+        .route("/ui/reports/failures/{id}", get(failures::one))
         .route("/ui/reports/{id}", get(reports::one))
         .route("/ui/keys", get(keys::keys))
         .route_layer(middleware::from_fn_with_state(state, require_read));
