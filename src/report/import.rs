@@ -126,6 +126,11 @@ fn found_xml(
     }
 }
 
+/// Whether `input` reads as a mail message (not XML, gzip or zip by its first bytes).
+pub fn is_message(input: &[u8]) -> bool {
+    sniff(input) == Kind::Message
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Gzip,

@@ -173,7 +173,8 @@ pub fn import(
     settings: &ImportSettings,
     now_ms: i64,
 ) -> Vec<Imported> {
-    if input.len() <= settings.max_size {
+    // A failure report is a message; an XML, gzip or zip input never is one.
+    if input.len() <= settings.max_size && super::import::is_message(input) {
         if let Some(failure) = super::failure_in::parse(input, now_ms) {
             return vec![Imported {
                 part: None,
