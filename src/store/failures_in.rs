@@ -263,8 +263,10 @@ impl Store {
         limit: usize,
     ) -> Result<Page, StoreError> {
         let (clause, args) = filter.clause();
+        // A page leaves the header sections (up to 64 KiB each) in the table.
+        let columns = COLUMNS.replace(", headers", ", '' AS headers");
         let sql = format!(
-            "SELECT {COLUMNS} FROM failure_reports {clause} ORDER BY id DESC LIMIT {}",
+            "SELECT {columns} FROM failure_reports {clause} ORDER BY id DESC LIMIT {}",
             limit + 1
         );
         let rows = self.failure_rows(&sql, &args)?;
