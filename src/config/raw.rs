@@ -138,6 +138,8 @@ pub(super) struct RawChecks {
 pub(super) struct RawHttp {
     pub listen: Option<Spanned<String>>,
     pub request_timeout_secs: Option<Spanned<u64>>,
+    pub query_timeout_ms: Option<Spanned<u64>>,
+    pub allowed_hosts: Option<Vec<Spanned<String>>>,
     pub tokens: Option<Vec<RawToken>>,
 }
 

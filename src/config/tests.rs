@@ -124,8 +124,26 @@ fn http_and_store_sections() {
     let d = Config::parse("[http]\n", None).unwrap();
     assert_eq!(d.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
     assert!(Config::default().http.listen.is_none() && Config::default().store.path.is_none());
+    let h = Config::parse(
+        "[http]\nallowed_hosts = [\"Dash.Example.NET.\", \"[::1]\"]\nquery_timeout_ms = 250\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(h.http.allowed_hosts, ["dash.example.net", "::1"]);
+    assert_eq!(h.http.query_timeout, Duration::from_millis(250));
     for (text, line, key) in [
         ("[http]\nlisten = \"0.0.0.0:80\"\n", 2, "http.listen"),
+        (
+            "[http]\nallowed_hosts = [\"http://x\"]\n",
+            2,
+            "http.allowed_hosts",
+        ),
+        (
+            "[http]\nallowed_hosts = [\"x:80\"]\n",
+            2,
+            "http.allowed_hosts",
+        ),
+        ("[http]\nquery_timeout_ms = 0\n", 2, "http.query_timeout_ms"),
         ("[http]\nlisten = \"nowhere\"\n", 2, "http.listen"),
         (
             "[[http.tokens]]\nname = \"x\"\nsha256 = \"abc\"\nscopes = [\"read\"]\n",

@@ -744,6 +744,15 @@ impl Postgres {
         }))
     }
 
+    /// `SET statement_timeout`: the server stops a statement of this session past `limit`
+    /// (SQLSTATE 57014, see `StoreError::is_cancelled`).
+    pub fn limit_statements(&self, limit: Duration) -> Result<(), StoreError> {
+        let ms = limit.as_millis().max(1);
+        Ok(self
+            .client()
+            .batch_execute(&format!("SET statement_timeout = {ms}"))?)
+    }
+
     /// `pg_try_advisory_lock`: held by this session until released or disconnected.
     pub fn try_lease(&self, job: Lease) -> Result<bool, StoreError> {
         Ok(self
