@@ -404,6 +404,9 @@ max_failures_per_ip = 4
 block_secs = 60
 failure_delay_ms = 250
 max_messages_per_hour = 100
+failure_prefix_v6 = 56
+known_network_days = 7
+tracked_entries = 5000
 
 [smtp.senders]
 "alice" = ["Alice@Example.com", "@example.org"]
@@ -437,6 +440,9 @@ max_messages_per_hour = 100
     assert_eq!(s.auth.failure_delay, Duration::from_millis(250));
     assert_eq!(s.auth.max_messages_per_hour, 100);
     assert_eq!(s.auth.max_recipients_per_hour, 2000);
+    assert_eq!((s.auth.failure_prefix_v4, s.auth.failure_prefix_v6), (32, 56));
+    assert_eq!(s.auth.known_network, Duration::from_secs(7 * 86_400));
+    assert_eq!(s.auth.tracked_entries, 5000);
     let senders = s.senders.as_ref().unwrap();
     assert_eq!(senders["alice"], ["alice@example.com", "@example.org"]);
 
@@ -458,6 +464,8 @@ max_messages_per_hour = 100
         ),
         (format!("{head}[smtp.senders]\nbob = [\"bob@\"]\n"), 7),
         (format!("{head}max_failures_per_ip = 0\n"), 6),
+        (format!("{head}failure_prefix_v4 = 33\n"), 6),
+        (format!("{head}tracked_entries = 10\n"), 6),
         // A submission listener without a back end; implicit TLS without a certificate.
         (
             "[smtp]\n[[smtp.listeners]]\naddress = \"0.0.0.0:587\"\nrole = \"submission\"\nrequire_tls = false\n".into(),
