@@ -114,3 +114,74 @@ async fn cross_site_form_post_is_refused() {
         "{body}"
     );
 }
+
+/// Rows enough that grouping them all takes far longer than the read limit the test sets:
+/// distinct From domains, DMARC results, queue ids, all on one day in 2023.
+fn fill(path: &std::path::Path, rows: u32) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let started = std::time::Instant::now();
+    conn.execute(
+        "INSERT INTO verdicts (received_at, transport, queue_id, client_ip, rcpts, from_domain, \
+         verdict, dmarc, duration_us, document, host) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+         SELECT 1700000000000 + i, 'milter', 'Q' || i, '192.0.2.1', '[]', \
+         'd' || (i % 100000) || '.example', 'accept', \
+         CASE i % 3 WHEN 0 THEN 'pass' WHEN 1 THEN 'fail' ELSE 'none' END, 1, '{}', 'h' FROM n",
+        [rows],
+    )
+    .unwrap();
+    eprintln!("filled {rows} rows in {:?}", started.elapsed());
+}
+
+// Issue 22 §5: an expensive read (grouping every row) is stopped at http.query_timeout_ms,
+// and while it runs a lookup by queue id answers on another reader connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_grouping_is_stopped_while_a_queue_id_lookup_answers() {
+    let d = Daemon::start_with_api(|c| c.http.query_timeout = Duration::from_millis(300)).await;
+    let a = d.http.unwrap();
+    let path = d.store_dir.as_ref().unwrap().path().join("verdicts.sqlite");
+    // The store exists once the API answered a read.
+    assert_eq!(call(a, "GET", "/readyz", None, b"").await.status, 200);
+    tokio::task::spawn_blocking(move || fill(&path, 600_000))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let slow = tokio::spawn(async move {
+        call(
+            a,
+            "GET",
+            "/v1/stats?group_by=from_domain&since=0",
+            None,
+            b"",
+        )
+        .await
+    });
+    let mut answered_meanwhile = 0;
+    while !slow.is_finished() {
+        let r = call(a, "GET", "/v1/verdicts?queue_id=Q4242", None, b"").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["items"][0]["queue_id"], "Q4242");
+        if !slow.is_finished() {
+            answered_meanwhile += 1;
+        }
+    }
+    let r = slow.await.unwrap();
+    eprintln!(
+        "grouping answered {} after {:?}; {answered_meanwhile} lookups answered meanwhile",
+        r.status,
+        started.elapsed()
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "timeout");
+    assert!(r.text().contains("was stopped"), "{}", r.text());
+    assert!(
+        answered_meanwhile > 0,
+        "no lookup answered while the grouping ran"
+    );
+    // The readers are usable again: a grouping of one domain's rows answers.
+    let target = "/v1/stats?group_by=dmarc&from_domain=d42.example&since=0";
+    let r = call(a, "GET", target, None, b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["total"], 6);
+}
