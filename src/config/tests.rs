@@ -440,7 +440,10 @@ tracked_entries = 5000
     assert_eq!(s.auth.failure_delay, Duration::from_millis(250));
     assert_eq!(s.auth.max_messages_per_hour, 100);
     assert_eq!(s.auth.max_recipients_per_hour, 2000);
-    assert_eq!((s.auth.failure_prefix_v4, s.auth.failure_prefix_v6), (32, 56));
+    assert_eq!(
+        (s.auth.failure_prefix_v4, s.auth.failure_prefix_v6),
+        (32, 56)
+    );
     assert_eq!(s.auth.known_network, Duration::from_secs(7 * 86_400));
     assert_eq!(s.auth.tracked_entries, 5000);
     let senders = s.senders.as_ref().unwrap();
