@@ -185,3 +185,39 @@ async fn slow_grouping_is_stopped_while_a_queue_id_lookup_answers() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["total"], 6);
 }
+
+// Issue 22 §5, the PostgreSQL half: the API's read connections carry a statement_timeout,
+// and a grouping past it is stopped by the server (SQLSTATE 57014), seen as `is_cancelled`
+// (the API's 503 timeout), not as a lost connection; the connection goes on working.
+#[test]
+fn postgres_statement_timeout_stops_a_grouping() {
+    use authmilter::store::{Filter, GroupBy, Location, PgTarget, Store};
+    let Some(pg) = crate::pg_cluster::PgCluster::start() else {
+        return;
+    };
+    pg.create_db("slowread");
+    let target = PgTarget::parse(&pg.url("slowread"), None).unwrap();
+    let mut store = Store::connect(&Location::Postgres(target)).unwrap();
+    pg.sql(
+        "slowread",
+        "INSERT INTO verdicts (received_at, host, transport, queue_id, client_ip, rcpts, \
+         rcpt_count, from_domain, verdict, dmarc, duration_us, document) \
+         SELECT 1700000000000 + i, 'h', 'milter', 'Q' || i, '192.0.2.1', '[]', 0, \
+         'd' || (i % 100000) || '.example', 'accept', \
+         (ARRAY['pass', 'fail', 'none'])[i % 3 + 1], 1, '{}' \
+         FROM generate_series(1, 300000) AS i",
+    );
+    // Grouping 300,000 rows takes tens of milliseconds at the very least.
+    store.limit_statements(Duration::from_millis(1)).unwrap();
+    let e = store.stats(Some(0), GroupBy::FromDomain, None).unwrap_err();
+    assert!(e.is_cancelled() && !e.is_connection(), "{e}");
+    store.limit_statements(Duration::from_secs(30)).unwrap();
+    let filter = Filter {
+        queue_id: Some("Q4242".into()),
+        ..Filter::default()
+    };
+    let page = store.list(&filter, 10).unwrap();
+    assert_eq!(page.items.len(), 1);
+    let all = store.stats(Some(0), GroupBy::Dmarc, None).unwrap();
+    assert_eq!(all["total"], 300_000);
+}
