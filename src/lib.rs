@@ -29,3 +29,4 @@ pub mod server;
 pub mod sign;
 pub mod smtp;
 pub mod store;
+pub mod tls;
