@@ -217,28 +217,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Log lines go through a buffer to a writer thread, so a message's verdict line never
-    // waits on stderr (a slow journald or terminal) and never wakes a thread: lossy when
-    // stderr does not keep up (src/log_sink.rs). The guard writes out the rest when main
-    // returns.
-    let (writer, _flush_on_exit) = match LogSink::start(std::io::stderr()) {
-        Ok(sink) => sink,
+    let _flush_on_exit = match start_logging(cli.log_format) {
+        Ok(guard) => guard,
         Err(e) => {
             eprintln!("authmilter: cannot start the log writer thread: {e}");
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
-        .unwrap_or_else(|_| "authmilter=info,warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        // Event fields at the top level beside timestamp, level, target and message, so a
-        // shipper indexes `queue_id` or `error` without unpacking a nested object.
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -246,6 +231,29 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Log lines go through a buffer to a writer thread, so a message's verdict line never waits
+/// on stderr (a slow journald or terminal) and never wakes a thread: lossy when stderr does
+/// not keep up (src/log_sink.rs). Colour only on a terminal (never with NO_COLOR, never in
+/// JSON); under systemd's journal no timestamp of ours. The guard writes out the rest when
+/// main returns.
+fn start_logging(format: LogFormat) -> std::io::Result<authmilter::log_sink::FlushGuard> {
+    let (writer, guard) = LogSink::start(std::io::stderr())?;
+    let style = authmilter::log_sink::LogStyle::for_stderr();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
+        .unwrap_or_else(|_| "authmilter=info,warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match (format, style.timestamp) {
+        (LogFormat::Text, true) => logs.with_ansi(style.colour).init(),
+        (LogFormat::Text, false) => logs.with_ansi(style.colour).without_time().init(),
+        // Event fields at the top level beside timestamp, level, target and message, so a
+        // shipper indexes `queue_id` or `error` without unpacking a nested object.
+        (LogFormat::Json, _) => logs.with_ansi(false).json().flatten_event(true).init(),
+    }
+    Ok(guard)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
