@@ -391,7 +391,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = MilterListener::bind(&config.milter.listen, config.milter.socket_mode)
             .await
             .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
@@ -427,42 +427,47 @@ fn serve(args: ServeArgs) -> Result<()> {
             tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
         }
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(forward_signals(tx));
+        tokio::spawn(forward_signals(tx).context("installing the signal handlers")?);
         run_server(snapshot, loader, listener, rx, Services { http, smtp }).await;
         Ok(())
-    })
+    });
+    // The stop is bounded in the server; a store call still stuck on the blocking pool (a
+    // database that does not answer) would hold the runtime's drop without end: leave it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    served
 }
 
-/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once.
-async fn forward_signals(tx: tokio::sync::mpsc::Sender<Signal>) {
+/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once. The
+/// handlers are installed before this returns, so before READY: a signal that came before
+/// them would end the process (SIGHUP's default action).
+fn forward_signals(
+    tx: tokio::sync::mpsc::Sender<Signal>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let mut stopping = false;
-    loop {
-        let sig = tokio::select! {
-            _ = hup.recv() => Signal::Reload,
-            _ = term.recv() => Signal::Graceful,
-            _ = int.recv() => Signal::Graceful,
-        };
-        let sig = match sig {
-            Signal::Graceful if stopping => Signal::Immediate,
-            Signal::Graceful => {
-                stopping = true;
-                Signal::Graceful
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let mut stopping = false;
+        loop {
+            let sig = tokio::select! {
+                _ = hup.recv() => Signal::Reload,
+                _ = term.recv() => Signal::Graceful,
+                _ = int.recv() => Signal::Graceful,
+            };
+            let sig = match sig {
+                Signal::Graceful if stopping => Signal::Immediate,
+                Signal::Graceful => {
+                    stopping = true;
+                    Signal::Graceful
+                }
+                other => other,
+            };
+            if tx.send(sig).await.is_err() {
+                return;
             }
-            other => other,
-        };
-        if tx.send(sig).await.is_err() {
-            return;
         }
-    }
+    })
 }
 
 fn load_config(common: &Common) -> Result<Config> {

@@ -24,7 +24,7 @@ pub use postgres::{PgTarget, SslMode, PG_SCHEMA_VERSION};
 pub use report_in::{Inserted, NewReport, NewRow, ReportFilter};
 pub use reports::SentReport;
 pub use sqlite::SCHEMA_VERSION;
-pub use writer::{spawn_writer, Writer, BATCH};
+pub use writer::{spawn_writer, Writer, BATCH, LAST_WORDS};
 
 pub use crate::auth::Transport;
 use crate::auth::{Connection, Outcome};

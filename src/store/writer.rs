@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Most records written in one transaction.
 pub const BATCH: usize = 512;
@@ -24,20 +25,48 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The running writer: its journal handle, and a way to flush and stop it.
+/// The running writer: its journal handle, and a way to stop it by a deadline.
 pub struct Writer {
     pub journal: Journal,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// `None` while running; the time by which to be done once told to stop. The writer
+    /// reads this state whenever it decides (rather than waiting for a notification it may
+    /// already have consumed), so a stop is never missed.
+    stop: watch::Sender<Option<Instant>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Writes what is queued (when the database is reachable), then stops.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+    /// Tells the writer to take no new records and write what is queued by `deadline` (an
+    /// earlier deadline replaces a later one, as on a second signal). What is not written
+    /// by then, or cannot be because the database is unreachable, is counted as failed.
+    pub fn stop_by(&self, deadline: Instant) {
+        self.stop.send_if_modified(|current| match *current {
+            Some(old) if old <= deadline => false,
+            _ => {
+                *current = Some(deadline);
+                true
+            }
+        });
+    }
+
+    /// Writes what is queued within `grace`, then stops (counting what is left as failed).
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.stop_by(Instant::now() + grace);
+        self.finished().await;
+    }
+
+    /// Waits until the writer has finished (it does by its deadline plus [`LAST_WORDS`]
+    /// once told to stop).
+    pub async fn finished(&mut self) {
+        if let Some(task) = &mut self.task {
+            let _ = task.await;
+            self.task = None;
+        }
     }
 }
+
+/// How long the writer may take, past its deadline, to account for what it holds.
+pub const LAST_WORDS: Duration = Duration::from_secs(1);
 
 /// Opens the store and starts its writer. At start-up a store that cannot be opened
 /// refuses to start, except a database that cannot be reached with
@@ -58,7 +87,7 @@ pub fn spawn_writer(
         Err(e) => return Err(e),
     };
     let (tx, rx) = mpsc::channel(config.queue_size);
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(None);
     let journal = Journal::new(tx, Arc::clone(&metrics));
     let task = tokio::spawn(run(
         Arc::new(handle),
@@ -70,14 +99,51 @@ pub fn spawn_writer(
     Ok(Writer {
         journal,
         stop,
-        task,
+        task: Some(task),
     })
+}
+
+type StopRx = watch::Receiver<Option<Instant>>;
+
+/// Resolves once the writer has been told to stop (at once if it already was; a writer
+/// whose [`Writer`] is gone stops too).
+async fn stopping(stop: &mut StopRx) {
+    let _ = stop.wait_for(Option::is_some).await;
+}
+
+/// Resolves when the stop deadline has passed; never before a stop.
+async fn deadline_passed(stop: &mut StopRx) {
+    loop {
+        let deadline = match stop.wait_for(Option::is_some).await {
+            Ok(d) => *d,
+            Err(_) => return,
+        };
+        let Some(deadline) = deadline else { return };
+        // A deadline moved earlier (a second signal) wakes the wait.
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            changed = stop.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// `work`, unless the stop deadline passes first (`None`; a store call on the blocking pool
+/// is then left to finish on its own: the daemon does not wait for it).
+async fn by_deadline<T>(
+    stop: &mut StopRx,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = deadline_passed(stop) => None,
+        out = work => Some(out),
+    }
 }
 
 async fn run(
     store: Arc<Handle>,
     mut rx: mpsc::Receiver<Record>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: StopRx,
     retention_days: u32,
     metrics: Arc<Metrics>,
 ) {
@@ -87,7 +153,7 @@ async fn run(
     // would otherwise race it against the first batch or a quick shutdown).
     prune.tick().await;
     if retention_days > 0 {
-        prune_now(&store, retention_days).await;
+        by_deadline(&mut stop, prune_now(&store, retention_days)).await;
     }
     let mut buf = Vec::with_capacity(BATCH);
     let mut writer = BatchWriter {
@@ -97,23 +163,31 @@ async fn run(
     };
     loop {
         tokio::select! {
+            biased;
+            () = stopping(&mut stop) => break,
             n = rx.recv_many(&mut buf, BATCH) => {
                 if n == 0 {
                     break;
                 }
                 writer.write(std::mem::take(&mut buf), &mut stop).await;
             }
-            _ = prune.tick(), if retention_days > 0 => prune_now(&writer.store, retention_days).await,
-            _ = stop.changed() => {
-                // No new records; write what is queued.
-                rx.close();
-                while rx.recv_many(&mut buf, BATCH).await > 0 {
-                    writer.write(std::mem::take(&mut buf), &mut stop).await;
-                }
-                break;
+            _ = prune.tick(), if retention_days > 0 => {
+                by_deadline(&mut stop, prune_now(&writer.store, retention_days)).await;
             }
         }
     }
+    // No new records; write what is queued, by the deadline.
+    rx.close();
+    while rx.recv_many(&mut buf, BATCH).await > 0 {
+        writer.write(std::mem::take(&mut buf), &mut stop).await;
+    }
+    let metrics = &writer.metrics;
+    tracing::info!(
+        written = metrics.store_counts().0,
+        failed = metrics.store_failures(),
+        dropped = metrics.dropped(),
+        "verdict store writer stopped"
+    );
 }
 
 /// Runs `f` on the store's connection on the blocking pool.
@@ -147,8 +221,10 @@ struct BatchWriter {
 
 impl BatchWriter {
     /// Writes one batch; while the database is unreachable, keeps it and tries again after
-    /// a growing pause, until it is written or the writer is told to stop.
-    async fn write(&mut self, batch: Vec<Record>, stop: &mut watch::Receiver<bool>) {
+    /// a growing pause, until it is written or the writer is told to stop. Once stopping,
+    /// an unreachable database or the deadline ends the tries: the batch is counted as
+    /// failed.
+    async fn write(&mut self, batch: Vec<Record>, stop: &mut StopRx) {
         let n = batch.len();
         let batch = Arc::new(batch);
         // The same token on every try: a commit whose answer was lost is not repeated.
@@ -156,7 +232,15 @@ impl BatchWriter {
         let mut pause = FIRST_BACKOFF;
         loop {
             let records = Arc::clone(&batch);
-            let result = blocking(&self.store, move |s| s.insert_batch_once(&records, token)).await;
+            let insert = blocking(&self.store, move |s| s.insert_batch_once(&records, token));
+            let Some(result) = by_deadline(stop, insert).await else {
+                self.metrics.store_failed(n);
+                tracing::warn!(
+                    records = n,
+                    "verdict store did not answer by the end of the grace period; batch lost"
+                );
+                return;
+            };
             match result {
                 Ok(()) => {
                     self.metrics.store_written(n);
@@ -170,7 +254,7 @@ impl BatchWriter {
                         self.down_since = Some(std::time::Instant::now());
                         self.metrics.store_disconnected();
                     }
-                    if *stop.borrow() {
+                    if stop.borrow().is_some() || stop.has_changed().is_err() {
                         self.metrics.store_failed(n);
                         tracing::warn!(error = %e, records = n,
                             "verdict store unreachable at shutdown; batch lost");
@@ -178,9 +262,11 @@ impl BatchWriter {
                     }
                     tracing::warn!(error = %e, retry_in = ?pause, records = n,
                         "verdict store unreachable; records wait in the queue");
+                    // The pause ends early on a stop; the state is read again above, so a
+                    // stop that came during the pause is seen.
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
-                        _ = stop.changed() => {}
+                        () = stopping(stop) => {}
                     }
                     pause = (pause * 2).min(MAX_BACKOFF);
                 }
