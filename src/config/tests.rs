@@ -124,6 +124,16 @@ fn http_and_store_sections() {
     let d = Config::parse("[http]\n", None).unwrap();
     assert_eq!(d.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
     assert!(Config::default().http.listen.is_none() && Config::default().store.path.is_none());
+    let spooled = Config::parse(
+        "[store]\nurl = \"postgres://h/db\"\nspool_path = \"spool.sqlite\"\n",
+        Some(Path::new("/etc/am/authmilter.toml")),
+    )
+    .unwrap();
+    assert_eq!(
+        spooled.store.spool_path,
+        Some(PathBuf::from("/etc/am/spool.sqlite"))
+    );
+    assert_eq!(spooled.store.spool_max_bytes, 256 << 20);
     for (text, line, key) in [
         ("[http]\nlisten = \"0.0.0.0:80\"\n", 2, "http.listen"),
         ("[http]\nlisten = \"nowhere\"\n", 2, "http.listen"),
@@ -138,6 +148,17 @@ fn http_and_store_sections() {
             "http.tokens.scopes",
         ),
         ("[store]\nqueue_size = 0\n", 2, "store.queue_size"),
+        // The spool serves a PostgreSQL store only.
+        (
+            "[store]\npath = \"v.sqlite\"\nspool_path = \"s\"\n",
+            3,
+            "store.spool_path",
+        ),
+        (
+            "[store]\nurl = \"postgres://h/db\"\nspool_path = \"s\"\nspool_max_bytes = 10\n",
+            4,
+            "store.spool_max_bytes",
+        ),
     ] {
         let e = Config::parse(text, None).unwrap_err();
         assert_eq!((e.line, e.key.as_deref()), (Some(line), Some(key)), "{e}");

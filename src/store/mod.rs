@@ -15,6 +15,7 @@ mod pg_tls;
 mod postgres;
 mod report_in;
 mod reports;
+mod spool;
 mod sqlite;
 mod writer;
 

@@ -339,3 +339,59 @@ async fn sqlite_store_on_a_full_disk_or_locked_counts_and_stops_in_time() {
         .unwrap();
     assert_eq!(stored as u64, written);
 }
+
+// The spool on a full disk while PostgreSQL is down: what cannot be spooled is counted as
+// failed with a clear line, mail still flows, and SIGTERM still ends the daemon in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_spool_is_counted_and_does_not_hang() {
+    let Some(pg) = PgCluster::start() else { return };
+    let Some(disk) = SmallDisk::mount("2m") else {
+        return;
+    };
+    pg.create_db("fullspool");
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "url = \"{}\"\nspool_path = \"{}\"",
+        pg.url("fullspool"),
+        disk.path().join("spool.sqlite").display()
+    );
+    let mut served = Served::start(dir.path(), &store, GRACE_SECS).await;
+    served.send("BEFORE", 5).await;
+    wait_metric(&served, "authmilter_store_written_total", 5).await;
+    let _filler = disk.fill();
+    pg.kill();
+    served.send("DURING", 100).await;
+    wait_metric(&served, "authmilter_store_failed_total", 1).await;
+    let log = served.log();
+    assert!(
+        log.contains("spooling verdicts failed; batch lost"),
+        "{log}"
+    );
+    assert!(log.contains("full"), "{log}");
+    served.signal("-TERM");
+    let (status, took) = served
+        .exit_within(Duration::from_secs(GRACE_SECS) + SLACK)
+        .await;
+    assert!(status.success(), "{status}: {}", served.log());
+    println!("stopped in {took:?}");
+    let (written, failed, dropped) = served.final_counts();
+    let spooled: u64 = {
+        let log = served.log();
+        let line = log.lines().find(|l| l.contains("writer stopped")).unwrap();
+        let at = line.find("spooled=").unwrap() + "spooled=".len();
+        line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(written, 5);
+    assert!(failed > 0);
+    assert_eq!(
+        written + failed + dropped + spooled,
+        105,
+        "{}",
+        served.log()
+    );
+}
