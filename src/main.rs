@@ -382,6 +382,11 @@ fn serve(args: ServeArgs) -> Result<()> {
             }
         }
     }
+    // The spool (PostgreSQL only) must open now too: without it an outage loses verdicts.
+    if let (Some(path), Some(_)) = (&config.store.spool_path, &config.store.url) {
+        authmilter::store::Spool::open(path, config.store.spool_max_bytes)
+            .context("store.spool_path")?;
+    }
     let common = Arc::new(args.common);
     let loader: Loader = Arc::new(move || {
         let config = build(&common).map_err(|e| format!("{e:#}"))?;

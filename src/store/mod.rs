@@ -24,6 +24,7 @@ pub use overview::{Failing, HourCount, MethodCounts, Overview};
 pub use postgres::{PgTarget, SslMode, PG_SCHEMA_VERSION};
 pub use report_in::{Inserted, NewReport, NewRow, ReportFilter};
 pub use reports::SentReport;
+pub use spool::{Spool, SpoolError};
 pub use sqlite::SCHEMA_VERSION;
 pub use writer::{spawn_writer, Writer, BATCH, LAST_WORDS};
 

@@ -321,3 +321,27 @@ fn log_lines_fit_their_destination() {
     let no_color = serve_log(&[("NO_COLOR", "1")], false);
     assert!(!no_color.contains('\x1b'), "{no_color:?}");
 }
+
+// A spool that cannot be opened (its folder missing) is a configuration error: serve
+// refuses to start rather than run on and lose verdicts in the next database outage.
+#[test]
+fn serve_refuses_to_start_when_the_spool_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fleet.toml");
+    std::fs::write(
+        &config,
+        "[milter]\nlisten = \"127.0.0.1:0\"\n[store]\n\
+         url = \"postgres://am@127.0.0.1:9/authmilter?sslmode=disable\"\n\
+         on_unavailable = \"buffer\"\nspool_path = \"missing/spool.sqlite\"\n",
+    )
+    .unwrap();
+    let out = Process::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("AUTHMILTER_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.spool_path"), "{err}");
+    assert!(err.contains("missing/spool.sqlite"), "{err}");
+}
