@@ -99,7 +99,7 @@ fn writer(location: &Location, n: usize) -> (f64, f64) {
         for r in records {
             writer.journal.record(r, &outcome);
         }
-        writer.shutdown().await;
+        writer.shutdown(Duration::from_secs(600)).await;
         let seconds = started.elapsed().as_secs_f64();
         let (written, batches) = metrics.store_counts();
         assert_eq!(written as usize, n, "records lost: {}", metrics.dropped());

@@ -28,6 +28,8 @@ pub const MAX_BUFFERED: usize = 4 * 1024 * 1024;
 
 struct Shared {
     buf: Mutex<Vec<u8>>,
+    /// Set by the writer thread when it has written its last batch.
+    done: (Mutex<bool>, std::sync::Condvar),
     dropped: AtomicU64,
     stop: AtomicBool,
     writer: Thread,
@@ -71,6 +73,8 @@ impl LogSink {
                         batch.shrink_to(URGENT);
                     }
                     if stopping {
+                        *lock_flag(&shared.done.0) = true;
+                        shared.done.1.notify_all();
                         return;
                     }
                     thread::park_timeout(FLUSH_EVERY);
@@ -78,6 +82,7 @@ impl LogSink {
             })?;
         let shared = Arc::new(Shared {
             buf: Mutex::new(Vec::with_capacity(URGENT)),
+            done: (Mutex::new(false), std::sync::Condvar::new()),
             dropped: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             writer: thread.thread().clone(),
@@ -92,14 +97,75 @@ impl LogSink {
     }
 }
 
+/// How long the last lines may take to go out at exit: standard error that does not take
+/// them (a stuck pipe) must not hold the process.
+pub const LAST_FLUSH: Duration = Duration::from_secs(1);
+
 impl Drop for FlushGuard {
     fn drop(&mut self) {
         self.shared.stop.store(true, Relaxed);
         self.shared.writer.unpark();
-        if let Some(thread) = self.thread.take() {
+        let (flag, written) = &self.shared.done;
+        let done = written
+            .wait_timeout_while(lock_flag(flag), LAST_FLUSH, |done| !*done)
+            .map(|(done, _)| *done)
+            .unwrap_or(false);
+        if let (true, Some(thread)) = (done, self.thread.take()) {
             let _ = thread.join();
         }
     }
+}
+
+fn lock_flag(flag: &Mutex<bool>) -> std::sync::MutexGuard<'_, bool> {
+    flag.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How log lines are shaped for where standard error goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStyle {
+    /// ANSI colour: only on a terminal, and never with `NO_COLOR` set (no-color.org).
+    pub colour: bool,
+    /// Our own timestamp: not when the lines go to systemd's journal, which stamps them.
+    pub timestamp: bool,
+}
+
+impl LogStyle {
+    /// The style for this process's standard error and environment.
+    pub fn for_stderr() -> LogStyle {
+        use std::io::IsTerminal;
+        LogStyle::decide(
+            io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            std::env::var("JOURNAL_STREAM")
+                .ok()
+                .is_some_and(|stream| is_stderr(&stream)),
+        )
+    }
+
+    fn decide(terminal: bool, no_color: bool, journal: bool) -> LogStyle {
+        LogStyle {
+            colour: terminal && !no_color && !journal,
+            timestamp: !journal,
+        }
+    }
+}
+
+/// Whether `JOURNAL_STREAM` (`DEVICE:INODE`, set by systemd for a service whose output goes
+/// to the journal) names this process's standard error: a child whose stderr was redirected
+/// elsewhere inherits the variable but not the journal.
+fn is_stderr(stream: &str) -> bool {
+    let Some((dev, ino)) = stream.trim().split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // SAFETY: fstat only writes the struct it is given.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(libc::STDERR_FILENO, &mut st) } != 0 {
+        return false;
+    }
+    st.st_dev as u64 == dev && st.st_ino as u64 == ino
 }
 
 fn lock(buf: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
@@ -148,6 +214,24 @@ impl<'a> MakeWriter<'a> for LogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_and_no_time_for_the_journal() {
+        let style = LogStyle::decide;
+        assert!(style(true, false, false).colour);
+        assert!(!style(false, false, false).colour);
+        assert!(!style(true, true, false).colour);
+        assert!(style(false, false, false).timestamp);
+        assert_eq!(
+            style(true, false, true),
+            LogStyle {
+                colour: false,
+                timestamp: false
+            }
+        );
+        assert!(!is_stderr("garbage"));
+        assert!(!is_stderr("0:0"));
+    }
 
     /// A `Write` the test can read back.
     #[derive(Clone, Default)]

@@ -217,28 +217,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Log lines go through a buffer to a writer thread, so a message's verdict line never
-    // waits on stderr (a slow journald or terminal) and never wakes a thread: lossy when
-    // stderr does not keep up (src/log_sink.rs). The guard writes out the rest when main
-    // returns.
-    let (writer, _flush_on_exit) = match LogSink::start(std::io::stderr()) {
-        Ok(sink) => sink,
+    let _flush_on_exit = match start_logging(cli.log_format) {
+        Ok(guard) => guard,
         Err(e) => {
             eprintln!("authmilter: cannot start the log writer thread: {e}");
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
-        .unwrap_or_else(|_| "authmilter=info,warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        // Event fields at the top level beside timestamp, level, target and message, so a
-        // shipper indexes `queue_id` or `error` without unpacking a nested object.
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -246,6 +231,29 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Log lines go through a buffer to a writer thread, so a message's verdict line never waits
+/// on stderr (a slow journald or terminal) and never wakes a thread: lossy when stderr does
+/// not keep up (src/log_sink.rs). Colour only on a terminal (never with NO_COLOR, never in
+/// JSON); under systemd's journal no timestamp of ours. The guard writes out the rest when
+/// main returns.
+fn start_logging(format: LogFormat) -> std::io::Result<authmilter::log_sink::FlushGuard> {
+    let (writer, guard) = LogSink::start(std::io::stderr())?;
+    let style = authmilter::log_sink::LogStyle::for_stderr();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHMILTER_LOG")
+        .unwrap_or_else(|_| "authmilter=info,warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match (format, style.timestamp) {
+        (LogFormat::Text, true) => logs.with_ansi(style.colour).init(),
+        (LogFormat::Text, false) => logs.with_ansi(style.colour).without_time().init(),
+        // Event fields at the top level beside timestamp, level, target and message, so a
+        // shipper indexes `queue_id` or `error` without unpacking a nested object.
+        (LogFormat::Json, _) => logs.with_ansi(false).json().flatten_event(true).init(),
+    }
+    Ok(guard)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -374,6 +382,11 @@ fn serve(args: ServeArgs) -> Result<()> {
             }
         }
     }
+    // The spool (PostgreSQL only) must open now too: without it an outage loses verdicts.
+    if let (Some(path), Some(_)) = (&config.store.spool_path, &config.store.url) {
+        authmilter::store::Spool::open(path, config.store.spool_max_bytes)
+            .context("store.spool_path")?;
+    }
     let common = Arc::new(args.common);
     let loader: Loader = Arc::new(move || {
         let config = build(&common).map_err(|e| format!("{e:#}"))?;
@@ -383,7 +396,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = MilterListener::bind(&config.milter.listen, config.milter.socket_mode)
             .await
             .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
@@ -419,42 +432,47 @@ fn serve(args: ServeArgs) -> Result<()> {
             tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
         }
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(forward_signals(tx));
+        tokio::spawn(forward_signals(tx).context("installing the signal handlers")?);
         run_server(snapshot, loader, listener, rx, Services { http, smtp }).await;
         Ok(())
-    })
+    });
+    // The stop is bounded in the server; a store call still stuck on the blocking pool (a
+    // database that does not answer) would hold the runtime's drop without end: leave it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    served
 }
 
-/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once.
-async fn forward_signals(tx: tokio::sync::mpsc::Sender<Signal>) {
+/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once. The
+/// handlers are installed before this returns, so before READY: a signal that came before
+/// them would end the process (SIGHUP's default action).
+fn forward_signals(
+    tx: tokio::sync::mpsc::Sender<Signal>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let mut stopping = false;
-    loop {
-        let sig = tokio::select! {
-            _ = hup.recv() => Signal::Reload,
-            _ = term.recv() => Signal::Graceful,
-            _ = int.recv() => Signal::Graceful,
-        };
-        let sig = match sig {
-            Signal::Graceful if stopping => Signal::Immediate,
-            Signal::Graceful => {
-                stopping = true;
-                Signal::Graceful
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let mut stopping = false;
+        loop {
+            let sig = tokio::select! {
+                _ = hup.recv() => Signal::Reload,
+                _ = term.recv() => Signal::Graceful,
+                _ = int.recv() => Signal::Graceful,
+            };
+            let sig = match sig {
+                Signal::Graceful if stopping => Signal::Immediate,
+                Signal::Graceful => {
+                    stopping = true;
+                    Signal::Graceful
+                }
+                other => other,
+            };
+            if tx.send(sig).await.is_err() {
+                return;
             }
-            other => other,
-        };
-        if tx.send(sig).await.is_err() {
-            return;
         }
-    }
+    })
 }
 
 fn load_config(common: &Common) -> Result<Config> {

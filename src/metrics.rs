@@ -110,6 +110,11 @@ pub struct Metrics {
     store_failed: AtomicU64,
     /// Times the writer lost its database connection (PostgreSQL) and began reconnecting.
     store_disconnects: AtomicU64,
+    /// Records put in the local spool while the database was unreachable, and taken out of
+    /// it into the database; the spool's encoded size now.
+    store_spooled: AtomicU64,
+    store_replayed: AtomicU64,
+    store_spool_bytes: AtomicU64,
     /// DMARC reports received, by [`ReportIn`].
     reports_in: [AtomicU64; REPORTS_IN.len()],
 }
@@ -318,6 +323,28 @@ impl Metrics {
         self.store_disconnects.fetch_add(1, Relaxed);
     }
 
+    /// Records spooled (the database unreachable).
+    pub fn store_spooled(&self, n: usize, spool_bytes: u64) {
+        self.store_spooled.fetch_add(n as u64, Relaxed);
+        self.store_spool_bytes.store(spool_bytes, Relaxed);
+    }
+
+    /// Records replayed from the spool into the database (also counted as written).
+    pub fn store_replayed(&self, n: usize, spool_bytes: u64) {
+        self.store_replayed.fetch_add(n as u64, Relaxed);
+        self.store_spool_bytes.store(spool_bytes, Relaxed);
+    }
+
+    /// The spool's size now.
+    pub fn set_spool_bytes(&self, spool_bytes: u64) {
+        self.store_spool_bytes.store(spool_bytes, Relaxed);
+    }
+
+    /// Records dropped at once (a spool past its bound).
+    pub fn store_dropped_many(&self, n: usize) {
+        self.store_dropped.fetch_add(n as u64, Relaxed);
+    }
+
     /// Records lost to write errors so far.
     pub fn store_failures(&self) -> u64 {
         self.store_failed.load(Relaxed)
@@ -430,7 +457,7 @@ impl Metrics {
             (
                 "authmilter_store_dropped_total",
                 "counter",
-                "Verdict records dropped because the store queue was full.",
+                "Verdict records dropped because the store queue (or the spool) was full.",
                 self.store_dropped.load(Relaxed),
             ),
             (
@@ -456,6 +483,24 @@ impl Metrics {
                 "counter",
                 "Times the store writer lost its database connection and began reconnecting.",
                 self.store_disconnects.load(Relaxed),
+            ),
+            (
+                "authmilter_store_spooled_total",
+                "counter",
+                "Verdict records put in the local spool while the database was unreachable.",
+                self.store_spooled.load(Relaxed),
+            ),
+            (
+                "authmilter_store_replayed_total",
+                "counter",
+                "Verdict records replayed from the spool into the database.",
+                self.store_replayed.load(Relaxed),
+            ),
+            (
+                "authmilter_store_spool_bytes",
+                "gauge",
+                "Encoded size of the records waiting in the spool.",
+                self.store_spool_bytes.load(Relaxed),
             ),
         ];
         for (name, kind, help, value) in gauges {

@@ -94,7 +94,10 @@ fn send(args: SendArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let results = runtime.block_on(sender.run(&store, verifier.dns(), &selection, now))?;
+    let progress = authmilter::progress::Progress::on_terminal("domains", None);
+    let results =
+        runtime.block_on(sender.run_showing(&store, verifier.dns(), &selection, now, &progress))?;
+    drop(progress);
     let mut code = ExitCode::SUCCESS;
     for r in &results {
         let (word, why) = match &r.state {

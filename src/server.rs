@@ -18,13 +18,14 @@ use crate::milter::listener::serve_connection;
 use crate::report::failure;
 use crate::report::inbox::{spawn_importer, Importer, Inbox};
 use crate::runtime::{Current, ReloadRequest, Snapshot};
-use crate::store::{spawn_writer, Journal, Writer};
+use crate::store::{spawn_writer, Journal, Writer, LAST_WORDS};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Re-reads configuration and policy for a reload.
 pub type Loader = Arc<dyn Fn() -> Result<Snapshot, String> + Send + Sync>;
@@ -245,48 +246,140 @@ pub async fn run_with(
     };
     crate::notify::stopping();
     let _ = stop_tx.send(true);
-    if let Some(http) = http {
-        let _ = http.await;
-    }
-    if let Some(job) = report_job {
-        // A report being handed on finishes; its state is in the store either way.
-        let _ = tokio::time::timeout(grace, job).await;
-    }
-    let mut sessions = match accept.await {
-        Ok(sessions) => sessions,
-        Err(_) => return,
-    };
-    for smtp in smtp_accept {
-        // SMTP sessions drain with the milter's, within the same grace period.
-        // Dropping the set (when the grace period ends) aborts what is left in it.
-        if let Ok(mut smtp_sessions) = smtp.await {
-            sessions.spawn(async move { while smtp_sessions.join_next().await.is_some() {} });
+    let mut stop = Stop::new(grace, control, immediate);
+    stop.bounded("the HTTP API", async {
+        if let Some(http) = http {
+            let _ = http.await;
         }
-    }
-    if immediate {
-        sessions.abort_all();
-        return;
-    }
-    tracing::info!(
-        sessions = sessions.len(),
-        "stopping: waiting for messages in flight"
-    );
-    let drained = tokio::time::timeout(grace, async {
-        while sessions.join_next().await.is_some() {}
     })
     .await;
-    if drained.is_err() {
-        tracing::warn!(
-            left = sessions.len(),
-            "grace period over; closing remaining sessions"
+    // A report being handed on finishes; its state is in the store either way.
+    stop.bounded("the report job", async {
+        if let Some(job) = report_job {
+            let _ = job.await;
+        }
+    })
+    .await;
+    let mut sessions = stop
+        .bounded("the listeners", async {
+            let mut sessions = accept.await.unwrap_or_default();
+            for smtp in smtp_accept {
+                // SMTP sessions drain with the milter's, within the same grace period.
+                if let Ok(mut smtp_sessions) = smtp.await {
+                    sessions
+                        .spawn(async move { while smtp_sessions.join_next().await.is_some() {} });
+                }
+            }
+            sessions
+        })
+        .await
+        .unwrap_or_default();
+    if !stop.immediate {
+        tracing::info!(
+            sessions = sessions.len(),
+            "stopping: waiting for messages in flight"
         );
+    }
+    let drained = stop
+        .bounded("messages in flight", async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+    if drained.is_none() {
+        // Dropping a session aborts it; so does the end of the set.
         sessions.abort_all();
     }
-    if let Some(importer) = importer {
-        importer.shutdown().await;
+    // The store gets what is left of the grace period (all of it while sessions ended in
+    // time); past the deadline the writer counts what it could not write as failed.
+    if let Some(w) = &writer {
+        w.stop_by(stop.deadline);
     }
-    if let Some(writer) = writer {
-        writer.shutdown().await;
+    let mut writer = writer;
+    let mut importer = importer.map(|i| tokio::spawn(i.shutdown()));
+    let stored = stop
+        .bounded("the verdict store", async {
+            if let Some(w) = &mut writer {
+                w.finished().await;
+            }
+            if let Some(i) = &mut importer {
+                let _ = i.await;
+            }
+        })
+        .await;
+    if stored.is_none() {
+        // Cut short by the deadline or a second signal: the writer is told (a second signal
+        // moves its deadline to now) and has a moment to count what it holds.
+        if let Some(w) = &mut writer {
+            w.stop_by(Instant::now());
+            if tokio::time::timeout(LAST_WORDS, w.finished())
+                .await
+                .is_err()
+            {
+                tracing::warn!("verdict store writer did not stop; leaving it");
+            }
+        }
+        if let Some(i) = importer {
+            i.abort();
+        }
+    }
+}
+
+/// A stop in progress: everything it waits for ends by its deadline (the grace period from
+/// the first signal), or at once on a second signal.
+struct Stop {
+    deadline: Instant,
+    control: Option<mpsc::Receiver<Signal>>,
+    /// A second signal came (or the first asked to stop at once).
+    immediate: bool,
+}
+
+impl Stop {
+    fn new(grace: std::time::Duration, control: mpsc::Receiver<Signal>, immediate: bool) -> Stop {
+        let now = Instant::now();
+        Stop {
+            deadline: if immediate { now } else { now + grace },
+            control: Some(control),
+            immediate,
+        }
+    }
+
+    /// Waits for `work` until the deadline or a second stop signal (reloads are ignored
+    /// now); `None` when cut short, with a line in the log saying what was left.
+    async fn bounded<T>(
+        &mut self,
+        what: &str,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        tokio::pin!(work);
+        while !self.immediate {
+            let control = &mut self.control;
+            let signal = async {
+                match control {
+                    Some(control) => control.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let signal = tokio::select! {
+                biased;
+                out = &mut work => return Some(out),
+                () = tokio::time::sleep_until(self.deadline) => {
+                    tracing::warn!(waiting_for = what, "grace period over; stopping without it");
+                    return None;
+                }
+                signal = signal => signal,
+            };
+            match signal {
+                Some(Signal::Graceful | Signal::Immediate) => {
+                    tracing::warn!(waiting_for = what, "second stop signal; stopping at once");
+                    self.immediate = true;
+                    self.deadline = Instant::now();
+                }
+                Some(Signal::Reload) => {}
+                // No more signals can come (the sender is gone): only the deadline.
+                None => self.control = None,
+            }
+        }
+        None
     }
 }
 

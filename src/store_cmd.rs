@@ -109,8 +109,10 @@ fn copy_cmd(args: CopyArgs) -> Result<ExitCode> {
     let host = args
         .host
         .unwrap_or_else(authmilter::config::machine_hostname);
-    let copied = copy::copy(&path, &target, &host)
+    let progress = authmilter::progress::Progress::on_terminal("verdicts", None);
+    let copied = copy::copy_showing(&path, &target, &host, &progress)
         .with_context(|| format!("copying {} to {}", path.display(), target.redacted()))?;
+    drop(progress);
     println!(
         "copied {copied} from {} to {}",
         path.display(),

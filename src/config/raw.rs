@@ -161,6 +161,8 @@ pub(super) struct RawStore {
     pub on_unavailable: Option<Spanned<String>>,
     pub retention_days: Option<u32>,
     pub queue_size: Option<Spanned<usize>>,
+    pub spool_path: Option<Spanned<String>>,
+    pub spool_max_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,8 @@ use url::Url;
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// Verdict records waiting for the writer; past this they are dropped (and counted).
 pub const DEFAULT_STORE_QUEUE: usize = 10_000;
+/// `store.spool_max_bytes`: 256 MiB of records (about 100,000 verdicts).
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -29,6 +31,11 @@ pub struct StoreConfig {
     pub on_unavailable: OnUnavailable,
     pub retention_days: u32,
     pub queue_size: usize,
+    /// The local spool for records the PostgreSQL store cannot take (`None`: no spool; the
+    /// queue alone rides out an outage).
+    pub spool_path: Option<PathBuf>,
+    /// The spool's bound (records' encoded size); beyond it records are dropped and counted.
+    pub spool_max_bytes: u64,
 }
 
 /// `store.on_unavailable`: a database that cannot be reached at start.
@@ -49,6 +56,8 @@ impl Default for StoreConfig {
             on_unavailable: OnUnavailable::Refuse,
             retention_days: DEFAULT_RETENTION_DAYS,
             queue_size: DEFAULT_STORE_QUEUE,
+            spool_path: None,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
         }
     }
 }
@@ -319,6 +328,24 @@ pub(super) fn store_from_raw(
             return Err(err(n.span(), "must be at least 1".into()));
         }
         store.queue_size = *n.get_ref();
+    }
+    if let Some(path) = raw.spool_path {
+        if path.get_ref().trim().is_empty() {
+            return Err(err(path.span(), "must not be empty".into()));
+        }
+        if store.url.is_none() {
+            return Err(err(
+                path.span(),
+                "the spool is for a PostgreSQL store (url); a SQLite store is local already".into(),
+            ));
+        }
+        store.spool_path = Some(base.join(path.get_ref()));
+    }
+    if let Some(n) = raw.spool_max_bytes {
+        if *n.get_ref() < 1 << 20 {
+            return Err(err(n.span(), "must be at least 1048576 (1 MiB)".into()));
+        }
+        store.spool_max_bytes = *n.get_ref();
     }
     Ok(store)
 }

@@ -131,6 +131,16 @@ fn http_and_store_sections() {
     .unwrap();
     assert_eq!(h.http.allowed_hosts, ["dash.example.net", "::1"]);
     assert_eq!(h.http.query_timeout, Duration::from_millis(250));
+    let spooled = Config::parse(
+        "[store]\nurl = \"postgres://h/db\"\nspool_path = \"spool.sqlite\"\n",
+        Some(Path::new("/etc/am/authmilter.toml")),
+    )
+    .unwrap();
+    assert_eq!(
+        spooled.store.spool_path,
+        Some(PathBuf::from("/etc/am/spool.sqlite"))
+    );
+    assert_eq!(spooled.store.spool_max_bytes, 256 << 20);
     for (text, line, key) in [
         ("[http]\nlisten = \"0.0.0.0:80\"\n", 2, "http.listen"),
         (
@@ -156,6 +166,17 @@ fn http_and_store_sections() {
             "http.tokens.scopes",
         ),
         ("[store]\nqueue_size = 0\n", 2, "store.queue_size"),
+        // The spool serves a PostgreSQL store only.
+        (
+            "[store]\npath = \"v.sqlite\"\nspool_path = \"s\"\n",
+            3,
+            "store.spool_path",
+        ),
+        (
+            "[store]\nurl = \"postgres://h/db\"\nspool_path = \"s\"\nspool_max_bytes = 10\n",
+            4,
+            "store.spool_max_bytes",
+        ),
     ] {
         let e = Config::parse(text, None).unwrap_err();
         assert_eq!((e.line, e.key.as_deref()), (Some(line), Some(key)), "{e}");

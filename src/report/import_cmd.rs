@@ -8,6 +8,7 @@ use super::import::ImportError;
 use super::received::{import, Fate, ImportSettings, Imported};
 use crate::config::Config;
 use crate::dates::now_ms;
+use crate::progress::Progress;
 use crate::store::{Location, Store};
 use clap::Args;
 use std::fmt;
@@ -95,7 +96,9 @@ pub fn run(args: &ImportArgs, out: &mut impl Write) -> Result<Tally, ImportCmdEr
         .ok_or(ImportCmdError::NoStore)?;
     let mut store = Store::connect(&location)?.with_host(&config.store.host);
     let settings = ImportSettings::from(&config.reports);
-    let tally = import_target(&mut store, &args.input, &settings, out)?;
+    let progress = Progress::on_terminal("report files", None);
+    let tally = import_target_showing(&mut store, &args.input, &settings, out, &progress)?;
+    drop(progress);
     let _ = writeln!(out, "{tally}");
     Ok(tally)
 }
@@ -107,6 +110,18 @@ pub fn import_target(
     settings: &ImportSettings,
     out: &mut impl Write,
 ) -> Result<Tally, ImportCmdError> {
+    import_target_showing(store, target, settings, out, &Progress::hidden())
+}
+
+/// As [`import_target`], counting the files of a directory on `progress`.
+pub fn import_target_showing(
+    store: &mut Store,
+    target: &str,
+    settings: &ImportSettings,
+    out: &mut impl Write,
+    progress: &Progress,
+) -> Result<Tally, ImportCmdError> {
+    let out = &mut progress.above(out);
     let mut tally = Tally::default();
     if target == "-" {
         let input = read_capped(io::stdin().lock(), settings.max_size)
@@ -126,7 +141,9 @@ pub fn import_target(
     } else {
         vec![path.to_path_buf()]
     };
+    progress.set_total(files.len() as u64);
     for file in files {
+        progress.advance(1);
         let input = std::fs::File::open(&file).and_then(|f| read_capped(f, settings.max_size));
         let name = file.display().to_string();
         match input {

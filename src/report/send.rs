@@ -15,6 +15,7 @@ use super::message::compose;
 use crate::config::{Config, RelayTls, ReportDelivery};
 use crate::dates::{report_period, DAY_MS};
 use crate::dns::Dns;
+use crate::progress::Progress;
 use crate::smtp::relay::{RelayConfig, RelaySession};
 use crate::smtp::{ClientInfo, MailParams, NextHop};
 use crate::store::{SentReport, Store, StoreError};
@@ -126,6 +127,19 @@ impl Sender {
         selection: &Selection,
         now: i64,
     ) -> Result<Vec<Sent>, StoreError> {
+        self.run_showing(store, dns, selection, now, &Progress::hidden())
+            .await
+    }
+
+    /// As [`Sender::run`], counting the domains done on `progress`.
+    pub async fn run_showing(
+        &self,
+        store: &Arc<Mutex<Store>>,
+        dns: &Dns,
+        selection: &Selection,
+        now: i64,
+        progress: &Progress,
+    ) -> Result<Vec<Sent>, StoreError> {
         let ending = selection.ending.clone();
         // Events up to a day before the first period that can end in the range.
         let scan = (ending.start - DAY_MS)..ending.end;
@@ -134,7 +148,10 @@ impl Sender {
             None => blocking(store, move |s| s.dmarc_domains(scan.start, scan.end)).await?,
         };
         let mut results = Vec::new();
+        progress.set_total(domains.len() as u64);
         for domain in domains {
+            progress.status(&domain);
+            progress.advance(1);
             let interval = self.interval(dns, &domain).await;
             for period in periods(&ending, interval) {
                 if period.end > now {

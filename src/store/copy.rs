@@ -12,6 +12,7 @@ use super::model::clamp;
 use super::model::StoreError;
 use super::postgres::{json_clean, text, Postgres, VERDICT_COPY, VERDICT_COPY_TYPES};
 use super::sqlite::Sqlite;
+use crate::progress::Progress;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::ToSql;
 use serde_json::Value;
@@ -57,9 +58,19 @@ pub fn copy(
     to: &super::PgTarget,
     default_host: &str,
 ) -> Result<Copied, StoreError> {
+    copy_showing(from, to, default_host, &Progress::hidden())
+}
+
+/// As [`copy`], counting the verdicts copied on `progress`.
+pub fn copy_showing(
+    from: &std::path::Path,
+    to: &super::PgTarget,
+    default_host: &str,
+    progress: &Progress,
+) -> Result<Copied, StoreError> {
     let source = Sqlite::open(from)?;
     let mut target = Postgres::connect(to)?;
-    sqlite_to_postgres(&source, &mut target, default_host)
+    sqlite_to_postgres(&source, &mut target, default_host, progress)
 }
 
 /// Copies `source` into `target`; rows without a host are recorded as `default_host`.
@@ -67,8 +78,11 @@ fn sqlite_to_postgres(
     source: &Sqlite,
     target: &mut Postgres,
     default_host: &str,
+    progress: &Progress,
 ) -> Result<Copied, StoreError> {
     let conn = &source.conn;
+    let total: i64 = conn.query_row("SELECT count(*) FROM verdicts", [], |r| r.get(0))?;
+    progress.set_total(total as u64);
     let mut hosts_stmt = conn.prepare("SELECT DISTINCT COALESCE(host, ?1) FROM verdicts")?;
     let hosts = hosts_stmt
         .query_map([default_host], |r| r.get::<_, String>(0))?
@@ -130,6 +144,7 @@ fn sqlite_to_postgres(
         ];
         writer.write(&values)?;
         copied.verdicts += 1;
+        progress.advance(1);
     }
     writer.finish()?;
 

@@ -24,6 +24,7 @@ mod migrations;
 mod model;
 mod postgres;
 mod queries;
+mod spool;
 mod sql;
 mod sqlite;
 mod writer;
@@ -41,5 +42,6 @@ pub use model::{
     Overview, Page, ReportFilter, SentReport, StoreError,
 };
 pub use postgres::PG_SCHEMA_VERSION;
+pub use spool::{Spool, SpoolError};
 pub use sqlite::SCHEMA_VERSION;
-pub use writer::{spawn_writer, Writer, BATCH};
+pub use writer::{spawn_writer, Writer, BATCH, LAST_WORDS};

@@ -8,6 +8,7 @@ use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
 use crate::pg_cluster::PgCluster;
 use authmilter::config::{Config, ReportDelivery};
 use authmilter::milter::reply::Reply;
+use authmilter::server::Signal;
 use authmilter::store::{
     Filter, GroupBy, Lease, Location, PgTarget, ReportFilter, SentReport, Store, StoreError,
 };
@@ -934,4 +935,99 @@ fn unverified_tls_to_a_remote_database_is_warned_about() {
             assert!(err.contains(&format!("sslmode={mode}")), "{err}");
         }
     }
+}
+
+/// Polls `/metrics` until `name` reaches `at_least` (at most 30 s).
+async fn wait_metric(api: SocketAddr, name: &str, at_least: u64) -> u64 {
+    for _ in 0..300 {
+        let value = metric(api, name).await;
+        if value >= at_least {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = [
+        "written",
+        "dropped",
+        "failed",
+        "spooled",
+        "replayed",
+        "disconnects",
+    ]
+    .map(|c| format!("{c}_total"));
+    let mut seen = Vec::new();
+    for c in counts {
+        seen.push(format!(
+            "{c} {}",
+            metric(api, &format!("authmilter_store_{c}")).await
+        ));
+    }
+    panic!("{name} stayed below {at_least}: {seen:?}");
+}
+
+// Issue 27: an outage longer than the queue holds, with a restart of the daemon in the
+// middle, loses nothing: what the database cannot take goes to the local spool, which
+// survives the restart and is replayed in order, exactly once, when the database is back.
+// The rows are then exactly the messages answered, each with its DMARC report event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_queue_with_a_restart_loses_nothing_to_the_spool() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("spool");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.sqlite");
+    let configure = |c: &mut Config| {
+        use_pg(c, &pg, "spool", "mx1");
+        c.store.queue_size = 1000;
+        c.store.spool_path = Some(spool.clone());
+        c.store.on_unavailable = authmilter::config::OnUnavailable::Buffer;
+    };
+    let first = Daemon::start_with_api(configure).await;
+    let api = first.http.unwrap();
+    send_burst(&first, "BEFORE", 30).await;
+    assert_eq!(settle(api, 30).await, (30, 0, 0));
+    pg.kill();
+    // Three times what the queue holds, while the database is down. (The queue still has
+    // to hold what arrives while one batch is being spooled: in this unoptimised build, a
+    // few hundred messages.)
+    send_burst(&first, "DURING", 3000).await;
+    wait_metric(api, "authmilter_store_spooled_total", 3000).await;
+    assert_eq!(metric(api, "authmilter_store_dropped_total").await, 0);
+    assert_eq!(metric(api, "authmilter_store_failed_total").await, 0);
+    assert!(metric(api, "authmilter_store_spool_bytes").await > 0);
+    // The daemon restarts during the outage.
+    first.control.send(Signal::Graceful).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), first.task)
+        .await
+        .expect("the first daemon stopped")
+        .unwrap();
+    let second = Daemon::start_with_api(configure).await;
+    let api = second.http.unwrap();
+    assert!(metric(api, "authmilter_store_spool_bytes").await > 0);
+    send_burst(&second, "AFTER", 40).await;
+    wait_metric(api, "authmilter_store_spooled_total", 40).await;
+    tokio::task::block_in_place(|| pg.start_server());
+    // The spool of both runs is replayed: what this daemon counts as written.
+    assert_eq!(settle(api, 3000 + 40).await, (3040, 0, 0));
+    assert_eq!(metric(api, "authmilter_store_replayed_total").await, 3040);
+    assert_eq!(metric(api, "authmilter_store_spool_bytes").await, 0);
+    // Rows = messages answered, once each, in the order they were answered.
+    let expected: Vec<String> = (0..30)
+        .map(|i| format!("BEFORE{i}"))
+        .chain((0..3000).map(|i| format!("DURING{i}")))
+        .chain((0..40).map(|i| format!("AFTER{i}")))
+        .collect();
+    let stored = pg.sql(
+        "spool",
+        "SELECT string_agg(queue_id, ',' ORDER BY id) FROM verdicts",
+    );
+    assert_eq!(stored, expected.join(","));
+    // Each with its report event: the aggregate reports count the outage too.
+    assert_eq!(
+        pg.sql(
+            "spool",
+            "SELECT count(*) FROM verdicts WHERE dmarc_event IS NOT NULL \
+             AND dmarc_domain = 'example.com'"
+        ),
+        "3070"
+    );
 }

@@ -502,7 +502,7 @@ async fn writer_batches_records_and_prunes_old_ones() {
             .journal
             .record(record(now, &format!("q{i}")), &outcome);
     }
-    writer.shutdown().await;
+    writer.shutdown(Duration::from_secs(10)).await;
     let (written, batches) = metrics.store_counts();
     assert_eq!(written, 600);
     assert!(
@@ -546,7 +546,7 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
     assert!(metrics
         .render(4)
         .contains("authmilter_store_dropped_total 46"));
-    writer.shutdown().await;
+    writer.shutdown(Duration::from_secs(10)).await;
     assert_eq!(metrics.store_counts().0, 4);
 }
 

@@ -30,6 +30,7 @@ mod regressions;
 mod report_import;
 mod report_send;
 mod serve;
+mod shutdown;
 mod signing;
 mod signing_interop;
 mod smtp_client;

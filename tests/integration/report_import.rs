@@ -307,3 +307,77 @@ fn report_import_command_prints_each_file_and_sets_the_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read"));
 }
+
+// Issue 27: a long one-off command says how far it is on a terminal, and nothing of the
+// kind when its output goes elsewhere; either way it ends with its summary line. The
+// terminal is a real pseudo-terminal (util-linux `script`).
+#[test]
+fn importing_a_directory_shows_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("in");
+    std::fs::create_dir(&files).unwrap();
+    let mut n = 0;
+    for copy in 0..50 {
+        for entry in std::fs::read_dir(reports_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                std::fs::copy(&path, files.join(format!("{copy:02}-{name}"))).unwrap();
+                n += 1;
+            }
+        }
+    }
+    let summary = |text: &str| -> String {
+        // The last line, without the terminal's carriage returns and erase codes.
+        let last = text.trim_end().rsplit('\n').next().unwrap_or("");
+        let last = last
+            .rsplit('\r')
+            .find(|p| !p.trim().is_empty())
+            .unwrap_or("");
+        last.trim_start_matches("\x1b[2K").trim().to_string()
+    };
+    // Not a terminal: the lines and the summary, nothing on stderr.
+    let db = dir.path().join("piped.sqlite");
+    let out = authmilter(
+        &[
+            "report",
+            "import",
+            "--store",
+            db.to_str().unwrap(),
+            files.to_str().unwrap(),
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().count(), n + 1, "{text}");
+    let expected = format!("4 stored, {} duplicate, 0 dropped, 0 refused", n - 4);
+    assert_eq!(summary(&text), expected);
+    // On a terminal: the bar (its message and count), then the same summary last.
+    if !crate::signing_interop::probe("script", &["--version"]) {
+        crate::signing_interop::skip("util-linux script (a pseudo-terminal) not installed");
+        return;
+    }
+    let db = dir.path().join("terminal.sqlite");
+    let command = format!(
+        "AUTHMILTER_LOG=off {} report import --store {} {}",
+        env!("CARGO_BIN_EXE_authmilter"),
+        db.display(),
+        files.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("report files"), "{text}");
+    assert!(text.contains(&format!("/{n}")), "no count of {n}: {text}");
+    assert_eq!(summary(&text), expected, "{text:?}");
+}

@@ -241,3 +241,107 @@ fn serve_refuses_to_start_when_postgres_is_unreachable() {
     );
     assert!(!err.contains("secret"), "{err}");
 }
+
+/// Runs `serve` on a free port with standard error into a pipe and `env`, stops it with
+/// SIGTERM once it listens, and returns what it wrote. With `journal`, JOURNAL_STREAM
+/// names that very pipe, as systemd does for a service logging to the journal.
+fn serve_log(env: &[(&str, &str)], journal: bool) -> String {
+    use std::os::fd::AsRawFd;
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut cmd = Process::new(env!("CARGO_BIN_EXE_authmilter"));
+    cmd.args(["serve", "--milter", "127.0.0.1:0"])
+        .env("AUTHMILTER_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().copied());
+    if journal {
+        // SAFETY: fstat only writes the struct it is given.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(writer.as_raw_fd(), &mut st) }, 0);
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino));
+    }
+    let (out_reader, out_writer) = std::io::pipe().unwrap();
+    let mut child = cmd.stdout(out_writer).stderr(writer).spawn().unwrap();
+    drop(cmd);
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        text
+    });
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut out_reader = out_reader;
+        out_reader.read_to_string(&mut text).unwrap();
+        text
+    });
+    // The milter port is 0; the listening line says it is up. Bounded by the child's own
+    // stop below: give it 3 s to start.
+    std::thread::sleep(Duration::from_secs(3));
+    kill(child.id(), "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = reading.join().unwrap();
+    assert_eq!(stdout.join().unwrap(), "", "serve writes nothing to stdout");
+    assert!(text.contains("authmilter serving"), "{text}");
+    text
+}
+
+// Issue 27: log lines to a pipe, a file or the journal carry no ANSI colour (it garbles them
+// for journald, grep and shippers); under systemd's journal (JOURNAL_STREAM naming our
+// stderr) no timestamp of ours, since the journal stamps each line.
+#[test]
+fn log_lines_fit_their_destination() {
+    let piped = serve_log(&[], false);
+    assert!(!piped.contains('\x1b'), "{piped:?}");
+    // tracing's text format: the RFC 3339 timestamp first.
+    assert!(
+        piped.lines().all(|l| l.starts_with("20")),
+        "timestamps expected: {piped}"
+    );
+    let journal = serve_log(&[], true);
+    assert!(!journal.contains('\x1b'), "{journal:?}");
+    assert!(
+        journal
+            .lines()
+            .all(|l| l.trim_start().starts_with("INFO") || l.trim_start().starts_with("WARN")),
+        "no timestamp expected: {journal}"
+    );
+    // A JOURNAL_STREAM inherited by a process whose stderr goes elsewhere is not the journal.
+    let elsewhere = serve_log(&[("JOURNAL_STREAM", "1:1")], false);
+    assert!(
+        elsewhere.lines().all(|l| l.starts_with("20")),
+        "{elsewhere}"
+    );
+    let no_color = serve_log(&[("NO_COLOR", "1")], false);
+    assert!(!no_color.contains('\x1b'), "{no_color:?}");
+}
+
+// A spool that cannot be opened (its folder missing) is a configuration error: serve
+// refuses to start rather than run on and lose verdicts in the next database outage.
+#[test]
+fn serve_refuses_to_start_when_the_spool_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fleet.toml");
+    std::fs::write(
+        &config,
+        "[milter]\nlisten = \"127.0.0.1:0\"\n[store]\n\
+         url = \"postgres://am@127.0.0.1:9/authmilter?sslmode=disable\"\n\
+         on_unavailable = \"buffer\"\nspool_path = \"missing/spool.sqlite\"\n",
+    )
+    .unwrap();
+    let out = Process::new(env!("CARGO_BIN_EXE_authmilter"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("AUTHMILTER_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.spool_path"), "{err}");
+    assert!(err.contains("missing/spool.sqlite"), "{err}");
+}
