@@ -18,9 +18,9 @@
 use super::dispatch::{Handle, Store};
 use super::journal::Journal;
 use super::model::StoreError;
+use super::spool::{Spool, SpoolError};
 use crate::check::Record;
 use crate::config::Location;
-use super::spool::{Spool, SpoolError};
 use crate::config::{OnUnavailable, StoreConfig};
 use crate::dates::{now_ms, DAY_MS};
 use crate::metrics::Metrics;
