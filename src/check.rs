@@ -1,8 +1,9 @@
 //! The end-of-message step every transport shares: outcome -> verdict -> header edits, and
 //! the JSON document `authmilter check --json` (and later the HTTP API) returns.
 
-use crate::auth::headers::{authentication_results, received_spf};
+use crate::auth::headers::{append_resinfo, authentication_results, received_spf};
 use crate::auth::{AuthResult, Connection, Outcome, Transaction, Verifier};
+use crate::bimi::{Bimi, BimiOutcome};
 use crate::config::OnUnauthorised;
 use crate::policy::{decide, Action, Policy, Verdict};
 use crate::sign::{from_domain, SignError, Signer};
@@ -26,6 +27,8 @@ pub struct Decision {
     pub outcome: Outcome,
     pub verdict: Verdict,
     pub edits: Edits,
+    /// BIMI's finding, when `[bimi]` is on and the message was evaluated ([`add_bimi`]).
+    pub bimi: Option<BimiOutcome>,
 }
 
 /// Applies the policy and builds the header edits.
@@ -62,7 +65,42 @@ pub fn conclude(
         outcome,
         verdict,
         edits,
+        bimi: None,
     }
+}
+
+/// BIMI after DMARC (src/bimi/), for mail that is kept: the incoming `BIMI-Location` and
+/// `BIMI-Indicator` fields are deleted, `bimi=` joins Authentication-Results, and on a pass
+/// `BIMI-Location` and `BIMI-Indicator` are added. Waits at most `bimi.max_wait`.
+pub async fn add_bimi(bimi: &Bimi, decision: &mut Decision, conn: &Connection, raw: &[u8]) {
+    if decision.outcome.skipped.is_some()
+        || !matches!(decision.verdict.action, Action::Accept | Action::Quarantine)
+    {
+        return;
+    }
+    let (fields, _) = crate::sign::seal::split_message(raw);
+    decision
+        .edits
+        .remove
+        .extend(crate::bimi::header::forged(&fields));
+    let Some(found) = bimi.evaluate(&decision.outcome, conn.ip, &fields).await else {
+        return;
+    };
+    if let Some((_, ar)) = decision
+        .edits
+        .add
+        .iter_mut()
+        .find(|(name, _)| name == "Authentication-Results")
+    {
+        append_resinfo(ar, &crate::bimi::header::resinfo(&found));
+    }
+    if let Some(v) = crate::bimi::header::location(&found) {
+        decision.edits.add.push(("BIMI-Location".into(), v));
+    }
+    if let Some(v) = crate::bimi::header::indicator(&found) {
+        decision.edits.add.push(("BIMI-Indicator".into(), v));
+    }
+    decision.bimi = Some(found);
 }
 
 /// What happens to an outbound message (trusted or authenticated client).
@@ -152,6 +190,9 @@ pub struct Report<'a> {
     pub remove_authentication_results: Vec<usize>,
     pub local_override: Option<&'a str>,
     pub skipped: Option<&'a str>,
+    /// BIMI's result, when evaluated (`[bimi]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bimi: Option<&'a BimiOutcome>,
 }
 
 #[derive(Debug, Serialize)]
@@ -260,6 +301,7 @@ impl Decision {
             remove_authentication_results: o.forged_ar.clone(),
             local_override: v.local_override.as_deref(),
             skipped: o.skipped.as_deref(),
+            bimi: self.bimi.as_ref(),
         }
     }
 }
