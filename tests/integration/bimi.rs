@@ -737,3 +737,161 @@ async fn bimi_forged_incoming_fields_are_removed() {
     assert!(!location[0].contains("evil.example"));
     assert_eq!(header(&delivered, "BIMI-Indicator").len(), 1);
 }
+
+// `authmilter bimi check DOMAIN`: the same checks from the command line, exit 0 on pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bimi_check_command_reports_record_evidence_and_indicator() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures(dir.path());
+    let https = HttpsServer::start(f.tls, f.routes).await;
+    let dns = DnsServer::start(zone(https.addr.port(), closed_port())).await;
+    let config = dir.path().join("authmilter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bimi]\nmark_roots_file = \"{}\"\nfetch_roots_file = \"{}\"\n\
+             allow_private_destinations = true\n",
+            f.mark_roots.display(),
+            f.fetch_roots.display()
+        ),
+    )
+    .unwrap();
+    let run = |domain: &'static str, selector: &'static str| {
+        let config = config.clone();
+        let ns = dns.addr.to_string();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"))
+                .args(["bimi", "check", domain, "--selector", selector, "--config"])
+                .arg(&config)
+                .args(["--nameserver", &ns])
+                .env("AUTHMILTER_LOG", "off")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("brand.example", "default").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("result: pass"), "{text}");
+    assert!(text.contains("mark certificate: VMC"), "{text}");
+    assert!(
+        text.contains(&format!("indicator: SVG Tiny PS, {} bytes", LOGO.len())),
+        "{text}"
+    );
+    let out = run("brand.example", "sel2").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("mark certificate: CMC"), "{text}");
+    let out = run("expired.example", "default").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("result: fail") && text.contains("mark certificate expired"),
+        "{text}"
+    );
+}
+
+// The whole milter path with a real Postfix: the message Postfix delivers carries our
+// BIMI-Location, BIMI-Indicator and bimi=pass, and not the sender's forged BIMI fields.
+#[test]
+fn bimi_headers_reach_the_mailbox_through_postfix() {
+    use crate::milter_client::Daemon;
+    use crate::postfix::{find_program, free_port, running_as_root, skip, Postfix};
+    use crate::smtp_client::send_mail;
+    let Some(postfix) = find_program("postfix").or_else(|| skip("postfix not installed")) else {
+        return;
+    };
+    if !running_as_root() {
+        skip::<()>("postfix tests need root (postfix start)");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures(dir.path());
+    let (https, dns, daemon) = runtime.block_on(async {
+        let https = HttpsServer::start(f.tls, f.routes).await;
+        let dns = DnsServer::start(zone(https.addr.port(), closed_port())).await;
+        let (ns, marks, fetch) = (dns.addr, f.mark_roots.clone(), f.fetch_roots.clone());
+        let daemon = Daemon::start(move |c| {
+            c.dns.nameservers = vec![ns];
+            c.bimi = BimiConfig {
+                enabled: true,
+                mark_roots_file: Some(marks),
+                fetch_roots_file: Some(fetch),
+                allow_private_destinations: true,
+                ..BimiConfig::default()
+            };
+        })
+        .await;
+        (https, dns, daemon)
+    });
+    let scratch = tempfile::Builder::new()
+        .prefix("authmilter-postfix-")
+        .tempdir()
+        .unwrap()
+        // From here on the reaper removes it (see tests/peers/postfix-reaper.sh).
+        .keep();
+    let port = free_port();
+    let pf = Postfix::start(&postfix, scratch, &[(port, daemon.addr)]);
+    let forged =
+        "BIMI-Indicator: Zm9yZ2Vk\r\nBIMI-Location: v=BIMI1; l=https://evil.example/x.svg\r\n";
+    let msg = [
+        forged.as_bytes(),
+        &message("News <news@brand.example>", "pf-bimi", "Hello.\r\n"),
+    ]
+    .concat();
+    let sig = rsa_signature(
+        "brand.example",
+        &["From", "To", "Subject", "Date", "Message-ID"],
+        &msg,
+        false,
+    );
+    let raw = [sig.as_bytes(), &msg].concat();
+    let sent = send_mail(
+        port,
+        ("192.0.2.10", "ext.example"),
+        "news@brand.example",
+        "bimi@example.net",
+        &raw,
+    );
+    assert_eq!(sent.reply.code, 250, "{:?}\n{}", sent.reply, pf.maillog());
+    let mail = pf
+        .delivered("<pf-bimi@test>", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("not delivered\n{}", pf.maillog()));
+    let head = mail.split("\n\n").next().unwrap();
+    assert!(head.contains("bimi=pass"), "{head}");
+    assert!(
+        !head.contains("evil.example") && !head.contains("Zm9yZ2Vk"),
+        "{head}"
+    );
+    let location: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("BIMI-Location:"))
+        .collect();
+    assert_eq!(location.len(), 1, "{head}");
+    let indicator_at = head
+        .find("BIMI-Indicator:")
+        .expect("BIMI-Indicator delivered");
+    let b64: String = head[indicator_at + "BIMI-Indicator:".len()..]
+        .lines()
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| l.trim())
+        .collect();
+    use base64ct::Encoding;
+    assert_eq!(
+        base64ct::Base64::decode_vec(&b64).unwrap(),
+        LOGO.as_bytes(),
+        "{head}"
+    );
+    drop(pf);
+    drop((https, dns, daemon));
+    drop(runtime);
+}
