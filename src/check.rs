@@ -83,7 +83,16 @@ pub async fn add_bimi(bimi: &Bimi, decision: &mut Decision, conn: &Connection, r
         .edits
         .remove
         .extend(crate::bimi::header::forged(&fields));
-    let Some(found) = bimi.evaluate(&decision.outcome, conn.ip, &fields).await else {
+    // The policy accepted a DMARC failure on a trusted ARC sealer's word (policy/decide.rs).
+    let arc_vouched = decision
+        .verdict
+        .local_override
+        .as_deref()
+        .is_some_and(|o| o.starts_with("trusted ARC sealer "));
+    let Some(found) = bimi
+        .evaluate(&decision.outcome, arc_vouched, conn.ip, &fields)
+        .await
+    else {
         return;
     };
     if let Some((_, ar)) = decision

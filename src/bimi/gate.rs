@@ -25,10 +25,13 @@ fn enforcing(p: &str) -> bool {
     matches!(p, "quarantine" | "reject")
 }
 
-/// Checks the prerequisites; `fields` is the message's header.
+/// Checks the prerequisites; `fields` is the message's header. `arc_vouched`: local policy
+/// accepted a DMARC failure because a trusted ARC sealer vouched for the message, which
+/// then counts as a pass here (the trusted-forwarder case).
 pub async fn admit(
     dns: &Dns,
     outcome: &Outcome,
+    arc_vouched: bool,
     fields: &[(&[u8], &[u8])],
 ) -> Result<Admitted, BimiOutcome> {
     if outcome.from.is_multiple() {
@@ -43,7 +46,8 @@ pub async fn admit(
         .dmarc
         .as_ref()
         .ok_or_else(|| stop(BimiResult::Skipped, "DMARC not evaluated"))?;
-    if dmarc.result != AuthResult::Pass {
+    let vouched = arc_vouched && dmarc.result == AuthResult::Fail;
+    if dmarc.result != AuthResult::Pass && !vouched {
         return Err(stop(BimiResult::Skipped, format!("DMARC {}", dmarc.result)));
     }
     // The policy the Author Domain's mail is under: p, sp or np as published, lowered by t=y.

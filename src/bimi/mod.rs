@@ -195,10 +195,12 @@ impl Bimi {
 
     /// Evaluates a message whose verification found `outcome`; `None` when BIMI does not
     /// apply to it at all (verification skipped, domain or client not configured). Never
-    /// longer than `bimi.max_wait`: past it, `temperror`.
+    /// longer than `bimi.max_wait`: past it, `temperror`. `arc_vouched`: see
+    /// [`gate::admit`].
     pub async fn evaluate(
         &self,
         outcome: &Outcome,
+        arc_vouched: bool,
         client: IpAddr,
         fields: &[(&[u8], &[u8])],
     ) -> Option<BimiOutcome> {
@@ -212,7 +214,7 @@ impl Bimi {
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(
             self.config.max_wait,
-            self.evaluate_now(outcome, fields, SystemTime::now()),
+            self.evaluate_now(outcome, arc_vouched, fields, SystemTime::now()),
         )
         .await
         {
@@ -232,10 +234,11 @@ impl Bimi {
     async fn evaluate_now(
         &self,
         outcome: &Outcome,
+        arc_vouched: bool,
         fields: &[(&[u8], &[u8])],
         at: SystemTime,
     ) -> BimiOutcome {
-        let admitted = match gate::admit(&self.dns, outcome, fields).await {
+        let admitted = match gate::admit(&self.dns, outcome, arc_vouched, fields).await {
             Ok(a) => a,
             Err(stopped) => return stopped,
         };

@@ -895,3 +895,185 @@ fn bimi_headers_reach_the_mailbox_through_postfix() {
     drop((https, dns, daemon));
     drop(runtime);
 }
+
+// The SMTP front end applies the same edits (the Maildir file has our BIMI fields, not the
+// sender's), /v1/check answers the bimi member, the verdict store keeps it, /metrics counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bimi_through_the_smtp_front_end_the_api_and_the_store() {
+    use crate::http::call;
+    use crate::milter_client::Daemon;
+    use crate::smtp_front::{blocking, delivered, inbound, port};
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures(dir.path());
+    let https = HttpsServer::start(f.tls, f.routes).await;
+    let dns = DnsServer::start(zone(https.addr.port(), closed_port())).await;
+    let maildir = dir.path().join("Maildir");
+    let (ns, marks, fetch, m) = (dns.addr, f.mark_roots, f.fetch_roots, maildir.clone());
+    let d = Daemon::start_with_api(move |c| {
+        inbound(c, &m);
+        c.dns.nameservers = vec![ns];
+        c.bimi = BimiConfig {
+            enabled: true,
+            mark_roots_file: Some(marks),
+            fetch_roots_file: Some(fetch),
+            allow_private_destinations: true,
+            ..BimiConfig::default()
+        };
+    })
+    .await;
+    let forged = "BIMI-Location: v=BIMI1; l=https://evil.example/x.svg\r\n";
+    let msg = [
+        forged.as_bytes(),
+        &message("News <news@brand.example>", "smtp-bimi", "Hello.\r\n"),
+    ]
+    .concat();
+    let headers = ["From", "To", "Subject", "Date", "Message-ID"];
+    let raw = [
+        rsa_signature("brand.example", &headers, &msg, false).as_bytes(),
+        &msg,
+    ]
+    .concat();
+    let p = port(&d);
+    let to_send = raw.clone();
+    // From 127.0.0.1, outside brand.example's SPF range: DMARC passes on DKIM alone.
+    let sent = blocking(move || {
+        crate::smtp_client::send_plain(p, "news@brand.example", &["bob@example.net"], &to_send)
+    })
+    .await;
+    assert_eq!(sent.reply.code, 250, "{sent}");
+    let files = delivered(&maildir);
+    assert_eq!(files.len(), 1);
+    let text = &files[0];
+    assert!(text.contains("bimi=pass"), "{text}");
+    assert!(!text.contains("evil.example"), "{text}");
+    assert_eq!(header(text.as_bytes(), "BIMI-Location").len(), 1, "{text}");
+    assert_eq!(header(text.as_bytes(), "BIMI-Indicator").len(), 1, "{text}");
+
+    let api = d.http.unwrap();
+    let target = "/v1/check?ip=192.0.2.1&helo=mx.example.com&mail_from=news%40brand.example";
+    let r = call(api, "POST", target, None, &raw).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["bimi"]["result"], "pass", "{doc}");
+    assert_eq!(doc["bimi"]["mark_type"], "VMC");
+    assert!(doc["authentication_results"]
+        .as_str()
+        .unwrap()
+        .contains("bimi=pass"));
+    let mut stored = serde_json::Value::Null;
+    for _ in 0..100 {
+        let r = call(
+            api,
+            "GET",
+            "/v1/verdicts?message_id=%3Csmtp-bimi%40test%3E",
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let items = r.json()["items"].as_array().cloned().unwrap_or_default();
+        // The SMTP front end's record and the /v1/check one.
+        if let Some(item) = items.iter().find(|i| i["transport"] == "smtp") {
+            let id = &item["id"];
+            stored = call(api, "GET", &format!("/v1/verdicts/{id}"), None, b"")
+                .await
+                .json();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The stored document is the item itself (merged with the record's columns).
+    let document = &stored;
+    assert_eq!(document["bimi"]["result"], "pass", "{stored}");
+    assert_eq!(document["bimi"]["domain"], "brand.example", "{stored}");
+    let metrics = call(api, "GET", "/metrics", None, b"").await.text();
+    let passes = metrics
+        .lines()
+        .find(|l| l.starts_with("authmilter_bimi_results_total{result=\"pass\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .expect("the BIMI counter");
+    assert!(passes >= 2, "{metrics}");
+}
+
+// A mailing list broke the DKIM signature but a trusted ARC sealer vouched for the message:
+// local policy accepts the DMARC failure, and BIMI treats it as the DMARC pass it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bimi_after_a_trusted_arc_sealer_override() {
+    use authmilter::check::seal_inbound;
+    use authmilter::config::{ArcSealConfig, SealMode};
+    use authmilter::sign::seal::Sealer;
+    use authmilter::sign::PrivateKey;
+    let mut w = World::new().await;
+    let key = PrivateKey::from_pem(&std::fs::read(testdata("keys/rsa2048.pem")).unwrap());
+    let sealer = Sealer::with_key(
+        &ArcSealConfig {
+            mode: SealMode::Verified,
+            domain: "lists.example.org".into(),
+            selector: "arc".into(),
+            ..ArcSealConfig::default()
+        },
+        key.unwrap(),
+    );
+    let msg = message("News <news@brand.example>", "listed", "Hello.\r\n");
+    let headers = ["From", "To", "Subject", "Date", "Message-ID"];
+    let original = [
+        rsa_signature("brand.example", &headers, &msg, false).as_bytes(),
+        &msg,
+    ]
+    .concat();
+    // The list receives it, adds a footer, seals it.
+    let conn = external("192.0.2.1", "mx.brand.example");
+    let mut at_list = check_message(
+        &w.verifier,
+        &w.policy,
+        &conn,
+        "news@brand.example",
+        &original,
+    )
+    .await;
+    let modified = [&original[..], b"-- \r\nList footer\r\n"].concat();
+    seal_inbound(&sealer, &mut at_list, &modified).unwrap();
+    let forwarded = apply_edits(&modified, &at_list.edits);
+
+    let conn = external("192.0.2.77", "lists.example.org");
+    let d = from_list(&w, &conn, &forwarded).await;
+    assert_eq!(
+        d.verdict.action,
+        authmilter::policy::Action::Reject,
+        "{:?}",
+        d.verdict
+    );
+    assert!(d.bimi.is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = crate::common::policy_dir(
+        dir.path(),
+        "[arc]\ntrusted_sealers = [\"lists.example.org\"]\n",
+    );
+    w.policy = Policy::load_dir(&policy).unwrap();
+    let d = from_list(&w, &conn, &forwarded).await;
+    assert_eq!(
+        d.outcome.dmarc.as_ref().unwrap().result,
+        authmilter::auth::AuthResult::Fail
+    );
+    assert_eq!(
+        d.verdict.action,
+        authmilter::policy::Action::Accept,
+        "{:?}",
+        d.verdict
+    );
+    assert_eq!(result(&d).0, BimiResult::Pass, "{:?}", d.bimi);
+}
+
+async fn from_list(w: &World, conn: &authmilter::auth::Connection, raw: &[u8]) -> Decision {
+    let mut d = check_message(
+        &w.verifier,
+        &w.policy,
+        conn,
+        "bounce@lists.example.org",
+        raw,
+    )
+    .await;
+    add_bimi(&w.bimi, &mut d, conn, raw).await;
+    d
+}
