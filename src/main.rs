@@ -520,7 +520,14 @@ fn verify_file(config: Config, file: &str, client: ClientArgs<'_>) -> Result<(Ve
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let decision = runtime.block_on(check_message(&verifier, &policy, &conn, &mail_from, &raw));
+    let bimi = authmilter::bimi::Bimi::new(&verifier.config().bimi, Arc::clone(verifier.dns()))?;
+    let decision = runtime.block_on(async {
+        let mut decision = check_message(&verifier, &policy, &conn, &mail_from, &raw).await;
+        if let Some(bimi) = &bimi {
+            authmilter::check::add_bimi(bimi, &mut decision, &conn, &raw).await;
+        }
+        decision
+    });
     Ok((raw, decision))
 }
 

@@ -785,6 +785,49 @@ async fn bimi_check_command_reports_record_evidence_and_indicator() {
     let out = run("brand.example", "sel2").await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("mark certificate: CMC"), "{text}");
+    // `check --json` with [bimi] enabled runs BIMI after DMARC, as the daemon does.
+    let with_bimi = dir.path().join("enabled.toml");
+    std::fs::write(
+        &with_bimi,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[bimi]\n", "[bimi]\nenabled = true\n"),
+    )
+    .unwrap();
+    let msg = message("News <news@brand.example>", "cli-bimi", "Hello.\r\n");
+    let headers = ["From", "To", "Subject", "Date", "Message-ID"];
+    let raw = [
+        rsa_signature("brand.example", &headers, &msg, false).as_bytes(),
+        &msg,
+    ]
+    .concat();
+    let eml = dir.path().join("m.eml");
+    std::fs::write(&eml, raw).unwrap();
+    let ns = dns.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_authmilter"))
+            .args([
+                "check",
+                "--json",
+                "--ip",
+                "192.0.2.1",
+                "--mail-from",
+                "news@brand.example",
+            ])
+            .arg("--config")
+            .arg(&with_bimi)
+            .args(["--nameserver", &ns])
+            .arg(&eml)
+            .env("AUTHMILTER_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(doc["bimi"]["result"], "pass", "{doc}");
+
     let out = run("expired.example", "default").await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
