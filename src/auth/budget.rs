@@ -128,18 +128,8 @@ impl Drop for Charge {
     }
 }
 
-/// The default budget: a quarter of the machine's memory (`MemTotal`), or 1 GiB when that
-/// cannot be read.
-pub fn default_max_inflight_bytes() -> usize {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib.saturating_mul(1024) / 4)
-        })
-        .unwrap_or(1 << 30)
-}
+/// The default budget (a configuration default, so defined with the others).
+pub use crate::config::default_max_inflight_bytes;
 
 #[cfg(test)]
 mod tests {

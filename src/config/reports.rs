@@ -2,10 +2,11 @@
 //! other receivers send us. Sending is off unless asked for; `report send --dry-run` works
 //! without it.
 
+use super::error::ConfigError;
 use super::raw::RawReports;
-use super::service::ErrAt;
-use super::smtp::{check_relay, normalize_domain, parse_relay_tls};
-use super::{ConfigError, RelayTls};
+use super::service::{normalize_domain, ErrAt};
+use super::smtp::RelayTls;
+use super::smtp::{check_relay, parse_relay_tls};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

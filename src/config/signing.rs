@@ -4,8 +4,8 @@
 //! built (`sign::Signer::new`, at start and on reload), so a bad key refuses to start the
 //! daemon with an error naming the file and the configuration line that points at it.
 
+use super::error::ConfigError;
 use super::raw::RawSigning;
-use super::ConfigError;
 use mail_auth::dkim::Canonicalization;
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -2,9 +2,9 @@
 //! (where credentials are checked, and the abuse limits) and `[smtp.senders]` (who may send
 //! as whom). The legacy `smtp.listen` stays an `mx` listener.
 
+use super::error::ConfigError;
 use super::raw::{RawAuth, RawListener};
-use super::service::ErrAt;
-use super::ConfigError;
+use super::service::{normalize_domain, ErrAt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -235,10 +235,10 @@ pub(super) fn senders_from_raw(
             let ok = text == "*"
                 || text
                     .strip_prefix('@')
-                    .is_some_and(|d| super::normalize_domain(d).is_some())
+                    .is_some_and(|d| normalize_domain(d).is_some())
                 || text
                     .rsplit_once('@')
-                    .is_some_and(|(l, d)| !l.is_empty() && super::normalize_domain(d).is_some());
+                    .is_some_and(|(l, d)| !l.is_empty() && normalize_domain(d).is_some());
             if !ok {
                 return Err(err(
                     entry.span(),
