@@ -139,6 +139,8 @@ pub(super) struct RawChecks {
 pub(super) struct RawHttp {
     pub listen: Option<Spanned<String>>,
     pub request_timeout_secs: Option<Spanned<u64>>,
+    pub query_timeout_ms: Option<Spanned<u64>>,
+    pub allowed_hosts: Option<Vec<Spanned<String>>>,
     pub tokens: Option<Vec<RawToken>>,
 }
 
@@ -220,6 +222,10 @@ pub(super) struct RawAuth {
     pub failure_delay_ms: Option<u64>,
     pub max_messages_per_hour: Option<Spanned<u32>>,
     pub max_recipients_per_hour: Option<Spanned<u32>>,
+    pub failure_prefix_v4: Option<Spanned<u8>>,
+    pub failure_prefix_v6: Option<Spanned<u8>>,
+    pub known_network_days: Option<u32>,
+    pub tracked_entries: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

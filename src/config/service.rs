@@ -12,6 +12,8 @@ use std::time::Duration;
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8896";
 /// How long one HTTP request may take, reading the body included.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one store read behind the API may run before it is stopped.
+pub const DEFAULT_HTTP_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a bearer token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,6 +70,11 @@ pub struct HttpConfig {
     /// `None`: no HTTP listener.
     pub listen: Option<SocketAddr>,
     pub request_timeout: Duration,
+    /// A store read past this is stopped (SQLite interrupt, PostgreSQL statement_timeout).
+    pub query_timeout: Duration,
+    /// `Host` names a tokenless (loopback) listener answers besides its own address and
+    /// `localhost`: lower case, without port or brackets.
+    pub allowed_hosts: Vec<String>,
     pub tokens: Vec<ApiToken>,
 }
 
@@ -76,6 +83,8 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: None,
             request_timeout: DEFAULT_HTTP_TIMEOUT,
+            query_timeout: DEFAULT_HTTP_QUERY_TIMEOUT,
+            allowed_hosts: Vec::new(),
             tokens: Vec::new(),
         }
     }
@@ -140,6 +149,21 @@ pub(super) fn http_from_raw(raw: RawHttp, err: &ErrAt<'_>) -> Result<HttpConfig,
         }
         http.request_timeout = Duration::from_secs(*secs.get_ref());
     }
+    if let Some(ms) = raw.query_timeout_ms {
+        if *ms.get_ref() == 0 {
+            return Err(err(ms.span(), "must be greater than 0".into()));
+        }
+        http.query_timeout = Duration::from_millis(*ms.get_ref());
+    }
+    for host in raw.allowed_hosts.unwrap_or_default() {
+        let name = host_name(host.get_ref()).ok_or_else(|| {
+            err(
+                host.span(),
+                "must be a host name or IP address, without scheme, port or path".into(),
+            )
+        })?;
+        http.allowed_hosts.push(name);
+    }
     for token in raw.tokens.unwrap_or_default() {
         let sha256 = parse_sha256(token.sha256.get_ref()).ok_or_else(|| {
             err(
@@ -173,6 +197,22 @@ pub(super) fn http_from_raw(raw: RawHttp, err: &ErrAt<'_>) -> Result<HttpConfig,
         return Err(err(listen_span.unwrap_or(0..0), message));
     }
     Ok(http)
+}
+
+/// An `allowed_hosts` entry as the `Host` check compares it: lower case, no trailing dot,
+/// IPv6 without brackets. `None` for anything with a scheme, port, path or space.
+fn host_name(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let text = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok()?.to_string(),
+        None => text,
+    };
+    let name_like = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    };
+    (text.parse::<std::net::IpAddr>().is_ok() || name_like(&text)).then_some(text)
 }
 
 /// A domain as compared with recipients: lower case, no trailing dot.

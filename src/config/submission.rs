@@ -17,6 +17,15 @@ pub const DEFAULT_AUTH_BLOCK: Duration = Duration::from_secs(900);
 pub const DEFAULT_AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_MESSAGES_PER_HOUR: u32 = 500;
 pub const DEFAULT_MAX_RECIPIENTS_PER_HOUR: u32 = 2000;
+/// AUTH failures are counted per network: an IPv4 address, an IPv6 /64 (what one
+/// subscriber usually holds).
+pub const DEFAULT_AUTH_FAILURE_PREFIX_V4: u8 = 32;
+pub const DEFAULT_AUTH_FAILURE_PREFIX_V6: u8 = 64;
+/// A network where a user logged in within this many days is theirs: failures elsewhere
+/// do not block them there.
+pub const DEFAULT_AUTH_KNOWN_NETWORK_DAYS: u32 = 30;
+/// Entries per abuse-limit table (networks, names, known networks, hourly counts).
+pub const DEFAULT_AUTH_TRACKED_ENTRIES: usize = 100_000;
 
 /// What a listener is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +109,13 @@ pub struct AuthConfig {
     pub failure_delay: Duration,
     pub max_messages_per_hour: u32,
     pub max_recipients_per_hour: u32,
+    /// The prefix lengths that make one network for the AUTH failure count.
+    pub failure_prefix_v4: u8,
+    pub failure_prefix_v6: u8,
+    /// How long a network where a user logged in stays theirs (zero: never).
+    pub known_network: Duration,
+    /// Entries per abuse-limit table.
+    pub tracked_entries: usize,
 }
 
 impl Default for AuthConfig {
@@ -114,6 +130,10 @@ impl Default for AuthConfig {
             failure_delay: DEFAULT_AUTH_FAILURE_DELAY,
             max_messages_per_hour: DEFAULT_MAX_MESSAGES_PER_HOUR,
             max_recipients_per_hour: DEFAULT_MAX_RECIPIENTS_PER_HOUR,
+            failure_prefix_v4: DEFAULT_AUTH_FAILURE_PREFIX_V4,
+            failure_prefix_v6: DEFAULT_AUTH_FAILURE_PREFIX_V6,
+            known_network: Duration::from_secs(u64::from(DEFAULT_AUTH_KNOWN_NETWORK_DAYS) * 86_400),
+            tracked_entries: DEFAULT_AUTH_TRACKED_ENTRIES,
         }
     }
 }
@@ -218,6 +238,30 @@ pub(super) fn auth_from_raw(
     seconds(raw.block_secs, &mut auth.block)?;
     if let Some(ms) = raw.failure_delay_ms {
         auth.failure_delay = Duration::from_millis(ms.min(30_000));
+    }
+    let prefix =
+        |v: Option<toml::Spanned<u8>>, range: std::ops::RangeInclusive<u8>, slot: &mut u8| {
+            if let Some(p) = v {
+                if !range.contains(p.get_ref()) {
+                    return Err(err(
+                        p.span(),
+                        format!("must be between {} and {}", range.start(), range.end()),
+                    ));
+                }
+                *slot = *p.get_ref();
+            }
+            Ok(())
+        };
+    prefix(raw.failure_prefix_v4, 8..=32, &mut auth.failure_prefix_v4)?;
+    prefix(raw.failure_prefix_v6, 16..=128, &mut auth.failure_prefix_v6)?;
+    if let Some(days) = raw.known_network_days {
+        auth.known_network = Duration::from_secs(u64::from(days) * 86_400);
+    }
+    if let Some(n) = raw.tracked_entries {
+        if *n.get_ref() < 100 {
+            return Err(err(n.span(), "must be at least 100".into()));
+        }
+        auth.tracked_entries = *n.get_ref();
     }
     Ok(auth)
 }

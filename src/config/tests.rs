@@ -124,8 +124,26 @@ fn http_and_store_sections() {
     let d = Config::parse("[http]\n", None).unwrap();
     assert_eq!(d.http.listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
     assert!(Config::default().http.listen.is_none() && Config::default().store.path.is_none());
+    let h = Config::parse(
+        "[http]\nallowed_hosts = [\"Dash.Example.NET.\", \"[::1]\"]\nquery_timeout_ms = 250\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(h.http.allowed_hosts, ["dash.example.net", "::1"]);
+    assert_eq!(h.http.query_timeout, Duration::from_millis(250));
     for (text, line, key) in [
         ("[http]\nlisten = \"0.0.0.0:80\"\n", 2, "http.listen"),
+        (
+            "[http]\nallowed_hosts = [\"http://x\"]\n",
+            2,
+            "http.allowed_hosts",
+        ),
+        (
+            "[http]\nallowed_hosts = [\"x:80\"]\n",
+            2,
+            "http.allowed_hosts",
+        ),
+        ("[http]\nquery_timeout_ms = 0\n", 2, "http.query_timeout_ms"),
         ("[http]\nlisten = \"nowhere\"\n", 2, "http.listen"),
         (
             "[[http.tokens]]\nname = \"x\"\nsha256 = \"abc\"\nscopes = [\"read\"]\n",
@@ -386,6 +404,9 @@ max_failures_per_ip = 4
 block_secs = 60
 failure_delay_ms = 250
 max_messages_per_hour = 100
+failure_prefix_v6 = 56
+known_network_days = 7
+tracked_entries = 5000
 
 [smtp.senders]
 "alice" = ["Alice@Example.com", "@example.org"]
@@ -419,6 +440,12 @@ max_messages_per_hour = 100
     assert_eq!(s.auth.failure_delay, Duration::from_millis(250));
     assert_eq!(s.auth.max_messages_per_hour, 100);
     assert_eq!(s.auth.max_recipients_per_hour, 2000);
+    assert_eq!(
+        (s.auth.failure_prefix_v4, s.auth.failure_prefix_v6),
+        (32, 56)
+    );
+    assert_eq!(s.auth.known_network, Duration::from_secs(7 * 86_400));
+    assert_eq!(s.auth.tracked_entries, 5000);
     let senders = s.senders.as_ref().unwrap();
     assert_eq!(senders["alice"], ["alice@example.com", "@example.org"]);
 
@@ -440,6 +467,8 @@ max_messages_per_hour = 100
         ),
         (format!("{head}[smtp.senders]\nbob = [\"bob@\"]\n"), 7),
         (format!("{head}max_failures_per_ip = 0\n"), 6),
+        (format!("{head}failure_prefix_v4 = 33\n"), 6),
+        (format!("{head}tracked_entries = 10\n"), 6),
         // A submission listener without a back end; implicit TLS without a certificate.
         (
             "[smtp]\n[[smtp.listeners]]\naddress = \"0.0.0.0:587\"\nrole = \"submission\"\nrequire_tls = false\n".into(),

@@ -36,6 +36,15 @@ pub enum ApiError {
     StoreUnreachable(String),
     #[error("the request took longer than {0} s")]
     Timeout(u64),
+    /// A store read ran past `http.query_timeout_ms` and was stopped.
+    #[error("the query ran longer than the time limit (http.query_timeout_ms) and was stopped")]
+    QueryStopped,
+    /// A tokenless listener asked for by a name that is not its own (DNS rebinding).
+    #[error("this listener does not answer to the name `{0}` (see http.allowed_hosts)")]
+    MisdirectedHost(String),
+    /// A body type a browser could send cross-site without asking (or none).
+    #[error("the request body must be sent as one of: {0}")]
+    UnsupportedMediaType(String),
     /// Our fault: a query failed, a key could not sign.
     #[error("{0}")]
     Internal(String),
@@ -45,6 +54,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_connection() {
             ApiError::StoreUnreachable(e.to_string())
+        } else if e.is_cancelled() {
+            ApiError::QueryStopped
         } else {
             ApiError::Internal(e.to_string())
         }
@@ -65,7 +76,13 @@ impl ApiError {
             ApiError::Unavailable | ApiError::StoreUnreachable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
-            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ApiError::Timeout(_) | ApiError::QueryStopped => {
+                (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+            }
+            ApiError::MisdirectedHost(_) => (StatusCode::MISDIRECTED_REQUEST, "misdirected"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -2,7 +2,7 @@
 //! or malformed parameter is a 400 with a message that names it.
 
 use super::error::ApiError;
-use super::AppState;
+use super::{AppState, Cost};
 use crate::auth::{normalize_mail_from, Connection};
 use crate::check::check_message;
 use crate::dates::{format_rfc3339, now_ms, parse_time};
@@ -126,7 +126,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// Ready when the verdict store (if configured) answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = match state.query(|s| Ok(s.schema_version()?)).await {
+    let store = match state.read(Cost::Lookup, |s| Ok(s.schema_version()?)).await {
         Ok(_) => "ok",
         Err(ApiError::StoreDisabled) => "disabled",
         // A database that does not answer (PostgreSQL): 503, mail still flows.
@@ -297,7 +297,14 @@ pub async fn verdicts(
     )?;
     let limit = params.limit()?;
     let filter = verdict_filter(&params, now_ms())?;
-    let page = state.query(move |s| Ok(s.list(&filter, limit)?)).await?;
+    // By queue id, Message-ID or client address: an index finds the few rows.
+    let cost = match (&filter.queue_id, &filter.message_id, &filter.client_ip) {
+        (None, None, None) => Cost::Scan,
+        _ => Cost::Lookup,
+    };
+    let page = state
+        .read(cost, move |s| Ok(s.list(&filter, limit)?))
+        .await?;
     Ok(Json(json!({
         "items": page.items,
         "next": page.next.map(|n| n.to_string()),
@@ -341,7 +348,7 @@ pub async fn verdict(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a verdict id")))?;
-    match state.query(move |s| Ok(s.get(id)?)).await? {
+    match state.read(Cost::Lookup, move |s| Ok(s.get(id)?)).await? {
         Some(item) => Ok(Json(item)),
         None => Err(ApiError::NotFound(format!("no verdict {id}"))),
     }

@@ -7,6 +7,7 @@
 //! keys and policy for the next request.
 
 pub mod auth;
+pub mod browser;
 pub mod error;
 mod failures;
 mod handlers;
@@ -24,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -34,15 +36,34 @@ use tokio::sync::{mpsc, watch};
 pub struct AppState {
     inner: Arc<Inner>,
     loopback: bool,
+    /// The listener's own address (what `Host` may name on a tokenless listener).
+    local: Option<SocketAddr>,
 }
+
+/// The API's read connections: [`READERS`] of them, of which at most [`SCANS`] run
+/// expensive reads, so that one always stays for lookups by id or queue id.
+const READERS: usize = 3;
+const SCANS: usize = READERS - 1;
 
 struct Inner {
     current: Current,
     reload: mpsc::Sender<ReloadRequest>,
-    /// The API's own read connection, opened on first use (and again after the database
-    /// went away).
-    reader: Option<Handle>,
+    /// The API's own read connections, each opened on first use (and again after the
+    /// database went away); empty without a store.
+    readers: Vec<Handle>,
+    /// Indexes of the readers not in use.
+    free: std::sync::Mutex<Vec<usize>>,
+    /// A permit per reader, and one per reader an expensive read may take.
+    any: Arc<tokio::sync::Semaphore>,
+    scans: Arc<tokio::sync::Semaphore>,
     journal: Journal,
+}
+
+/// What a read costs: a lookup through an index, or a scan (statistics, lists over time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    Lookup,
+    Scan,
 }
 
 impl AppState {
@@ -60,14 +81,25 @@ impl AppState {
             .store
             .host
             .clone();
+        let readers: Vec<Handle> = store
+            .map(|location| {
+                (0..READERS)
+                    .map(|_| Handle::new(location.clone(), &host))
+                    .collect()
+            })
+            .unwrap_or_default();
         AppState {
             inner: Arc::new(Inner {
                 current,
                 reload,
-                reader: store.map(|location| Handle::new(location, &host)),
+                free: std::sync::Mutex::new((0..readers.len()).collect()),
+                any: Arc::new(tokio::sync::Semaphore::new(readers.len())),
+                scans: Arc::new(tokio::sync::Semaphore::new(SCANS.min(readers.len()))),
+                readers,
                 journal,
             }),
             loopback: true,
+            local: None,
         }
     }
 
@@ -81,26 +113,141 @@ impl AppState {
         self.loopback
     }
 
+    /// The listener's own address, once serving.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
     }
 
-    /// Runs a query on the API's read connection, off the async threads.
+    /// Runs an expensive read (see [`AppState::read`]).
     pub async fn query<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
     {
-        if self.inner.reader.is_none() {
+        self.read(Cost::Scan, f).await
+    }
+
+    /// Runs a read on one of the API's read connections, off the async threads, stopped
+    /// when it runs past `http.query_timeout_ms` (SQLite: interrupted from here; PostgreSQL:
+    /// its `statement_timeout`). A [`Cost::Scan`] waits while [`SCANS`] others run, so a
+    /// [`Cost::Lookup`] always finds a connection that no scan holds.
+    pub async fn read<T, F>(&self, cost: Cost, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    {
+        if self.inner.readers.is_empty() {
             return Err(ApiError::StoreDisabled);
         }
+        let closed = |_| ApiError::Unavailable;
+        let scan = match cost {
+            Cost::Scan => Some(
+                Arc::clone(&self.inner.scans)
+                    .acquire_owned()
+                    .await
+                    .map_err(closed)?,
+            ),
+            Cost::Lookup => None,
+        };
+        let any = Arc::clone(&self.inner.any)
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
+        let slot = Slot::take(&self.inner);
+        let limit = self.snapshot().config.http.query_timeout;
+        let phase = Arc::new(std::sync::Mutex::new(Phase::Waiting));
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let reader = state.inner.reader.as_ref().expect("checked above");
-            reader.with(|store| f(store), |_| false)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
+        let reading = Arc::clone(&phase);
+        let task = tokio::task::spawn_blocking(move || {
+            // Held by the read, not by the request: a request given up (its own timeout)
+            // leaves the connection taken until the read ends.
+            // (A tuple drops in order: the reader goes back before its permits.)
+            let index = slot.1;
+            let _held = (slot, any, scan);
+            let _done = Done(Arc::clone(&reading));
+            state.inner.readers[index].with(
+                |store| {
+                    store.limit_statements(limit)?;
+                    if let Some(handle) = store.interrupt_handle() {
+                        *lock(&reading) = Phase::Running(handle);
+                    }
+                    let result = f(store);
+                    *lock(&reading) = Phase::Done;
+                    result
+                },
+                |_| false,
+            )
+        });
+        tokio::spawn(watchdog(phase, limit));
+        let result = task
+            .await
+            .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?;
+        if let Err(ApiError::QueryStopped) = &result {
+            tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "HTTP API: a read ran past its time limit and was stopped"
+            );
+        }
+        result
+    }
+}
+
+/// Where a read stands, for its watchdog.
+enum Phase {
+    /// Waiting for its connection (or on PostgreSQL, where the server keeps the time).
+    Waiting,
+    /// Running on a SQLite connection: this stops it.
+    Running(rusqlite::InterruptHandle),
+    /// Over: the connection may already run the next read, which must not be interrupted.
+    Done,
+}
+
+/// Marks the read over however its task ends (a panicking closure included).
+struct Done(Arc<std::sync::Mutex<Phase>>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        *lock(&self.0) = Phase::Done;
+    }
+}
+
+/// Past `limit`, interrupts the read until it is over. An interrupt that lands between two
+/// statements of one read is lost (SQLite interrupts only what runs), so it is repeated; the
+/// phase is checked under its lock, so an interrupt never reaches the connection's next read.
+async fn watchdog(phase: Arc<std::sync::Mutex<Phase>>, limit: Duration) {
+    tokio::time::sleep(limit).await;
+    loop {
+        match &*lock(&phase) {
+            Phase::Done => return,
+            Phase::Running(handle) => handle.interrupt(),
+            Phase::Waiting => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One reader taken from the free list, given back when dropped (before the permit that
+/// let it be taken, so a permit always finds a free reader).
+struct Slot(Arc<Inner>, usize);
+
+impl Slot {
+    fn take(inner: &Arc<Inner>) -> Slot {
+        let i = lock(&inner.free).pop().expect("a permit per free reader");
+        Slot(Arc::clone(inner), i)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.0.free).push(self.1);
     }
 }
 
@@ -165,6 +312,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = limits.limits.max_message_size;
     routes()
         .router
+        .route_layer(middleware::from_fn(browser::content_type))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require))
         // The dashboard: its own access check (cookie or bearer) and headers, not in the
         // OpenAPI document (see `ui`).
@@ -173,6 +321,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        // Outermost, after the fallbacks so that it covers them too: nothing runs for a
+        // request that names another host.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            browser::host_guard,
+        ))
         .with_state(state)
 }
 
@@ -193,10 +347,8 @@ async fn deadline(
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn serve(listener: TcpListener, mut state: AppState, mut stop: watch::Receiver<bool>) {
-    state.loopback = listener
-        .local_addr()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(false);
+    state.local = listener.local_addr().ok();
+    state.loopback = state.local.is_some_and(|a| a.ip().is_loopback());
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, tokens_required = !state.loopback, "HTTP API listening");
     }

@@ -2,6 +2,7 @@
 //! paths are exactly the router's routes.
 
 use super::auth::{access, Access};
+use super::browser::body_types;
 use serde_json::{json, Map, Value};
 
 fn param(name: &str, description: &str) -> Value {
@@ -34,10 +35,22 @@ fn op(
     if !params.is_empty() {
         o.insert("parameters".into(), params.into());
     }
-    if let Some(media) = body {
+    if body.is_some() {
+        // Every type the route accepts (`browser::body_types`: no type a browser may send
+        // cross-site without a preflight).
+        let content: Map<String, Value> = body_types(path)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                (
+                    t.to_string(),
+                    json!({"schema": {"type": "string", "format": "binary"}}),
+                )
+            })
+            .collect();
         o.insert(
             "requestBody".into(),
-            json!({"required": true, "content": {media: {"schema": {"type": "string", "format": "binary"}}}}),
+            json!({"required": true, "content": content}),
         );
     }
     let mut responses = Map::new();

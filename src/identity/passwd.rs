@@ -24,6 +24,10 @@ enum Stored {
 /// The users of one passwd file.
 pub struct PasswdFile {
     users: HashMap<String, Stored>,
+    /// Checked for a user who is not in the file, so that an unknown name costs what a wrong
+    /// password costs: a stored hash of the file's most common scheme and parameters (the
+    /// answer is thrown away). An empty file uses [`DUMMY_ARGON2`].
+    dummy: Stored,
 }
 
 impl std::fmt::Debug for PasswdFile {
@@ -32,8 +36,8 @@ impl std::fmt::Debug for PasswdFile {
     }
 }
 
-/// Checked when the user does not exist, so that an unknown name costs as long as a wrong
-/// password (no user enumeration by timing). The hash of a random, discarded password.
+/// Checked for unknown users when the file has no user at all (`authmilter passwd`'s own
+/// parameters). The hash of a random, discarded password.
 const DUMMY_ARGON2: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$W3qHOKnTHc9u3ckoM2qvS3Wen4tbmpkzwtUgqnVWrhc";
 
@@ -63,7 +67,8 @@ impl PasswdFile {
                 .map_err(|e| format!("{}: user {user}: {e}", n + 1))?;
             users.insert(user.to_string(), stored);
         }
-        Ok(PasswdFile { users })
+        let dummy = most_common(&users).unwrap_or_else(|| Stored::Argon2(DUMMY_ARGON2.into()));
+        Ok(PasswdFile { users, dummy })
     }
 
     pub fn len(&self) -> usize {
@@ -82,11 +87,39 @@ impl PasswdFile {
                 // Not in fuzz builds: the dummy hash only evens out the timing, and at tens of
                 // milliseconds an input it would be most of the SMTP session target's time.
                 #[cfg(not(fuzzing))]
-                let _ = verify(&Stored::Argon2(DUMMY_ARGON2.into()), password);
+                let _ = verify(&self.dummy, password);
                 false
             }
         }
     }
+}
+
+/// What makes two stored passwords cost the same to check: the scheme and its parameters
+/// (Argon2's variant, version, m, t, p; bcrypt's cost; SHA-crypt's variant and rounds), i.e.
+/// the hash up to its salt.
+fn cost_class(stored: &Stored) -> String {
+    match stored {
+        Stored::Argon2(h) => h.rsplitn(3, '$').nth(2).unwrap_or(h).to_string(),
+        Stored::Bcrypt(h) => h.get(..6).unwrap_or(h).to_string(),
+        Stored::ShaCrypt(h) => match h.get(3..).and_then(|r| r.strip_prefix("rounds=")) {
+            Some(r) => format!("{}rounds={}", &h[..3], r.split('$').next().unwrap_or("")),
+            None => h[..3].to_string(),
+        },
+        Stored::Plain(_) => "plain".into(),
+    }
+}
+
+/// A stored password of the most common cost class (ties: the smallest class name, so the
+/// choice does not depend on hash order).
+fn most_common(users: &HashMap<String, Stored>) -> Option<Stored> {
+    let mut classes: HashMap<String, (usize, &Stored)> = HashMap::new();
+    for stored in users.values() {
+        classes.entry(cost_class(stored)).or_insert((0, stored)).0 += 1;
+    }
+    classes
+        .into_iter()
+        .max_by(|(a, (n, _)), (b, (m, _))| n.cmp(m).then_with(|| b.cmp(a)))
+        .map(|(_, (_, stored))| stored.clone())
 }
 
 fn parse_password(field: &str, plaintext: bool) -> Result<Stored, String> {
@@ -201,6 +234,28 @@ bare:$6$3xblJbzCTsPkaftQ$RNbYki0blExH/2t54ISCROBmWhwYkhXUuw3LFH2lGEW1E0cEfcJNBTG
             assert!(!file.verify(user, b"correct horse "), "{user}");
             assert!(!file.verify(user, b""), "{user}");
         }
+    }
+
+    // Issue 22: an unknown user is checked against the file's most common scheme and
+    // parameters, so that it costs what a wrong password for a known user costs.
+    #[test]
+    fn unknown_users_cost_the_files_most_common_scheme() {
+        let file = PasswdFile::parse(DOVEADM, false).unwrap();
+        // Two SHA512-CRYPT (default rounds) against one of each other class.
+        assert!(matches!(&file.dummy, Stored::ShaCrypt(h) if h.starts_with("$6$3xbl")));
+        let argon = "x1:{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$u+Ob3etKfM1K2+c6aBtGCw$JGRIFR8xrlw7TQYueqM52UKkaO7Aub55tMtAY0Gy+n8\n";
+        let file = PasswdFile::parse(
+            &format!("{DOVEADM}{argon}{}", argon.replace("x1", "x2")),
+            false,
+        )
+        .unwrap();
+        assert!(matches!(&file.dummy, Stored::Argon2(h) if h.contains("m=65536,t=3,p=1")));
+        assert_eq!(
+            cost_class(&Stored::ShaCrypt("$6$rounds=9000$salt$hash".into())),
+            "$6$rounds=9000"
+        );
+        assert_eq!(cost_class(&Stored::Bcrypt("$2y$05$abc".into())), "$2y$05");
+        assert!(!file.verify("x3", b"correct horse"));
     }
 
     #[test]

@@ -7,10 +7,9 @@ use super::hop::Hop;
 use super::session::serve_connection;
 use super::stress::Load;
 use crate::config::ListenerConfig;
-use crate::identity::limits::Guard;
+use crate::identity::limits::{network_of, Guard};
 use crate::metrics::SmtpRefusal;
 use crate::runtime::Current;
-use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -27,12 +26,6 @@ struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 struct AddressSlot {
     table: Arc<PerAddress>,
     ip: IpAddr,
-}
-
-/// The network `ip` is counted in: its /24 (IPv4) or /64 (IPv6) by default.
-fn network_of(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
-    let prefix = if ip.is_ipv4() { v4 } else { v6 };
-    IpNet::new(ip, prefix).map_or(ip, |net| net.network())
 }
 
 impl PerAddress {

@@ -208,6 +208,25 @@ impl Store {
         }
     }
 
+    /// What stops this connection's running statement from another thread (SQLite); on
+    /// PostgreSQL the server stops it ([`Store::limit_statements`]).
+    pub fn interrupt_handle(&self) -> Option<rusqlite::InterruptHandle> {
+        match self {
+            Store::Sqlite(s) => Some(s.conn.get_interrupt_handle()),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// Makes the database stop any statement of this connection that runs longer than
+    /// `limit` (PostgreSQL `statement_timeout`); SQLite has no such setting (see
+    /// [`Store::interrupt_handle`]).
+    pub fn limit_statements(&mut self, limit: std::time::Duration) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(s) => s.limit_statements(limit),
+        }
+    }
+
     /// Gives the lease back.
     pub fn release(&self, job: Lease) -> Result<(), StoreError> {
         match self {

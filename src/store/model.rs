@@ -49,6 +49,20 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether a read was stopped by its time limit: SQLite interrupted (see
+    /// `Store::interrupt_handle`) or PostgreSQL's `statement_timeout` (SQLSTATE 57014).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            StoreError::Query(e) => {
+                e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
+            }
+            StoreError::Pg(e) => e
+                .as_db_error()
+                .is_some_and(|db| *db.code() == postgres::error::SqlState::QUERY_CANCELED),
+            _ => false,
+        }
+    }
 }
 
 /// Whether `e` means the connection is gone (or never came) rather than a refused statement.
@@ -222,12 +236,16 @@ pub fn stats_answer(
     rows: impl IntoIterator<Item = (Option<String>, Option<String>, i64)>,
 ) -> Value {
     let mut groups: Vec<(Option<String>, i64, Map<String, Value>)> = Vec::new();
+    // Each key's place in `groups`: one lookup per row, so the answer is O(rows), not
+    // O(groups x rows) (many from_domain groups made that quadratic).
+    let mut index: std::collections::HashMap<Option<String>, usize> = Default::default();
     let mut total = 0;
     for (key, dmarc, count) in rows {
         total += count;
-        let i = match groups.iter().position(|g| g.0 == key) {
-            Some(i) => i,
+        let i = match index.get(&key) {
+            Some(&i) => i,
             None => {
+                index.insert(key.clone(), groups.len());
                 groups.push((key, 0, Map::new()));
                 groups.len() - 1
             }

@@ -205,7 +205,14 @@ async fn search_pages_with_the_api_cursor() {
     let a = d.http.unwrap();
     for i in 0..55 {
         let raw = message("Bob <bob@example.org>", &format!("page{i}"), "x\r\n");
-        let r = request(a, "POST", "/v1/check?ip=198.51.100.9", &[], &raw).await;
+        let r = request(
+            a,
+            "POST",
+            "/v1/check?ip=198.51.100.9",
+            &[("Content-Type", "message/rfc822")],
+            &raw,
+        )
+        .await;
         assert_eq!(r.status, 200);
     }
     for _ in 0..100 {

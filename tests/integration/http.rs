@@ -32,7 +32,7 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     /// Errors are `{"error": {"code", "message"}}`; returns the code.
-    fn error_code(&self) -> String {
+    pub fn error_code(&self) -> String {
         self.json()["error"]["code"].as_str().unwrap().to_string()
     }
 }
@@ -45,12 +45,24 @@ pub async fn call(
     token: Option<&str>,
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let headers = format!("Host: {addr}\r\n{auth}Content-Type: message/rfc822\r\n");
+    send(addr, method, target, &headers, body).await
+}
+
+/// As [`call`], with the header lines (each ending in CRLF) given whole.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: message/rfc822\r\nContent-Length: {}\r\n\r\n",
+        "{method} {target} HTTP/1.1\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();

@@ -16,6 +16,7 @@ mod dns_server;
 mod dns_server_selftest;
 mod dns_zone;
 mod fleet;
+mod hardening;
 mod hostile;
 mod http;
 mod key_files;

@@ -96,7 +96,8 @@ impl<H: NextHop> Session<H> {
         initial: &str,
         out: &mut Vec<SmtpReply>,
     ) -> Next {
-        if self.guard.blocked(self.conn.ip, None).is_some() {
+        let limits = &self.snapshot.config.smtp.auth;
+        if self.guard.blocked(limits, self.conn.ip, None).is_some() {
             return self.refuse_blocked(out);
         }
         let Some(mechanism) = Mechanism::from_bits(mechanism) else {
@@ -129,7 +130,12 @@ impl<H: NextHop> Session<H> {
             Step::Done(claim) => Some(claim),
         };
         let user = claim.as_ref().map(|c| c.user.clone());
-        if self.guard.blocked(self.conn.ip, user.as_deref()).is_some() {
+        let limits = &self.snapshot.config.smtp.auth;
+        if self
+            .guard
+            .blocked(limits, self.conn.ip, user.as_deref())
+            .is_some()
+        {
             return self.refuse_blocked(out);
         }
         let checked = match (&claim, &self.settings.credentials) {
@@ -144,6 +150,10 @@ impl<H: NextHop> Session<H> {
             Ok(Checked::Valid(name)) => {
                 tracing::info!(client = %self.conn.ip, user = %name, "smtp: authenticated");
                 metrics.smtp_auth(SmtpAuthResult::Success);
+                // The network is now one of the user's, under the name the limits count
+                // (the one the client gave; see `identity::limits`).
+                let login = user.as_deref().unwrap_or(&name);
+                self.guard.succeeded(limits, self.conn.ip, login);
                 self.conn.authenticated = Some(name);
                 // Our own user: not held to the stress limits.
                 self.exempt = true;

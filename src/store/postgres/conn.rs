@@ -144,6 +144,15 @@ impl Postgres {
         lease::release(&mut **self.client(), job)
     }
 
+    /// `SET statement_timeout`: the server stops a statement of this session past `limit`
+    /// (SQLSTATE 57014, see `StoreError::is_cancelled`).
+    pub fn limit_statements(&self, limit: std::time::Duration) -> Result<(), StoreError> {
+        let ms = limit.as_millis().max(1);
+        Ok(self
+            .client()
+            .batch_execute(&format!("SET statement_timeout = {ms}"))?)
+    }
+
     /// The URL (without password), for messages.
     pub fn url(&self) -> &str {
         &self.url

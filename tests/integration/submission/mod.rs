@@ -590,3 +590,109 @@ async fn guessing_one_user_from_many_addresses_blocks_that_user() {
         1.0
     );
 }
+
+// Issue 22 §2: the addresses of one network share one failure budget (an IPv6 /64 by
+// default; here IPv4 with `failure_prefix_v4 = 24`, as loopback has many IPv4 addresses and
+// one IPv6 one; the /64 grouping itself is `identity::limits`' unit test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_from_many_addresses_of_one_network_block_it_as_one() {
+    let site = Site::new(&format!("alice@example.com:{ALICE_HASH}\n"));
+    let d = Daemon::start_with_api(|c| {
+        site.configure(c);
+        c.smtp.auth.max_failures_per_ip = 3;
+        c.smtp.auth.failure_prefix_v4 = 24;
+    })
+    .await;
+    let p = d.listeners[2].port();
+    let mut codes = Vec::new();
+    for i in 1..=3u8 {
+        let user = format!("guess{i}@example.com");
+        codes.push(login_from([127, 0, 6, i], p, &user, "guess").await);
+    }
+    assert_eq!(codes, [535, 535, 421]);
+    // Any other address of that /24 is blocked too, the right password included.
+    assert_eq!(
+        login_from([127, 0, 6, 200], p, "alice@example.com", PASSWORD).await,
+        421
+    );
+    assert_eq!(
+        login_from([127, 0, 7, 1], p, "alice@example.com", PASSWORD).await,
+        235
+    );
+}
+
+// Issue 22 §2: 20 wrong passwords from elsewhere no longer lock a user out where they
+// logged in before; from anywhere else the name stays blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_from_its_known_address_while_its_name_is_under_attack() {
+    let site = Site::new(&format!("alice@example.com:{ALICE_HASH}\n"));
+    let d = Daemon::start_with_api(|c| {
+        site.configure(c);
+        c.smtp.auth.max_failures_per_user = 3;
+    })
+    .await;
+    let p = d.listeners[2].port();
+    let home = [127, 0, 8, 1];
+    assert_eq!(
+        login_from(home, p, "alice@example.com", PASSWORD).await,
+        235
+    );
+    let mut codes = Vec::new();
+    for i in 1..=4u8 {
+        codes.push(login_from([127, 0, 9, i], p, "alice@example.com", "guess").await);
+    }
+    assert_eq!(codes, [535, 535, 421, 421]);
+    assert_eq!(
+        login_from(home, p, "alice@example.com", PASSWORD).await,
+        235
+    );
+    assert_eq!(
+        login_from([127, 0, 8, 2], p, "alice@example.com", PASSWORD).await,
+        421,
+        "a network alice never logged in from"
+    );
+}
+
+// Issue 22 §2: a flood of other names (more than the table holds) does not end a block
+// early; the newcomers beyond the table share one overflow count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_name_survives_a_flood_of_other_names() {
+    let site = Site::new(&format!(
+        "alice@example.com:{ALICE_HASH}\nbob@example.com:{ALICE_HASH}\n"
+    ));
+    let d = Daemon::start_with_api(|c| {
+        site.configure(c);
+        c.smtp.auth.max_failures_per_user = 3;
+        c.smtp.auth.max_failures_per_ip = 10_000;
+        c.smtp.auth.tracked_entries = 100;
+    })
+    .await;
+    let p = d.listeners[2].port();
+    assert_eq!(
+        login_from([127, 0, 11, 1], p, "bob@example.com", PASSWORD).await,
+        235
+    );
+    for i in 1..=3u8 {
+        login_from([127, 0, 10, i], p, "alice@example.com", "guess").await;
+    }
+    let fresh = [127, 0, 12, 1];
+    assert_eq!(
+        login_from(fresh, p, "alice@example.com", PASSWORD).await,
+        421
+    );
+    for n in 0..150u32 {
+        let user = format!("flood{n}@example.com");
+        login_from([127, 0, 13, (n % 250) as u8 + 1], p, &user, "x").await;
+    }
+    assert_eq!(
+        login_from(fresh, p, "alice@example.com", PASSWORD).await,
+        421,
+        "the block on alice outlived the flood"
+    );
+    // Past the table, newcomers are held together; bob at his own network is not.
+    assert_eq!(login_from(fresh, p, "bob@example.com", PASSWORD).await, 421);
+    assert_eq!(
+        login_from([127, 0, 11, 1], p, "bob@example.com", PASSWORD).await,
+        235
+    );
+}
