@@ -2,9 +2,10 @@
 //! the JSON document `authmilter check --json` (and later the HTTP API) returns, and the
 //! [`Record`] the verdict store keeps of it (with its [`DmarcEvent`] for the reports).
 
-use crate::auth::headers::{authentication_results, received_spf};
+use crate::auth::headers::{append_resinfo, authentication_results, received_spf};
 use crate::auth::{Connection, Outcome, Transaction, Verifier};
-use crate::policy::{decide, Policy};
+use crate::bimi::Bimi;
+use crate::policy::{decide, Action, Policy};
 
 mod decision;
 mod event;
@@ -53,7 +54,51 @@ pub fn conclude(
         outcome,
         verdict,
         edits,
+        bimi: None,
     }
+}
+
+/// BIMI after DMARC (src/bimi/), for mail that is kept: the incoming `BIMI-Location` and
+/// `BIMI-Indicator` fields are deleted, `bimi=` joins Authentication-Results, and on a pass
+/// `BIMI-Location` and `BIMI-Indicator` are added. Waits at most `bimi.max_wait`.
+pub async fn add_bimi(bimi: &Bimi, decision: &mut Decision, conn: &Connection, raw: &[u8]) {
+    if decision.outcome.skipped.is_some()
+        || !matches!(decision.verdict.action, Action::Accept | Action::Quarantine)
+    {
+        return;
+    }
+    let (fields, _) = crate::sign::seal::split_message(raw);
+    decision
+        .edits
+        .remove
+        .extend(crate::bimi::header::forged(&fields));
+    // The policy accepted a DMARC failure on a trusted ARC sealer's word (policy/decide.rs).
+    let arc_vouched = decision
+        .verdict
+        .local_override
+        .as_deref()
+        .is_some_and(|o| o.starts_with("trusted ARC sealer "));
+    let Some(found) = bimi
+        .evaluate(&decision.outcome, arc_vouched, conn.ip, &fields)
+        .await
+    else {
+        return;
+    };
+    if let Some((_, ar)) = decision
+        .edits
+        .add
+        .iter_mut()
+        .find(|(name, _)| name == "Authentication-Results")
+    {
+        append_resinfo(ar, &crate::bimi::header::resinfo(&found));
+    }
+    if let Some(v) = crate::bimi::header::location(&found) {
+        decision.edits.add.push(("BIMI-Location".into(), v));
+    }
+    if let Some(v) = crate::bimi::header::indicator(&found) {
+        decision.edits.add.push(("BIMI-Indicator".into(), v));
+    }
+    decision.bimi = Some(found);
 }
 
 /// Verifies a whole message in one call (the `check` command, the HTTP API).

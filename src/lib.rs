@@ -6,6 +6,7 @@
 //! whichever door it came through.
 
 pub mod auth;
+pub mod bimi;
 pub mod check;
 pub mod config;
 pub mod dates;

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod bimi_cmd;
 mod docs_cmd;
 mod report_cmd;
 mod seal_cmd;
@@ -81,6 +82,9 @@ enum Command {
     /// fleet's PostgreSQL database.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// BIMI: check the record, mark certificate and indicator a domain publishes.
+    #[command(subcommand)]
+    Bimi(bimi_cmd::BimiCommand),
     #[command(flatten)]
     Bench(authmilter::loadgen::BenchCommand),
     /// Write the man pages (authmilter.8, one authmilter-COMMAND.8 per command, and
@@ -268,6 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::DnsCheck(args) => sign_cmd::dns_check(args),
         Command::Report(command) => report_cmd::report(command),
         Command::Store(command) => store_cmd::store(command),
+        Command::Bimi(command) => bimi_cmd::bimi(command),
         Command::Bench(bench) => Ok(bench.run()?),
         Command::Man { dir } => docs_cmd::man(Cli::command(), &dir),
         Command::Completions { shell } => docs_cmd::completions(Cli::command(), shell),
@@ -533,7 +538,14 @@ fn verify_file(config: Config, file: &str, client: ClientArgs<'_>) -> Result<(Ve
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let decision = runtime.block_on(check_message(&verifier, &policy, &conn, &mail_from, &raw));
+    let bimi = authmilter::bimi::Bimi::new(&verifier.config().bimi, Arc::clone(verifier.dns()))?;
+    let decision = runtime.block_on(async {
+        let mut decision = check_message(&verifier, &policy, &conn, &mail_from, &raw).await;
+        if let Some(bimi) = &bimi {
+            authmilter::check::add_bimi(bimi, &mut decision, &conn, &raw).await;
+        }
+        decision
+    });
     Ok((raw, decision))
 }
 

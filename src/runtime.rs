@@ -5,7 +5,8 @@
 
 use crate::auth::budget::Budget;
 use crate::auth::{Connection, Transaction, Verifier};
-use crate::check::{conclude, seal_inbound, Decision};
+use crate::bimi::Bimi;
+use crate::check::{add_bimi, conclude, seal_inbound, Decision};
 use crate::config::{Config, SealMode};
 use crate::metrics::Metrics;
 use crate::policy::{Action, Policy};
@@ -35,6 +36,8 @@ pub struct Snapshot {
     /// Where report mail (to `reports.rua_addresses`) goes to be imported (the server sets
     /// it, like the journal; a bare snapshot counts it as lost).
     pub reports_in: Inbox,
+    /// BIMI on inbound mail, when `[bimi]` is enabled.
+    pub bimi: Option<Arc<Bimi>>,
 }
 
 impl Snapshot {
@@ -50,6 +53,9 @@ impl Snapshot {
         let smtp = crate::smtp::setup::service(&config)?.map(Arc::new);
         let config = Arc::new(config);
         let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
+        let bimi = Bimi::new(&config.bimi, Arc::clone(verifier.dns()))
+            .map_err(|e| e.to_string())?
+            .map(Arc::new);
         let metrics = Arc::new(Metrics::default());
         metrics.inflight().set_max(config.limits.max_inflight_bytes);
         Ok(Snapshot {
@@ -62,6 +68,7 @@ impl Snapshot {
             failures: FailureReports::default(),
             smtp,
             reports_in: Inbox::disabled(metrics),
+            bimi,
         })
     }
 
@@ -91,9 +98,12 @@ impl Snapshot {
             .as_deref()
             .filter(|s| s.mode == SealMode::Verified);
         let failure_reports = self.config.reports.failure && self.failures.is_running();
-        let decision = if sealing.is_some() || failure_reports {
+        let decision = if sealing.is_some() || failure_reports || self.bimi.is_some() {
             let (outcome, raw) = tx.finish_keeping(&self.verifier).await;
             let mut decision = conclude(&self.verifier, &self.policy, conn, outcome);
+            if let Some(bimi) = &self.bimi {
+                add_bimi(bimi, &mut decision, conn, &raw).await;
+            }
             if failure_reports {
                 let ar = decision
                     .edits

@@ -114,6 +114,17 @@ pub fn authentication_results(
     out
 }
 
+/// Appends one more method's result to a rendered Authentication-Results value: `tokens`
+/// are `method=result`, then comments and properties (made with [`pvalue`] and [`comment`]),
+/// folded like the rest. For results found after the value was made (BIMI).
+pub fn append_resinfo(ar: &mut String, tokens: &[String]) {
+    if let Some(head) = ar.strip_suffix("; none") {
+        ar.truncate(head.len());
+    }
+    ar.push_str(";\r\n\t");
+    fold_words(ar, &tokens.join(" "), 8);
+}
+
 /// Appends `text`, folding at spaces (RFC 5322 §2.2.3) so lines stay within the width;
 /// `column` is where the text starts.
 fn fold_words(out: &mut String, text: &str, column: usize) {
@@ -145,7 +156,7 @@ fn spf_resinfo(check: &SpfCheck, property: &str) -> Vec<String> {
 }
 
 /// An RFC 8601 pvalue: as is when it is a token or `local@domain`, quoted otherwise.
-fn pvalue(v: &str) -> String {
+pub fn pvalue(v: &str) -> String {
     let plain = !v.is_empty()
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.@".contains(c));
@@ -157,7 +168,7 @@ fn pvalue(v: &str) -> String {
 }
 
 /// A CFWS comment with parentheses and backslashes escaped.
-fn comment(text: &str) -> String {
+pub fn comment(text: &str) -> String {
     let mut s = String::with_capacity(text.len() + 2);
     s.push('(');
     for c in text.chars() {

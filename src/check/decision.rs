@@ -3,6 +3,7 @@
 //! return of it ([`Report`]).
 
 use crate::auth::{AuthResult, Outcome};
+use crate::bimi::BimiOutcome;
 use crate::policy::{Action, Verdict};
 use serde::Serialize;
 
@@ -21,6 +22,8 @@ pub struct Decision {
     pub outcome: Outcome,
     pub verdict: Verdict,
     pub edits: Edits,
+    /// BIMI's finding, when `[bimi]` is on and the message was evaluated (`add_bimi`).
+    pub bimi: Option<BimiOutcome>,
 }
 
 /// The stable JSON document (`check --json`, HTTP `/v1/check`).
@@ -40,6 +43,9 @@ pub struct Report<'a> {
     pub remove_authentication_results: Vec<usize>,
     pub local_override: Option<&'a str>,
     pub skipped: Option<&'a str>,
+    /// BIMI's result, when evaluated (`[bimi]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bimi: Option<&'a BimiOutcome>,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,6 +154,7 @@ impl Decision {
             remove_authentication_results: o.forged_ar.clone(),
             local_override: v.local_override.as_deref(),
             skipped: o.skipped.as_deref(),
+            bimi: self.bimi.as_ref(),
         }
     }
 }

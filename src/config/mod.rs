@@ -6,6 +6,7 @@
 //! nowhere else; the README's configuration reference documents them.
 
 mod arc;
+mod bimi;
 mod error;
 mod raw;
 mod reports;
@@ -16,6 +17,7 @@ mod store;
 mod submission;
 
 pub use arc::{ArcSealConfig, SealMode, DEFAULT_ARC_SIGNED_HEADERS};
+pub use bimi::BimiConfig;
 pub use error::ConfigError;
 pub use reports::{ForeignReports, ReportDelivery, ReportsConfig};
 pub use service::{machine_hostname, normalize_domain, parse_sha256};
@@ -84,6 +86,8 @@ pub struct Config {
     pub reports: ReportsConfig,
     /// ARC sealing (`[arc.seal]`; off unless configured).
     pub arc_seal: ArcSealConfig,
+    /// BIMI on inbound mail (`[bimi]`; off unless enabled).
+    pub bimi: BimiConfig,
 }
 
 /// Where a listener listens.
@@ -225,6 +229,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             reports: ReportsConfig::default(),
             arc_seal: ArcSealConfig::default(),
+            bimi: BimiConfig::default(),
         }
     }
 }
@@ -391,6 +396,9 @@ impl Config {
         }
         if let Some(seal) = raw.arc.and_then(|a| a.seal) {
             config.arc_seal = arc::from_raw(seal, base, file, text, &err)?;
+        }
+        if let Some(bimi) = raw.bimi {
+            config.bimi = bimi::from_raw(bimi, base, &err)?;
         }
         Ok(config)
     }

@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub smtp: Option<RawSmtp>,
     pub arc: Option<RawArc>,
     pub reports: Option<RawReports>,
+    pub bimi: Option<RawBimi>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,4 +228,23 @@ pub(super) struct RawAuth {
     pub failure_prefix_v6: Option<Spanned<u8>>,
     pub known_network_days: Option<u32>,
     pub tracked_entries: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBimi {
+    pub enabled: Option<bool>,
+    pub mark_roots_file: Option<Spanned<String>>,
+    pub fetch_roots_file: Option<Spanned<String>>,
+    pub self_asserted: Option<bool>,
+    pub max_wait_ms: Option<Spanned<u64>>,
+    pub fetch_timeout_ms: Option<Spanned<u64>>,
+    pub max_redirects: Option<Spanned<usize>>,
+    pub max_evidence_size: Option<Spanned<usize>>,
+    pub max_indicator_size: Option<Spanned<usize>>,
+    pub cache_ttl_secs: Option<Spanned<u64>>,
+    pub cache_entries: Option<Spanned<usize>>,
+    pub domains: Option<Vec<Spanned<String>>>,
+    pub networks: Option<Vec<Spanned<String>>>,
+    pub allow_private_destinations: Option<bool>,
 }

@@ -229,6 +229,27 @@ impl Dns {
         }
     }
 
+    /// The addresses (A and AAAA) of a host name, counted in the metrics; `Ok(empty)` when
+    /// it has none. For the HTTPS fetches BIMI makes (hickory's answer cache applies).
+    pub async fn ip_addresses(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        use mail_auth::hickory_resolver::net::{DnsError, NetError};
+        let started = Instant::now();
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let lookup = self.auth.resolver().lookup_ip(fqdn.as_str()).await;
+        let void = |e: &NetError| matches!(e, NetError::Dns(DnsError::NoRecordsFound(_)));
+        let ending = match &lookup {
+            Ok(_) => Ending::Answer,
+            Err(e) if void(e) => Ending::NoRecords,
+            Err(e) => Ending::of_error_text(&e.to_string()),
+        };
+        STATS.observe(QueryType::A, started, ending);
+        match lookup {
+            Ok(found) => Ok(found.iter().collect()),
+            Err(e) if void(&e) => Ok(Vec::new()),
+            Err(e) => Err(format!("cannot resolve {name}: {e}")),
+        }
+    }
+
     /// Which of `addresses` may receive reports about `domain` (RFC 7489 §7.1, RFC 9990
     /// §5.1): those inside the domain, and those whose domain publishes
     /// `<domain>._report._dmarc.<their domain>` with `v=DMARC1`. `None` on a DNS failure

@@ -167,7 +167,7 @@ pub async fn check(
         .unwrap_or_default();
     let rcpts = params.all("rcpt");
     let started = Instant::now();
-    let decision = check_message(
+    let mut decision = check_message(
         &snapshot.verifier,
         &snapshot.policy,
         &conn,
@@ -175,6 +175,9 @@ pub async fn check(
         &raw,
     )
     .await;
+    if let Some(bimi) = &snapshot.bimi {
+        crate::check::add_bimi(bimi, &mut decision, &conn, &raw).await;
+    }
     let envelope = Envelope {
         queue_id: None,
         mail_from: Some(&mail_from),
@@ -397,6 +400,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let journal = state.journal();
     let mut text = journal.metrics().render(journal.queue_depth());
     crate::dns::stats::STATS.render(&mut text);
+    crate::bimi::stats::STATS.render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

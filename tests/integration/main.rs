@@ -5,6 +5,7 @@ mod arc_seal;
 mod arc_sign_suite;
 mod arc_suite;
 mod bench_milter;
+mod bimi;
 mod cli;
 mod common;
 mod dashboard;
