@@ -5,7 +5,8 @@
 //! - `s=` (service types): a key for neither `email` nor `*` is ignored;
 //! - `t=s`: the domain of `i=` must be `d=` itself, not a subdomain;
 //! - a tag list that is not one (duplicate tag, a tag without `=`) is not a key record;
-//! - `k=` must be the signature's key type, and an RSA key has at least 1024 bits (RFC 8301).
+//! - `k=` must be the signature's key type, an RSA key has at least 1024 bits (RFC 8301) and
+//!   an Ed25519 key is 32 bytes (RFC 8463).
 //!
 //! mail-auth parses `h=` and `s=` into flags that cannot tell "not published" from "only
 //! values we do not know" (`s=chat`), so the record's text is kept beside mail-auth's parsed
@@ -47,6 +48,8 @@ pub(super) struct KeyRecord {
     s: Option<String>,
     k: Option<String>,
     t: Option<String>,
+    /// How many bytes `p=` decodes to.
+    p_len: Option<usize>,
 }
 
 impl KeyRecord {
@@ -59,6 +62,7 @@ impl KeyRecord {
             s: None,
             k: None,
             t: None,
+            p_len: None,
         };
         // An empty tag (`;;`) is tolerated in key records as the peers do; the rest of the
         // tag-list syntax is not.
@@ -75,6 +79,10 @@ impl KeyRecord {
                         "s" => record.s = Some(value),
                         "k" => record.k = Some(value),
                         "t" => record.t = Some(value),
+                        "p" => {
+                            use base64ct::{Base64, Encoding};
+                            record.p_len = Base64::decode_vec(&value).ok().map(|p| p.len());
+                        }
                         _ => {}
                     }
                 }
@@ -156,6 +164,10 @@ pub(super) fn usable(record: &KeyRecord, sig: &Signature) -> Result<(), String> 
             "key record t=s: i={} is not in d={} itself (RFC 6376 3.6.1)",
             sig.i, sig.d
         ));
+    }
+    if key_type == "ed25519" && record.p_len != Some(32) {
+        // RFC 8463 §4.2: p= is the raw 32-byte key (not, for one, its SubjectPublicKeyInfo).
+        return Err("invalid key record: ed25519 p= is not 32 bytes (RFC 8463 4.2)".into());
     }
     if record.key.p.public_key_bits() < 1024 {
         return Err("key shorter than 1024 bits".into());
