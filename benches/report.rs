@@ -8,7 +8,7 @@
 
 use authmilter::auth::Published;
 use authmilter::report::aggregate::{Aggregate, Reporter};
-use authmilter::report::event::DmarcEvent;
+use authmilter::report::event::{DkimRow, DmarcEvent};
 use authmilter::report::message::compose;
 use authmilter::store::{Record, Store, Transport};
 use std::time::{Duration, Instant};
@@ -38,11 +38,12 @@ fn event(domain: &str, i: usize) -> DmarcEvent {
         dkim_aligned: pass,
         spf_aligned: !i.is_multiple_of(3),
         reasons: vec![],
-        dkim: vec![(
-            domain.into(),
-            "s1".into(),
-            if pass { "pass" } else { "fail" }.into(),
-        )],
+        dkim: vec![DkimRow {
+            domain: domain.into(),
+            selector: "s1".into(),
+            result: if pass { "pass" } else { "fail" }.into(),
+            human_result: None,
+        }],
         spf: (
             domain.into(),
             "mfrom".into(),

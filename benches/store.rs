@@ -10,7 +10,7 @@
 use authmilter::auth::{Outcome, Published};
 use authmilter::config::StoreConfig;
 use authmilter::metrics::Metrics;
-use authmilter::report::event::DmarcEvent;
+use authmilter::report::event::{DkimRow, DmarcEvent};
 use authmilter::store::{spawn_writer, Location, PgTarget, Record, Store, Transport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +72,12 @@ fn record(i: usize) -> Record {
             dkim_aligned: true,
             spf_aligned: true,
             reasons: vec![],
-            dkim: vec![(domain.clone(), "s1".into(), "pass".into())],
+            dkim: vec![DkimRow {
+                domain: domain.clone(),
+                selector: "s1".into(),
+                result: "pass".into(),
+                human_result: None,
+            }],
             spf: (domain, "mfrom".into(), "pass".into()),
         }),
     }

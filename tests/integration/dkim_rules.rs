@@ -453,17 +453,29 @@ async fn dkim_unparsable_signature_reaches_milter_api_store_and_report() {
         .expect("example.com asks for aggregate reports");
     assert_eq!(report.messages, 1);
     let row: &RowKey = &report.rows[0].0;
+    let dkim: Vec<(&str, &str, &str)> = row
+        .dkim
+        .iter()
+        .map(|d| (d.domain.as_str(), d.selector.as_str(), d.result.as_str()))
+        .collect();
     assert_eq!(
-        row.dkim,
+        dkim,
         [
-            ("example.com".into(), "rsa".into(), "permerror".into()),
-            ("example.com".into(), "rsa".into(), "pass".into()),
+            ("example.com", "rsa", "permerror"),
+            ("example.com", "rsa", "pass")
         ]
     );
+    let why = row.dkim[0].human_result.as_deref().unwrap_or_default();
+    assert!(why.contains("lacks the required tag bh="), "{why}");
+    assert_eq!(row.dkim[1].human_result, None);
     let xml = report.to_xml(&Reporter {
         org_name: "t".into(),
         email: "r@mx.test.example".into(),
         extra_contact_info: None,
     });
     assert!(xml.contains("<result>permerror</result>"), "{xml}");
+    assert!(
+        xml.contains("<human_result>signature lacks the required tag bh="),
+        "{xml}"
+    );
 }

@@ -511,7 +511,7 @@ pub(crate) fn yesterdays_records_at(
     n: usize,
 ) -> std::ops::Range<i64> {
     use authmilter::auth::Published;
-    use authmilter::report::event::DmarcEvent;
+    use authmilter::report::event::{DkimRow, DmarcEvent};
     use authmilter::store::{Record, Transport};
     let day = utc_day_start(now_ms()) - DAY_MS;
     let policy = Published {
@@ -551,7 +551,12 @@ pub(crate) fn yesterdays_records_at(
                 dkim_aligned: true,
                 spf_aligned: true,
                 reasons: vec![],
-                dkim: vec![("reports.example".into(), "rsa".into(), "pass".into())],
+                dkim: vec![DkimRow {
+                    domain: "reports.example".into(),
+                    selector: "rsa".into(),
+                    result: "pass".into(),
+                    human_result: None,
+                }],
                 spf: ("reports.example".into(), "mfrom".into(), "pass".into()),
             }),
         })
