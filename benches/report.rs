@@ -7,7 +7,7 @@
 //! `cargo bench --bench report` (AUTHMILTER_BENCH_VERDICTS changes the count)
 
 use authmilter::auth::Published;
-use authmilter::check::DmarcEvent;
+use authmilter::check::{DkimRow, DmarcEvent};
 use authmilter::report::aggregate::{Aggregate, Reporter};
 use authmilter::report::message::compose;
 use authmilter::store::{Record, Store, Transport};
@@ -38,11 +38,12 @@ fn event(domain: &str, i: usize) -> DmarcEvent {
         dkim_aligned: pass,
         spf_aligned: !i.is_multiple_of(3),
         reasons: vec![],
-        dkim: vec![(
-            domain.into(),
-            "s1".into(),
-            if pass { "pass" } else { "fail" }.into(),
-        )],
+        dkim: vec![DkimRow {
+            domain: domain.into(),
+            selector: "s1".into(),
+            result: if pass { "pass" } else { "fail" }.into(),
+            human_result: None,
+        }],
         spf: (
             domain.into(),
             "mfrom".into(),

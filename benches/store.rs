@@ -8,7 +8,7 @@
 //! AUTHMILTER_BENCH_RECORDS changes the writer's record count (default 100,000).
 
 use authmilter::auth::{Outcome, Published};
-use authmilter::check::DmarcEvent;
+use authmilter::check::{DkimRow, DmarcEvent};
 use authmilter::config::StoreConfig;
 use authmilter::metrics::Metrics;
 use authmilter::store::{spawn_writer, Location, PgTarget, Record, Store, Transport};
@@ -72,7 +72,12 @@ fn record(i: usize) -> Record {
             dkim_aligned: true,
             spf_aligned: true,
             reasons: vec![],
-            dkim: vec![(domain.clone(), "s1".into(), "pass".into())],
+            dkim: vec![DkimRow {
+                domain: domain.clone(),
+                selector: "s1".into(),
+                result: "pass".into(),
+                human_result: None,
+            }],
             spf: (domain, "mfrom".into(), "pass".into()),
         }),
     }

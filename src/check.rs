@@ -15,7 +15,7 @@ mod seal;
 pub use decision::{
     ArcReport, Decision, DkimReport, DmarcReport, Edits, Report, SmtpReply, SpfReport,
 };
-pub use event::DmarcEvent;
+pub use event::{DkimRow, DmarcEvent};
 pub use outbound::{sign_outbound, Outbound};
 pub use record::{cut, message_id, Envelope, Recipients, Record, MAX_RCPT_LEN, MAX_STORED_RCPTS};
 pub use seal::{apply_edits, seal_inbound, sign_and_seal};

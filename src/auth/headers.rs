@@ -42,7 +42,10 @@ pub fn authentication_results(
             if !d.b.is_empty() {
                 r.push(format!("header.b={}", pvalue(&d.b)));
             }
-            r.push(format!("header.a={}", d.algorithm));
+            // The algorithm as written when it is not one we know: quoted when need be.
+            if !d.algorithm.is_empty() {
+                r.push(format!("header.a={}", pvalue(&d.algorithm)));
+            }
         }
         results.push(r);
     }

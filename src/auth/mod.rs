@@ -9,6 +9,8 @@ pub(crate) mod arc;
 mod arc_chain;
 pub mod budget;
 mod dkim;
+mod dkim_fields;
+mod dkim_key;
 mod dmarc;
 pub mod headers;
 pub(crate) mod message;

@@ -4,6 +4,7 @@
 //! [`Transaction`] holds the message data and is dropped at RSET, abort or end of message.
 
 use super::budget::{Budget, Charge};
+use super::dkim_key::KeyCache;
 use super::message::{forged_ar, from_info};
 use super::spf::{check_host, is_valid_domain, SpfCache, SpfQuery};
 use super::{
@@ -17,14 +18,15 @@ use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// What verification needs from the outside world: settings, the resolver and the SPF
-/// evaluator's record cache. Cheap to clone; a transport keeps one per session so a reload
+/// What verification needs from the outside world: settings, the resolver, the SPF
+/// evaluator's record cache and the DKIM key records as published. Cheap to clone; a transport keeps one per session so a reload
 /// never changes a message half-way through.
 #[derive(Clone)]
 pub struct Verifier {
     config: Arc<Config>,
     dns: Arc<Dns>,
     spf: Arc<SpfCache>,
+    dkim_keys: Arc<KeyCache>,
 }
 
 impl Verifier {
@@ -35,10 +37,16 @@ impl Verifier {
     }
 
     /// Uses an existing resolver (keeps its caches across a configuration reload; the SPF
-    /// record cache starts empty).
+    /// record and DKIM key caches start empty).
     pub fn with_dns(config: Arc<Config>, dns: Arc<Dns>) -> Self {
         let spf = Arc::new(SpfCache::new(config.dns.cache_size));
-        Verifier { config, dns, spf }
+        let dkim_keys = Arc::new(KeyCache::new(config.dns.cache_size));
+        Verifier {
+            config,
+            dns,
+            spf,
+            dkim_keys,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -317,13 +325,17 @@ impl Transaction {
         outcome.from = from_info(&msg);
         outcome.forged_ar = forged_ar(&msg, &config.authserv_id);
 
-        let (refused, ignored) = dkim::prepare(&mut msg, config.limits.max_dkim_signatures);
-        outcome.dkim_ignored = ignored;
+        let mut dkim = dkim::prepare(&mut msg, config.limits.max_dkim_signatures);
+        outcome.dkim_ignored = dkim.ignored;
+        // DKIM keys are fetched beside ARC's lookups; mail-auth then verifies from the cache.
+        let (refused_keys, arc) = tokio::join!(
+            dkim::check_keys(dns, &verifier.dkim_keys, &msg),
+            arc::verify(dns, &msg)
+        );
+        dkim.refuse_keys(&mut msg, refused_keys);
         let msg = msg;
-        let ((dkim_outcomes, dkim_outputs), arc) =
-            tokio::join!(dkim::verify(dns, &msg), arc::verify(dns, &msg));
+        let (dkim_outcomes, dkim_outputs) = dkim.verify(dns, &msg).await;
         outcome.dkim = dkim_outcomes;
-        outcome.dkim.extend(refused.into_iter().map(|r| r.outcome));
         outcome.arc = Some(ArcOutcome {
             remote_ip: Some(self.ip).filter(|ip| !ip.is_unspecified()),
             ..arc

@@ -24,12 +24,59 @@ pub struct DmarcEvent {
     pub spf_aligned: bool,
     /// Why the disposition differs from the policy: (RFC 9990 override type, comment).
     pub reasons: Vec<(String, Option<String>)>,
-    /// Every DKIM signature evaluated: (d=, s=, result).
-    pub dkim: Vec<(String, String, String)>,
+    /// Every DKIM signature evaluated, top first.
+    pub dkim: Vec<DkimRow>,
     /// SPF for the MAIL FROM identity: (domain, scope `mfrom`, result). For the null sender
     /// the identity is `postmaster@<HELO name>` (RFC 7208 §2.4), so the domain is the HELO
     /// name. Events stored by earlier versions may say `helo` there; reports write `mfrom`.
     pub spf: (String, String, String),
+}
+
+/// One DKIM signature as an aggregate report lists it (RFC 9990 `DKIMAuthResultType`).
+/// Stored as `[d=, s=, result]`, or `[d=, s=, result, human_result]` when there is a reason
+/// (events stored before the reason was kept read as they were).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "StoredDkimRow", into = "StoredDkimRow")]
+pub struct DkimRow {
+    /// `d=`.
+    pub domain: String,
+    /// `s=`.
+    pub selector: String,
+    /// RFC 9990's DKIMResultType word.
+    pub result: String,
+    /// Why a signature did not pass (`permerror`: which tag or rule refused it).
+    pub human_result: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredDkimRow {
+    WithReason(String, String, String, String),
+    Plain(String, String, String),
+}
+
+impl From<StoredDkimRow> for DkimRow {
+    fn from(stored: StoredDkimRow) -> Self {
+        let (domain, selector, result, human_result) = match stored {
+            StoredDkimRow::WithReason(d, s, r, h) => (d, s, r, Some(h)),
+            StoredDkimRow::Plain(d, s, r) => (d, s, r, None),
+        };
+        DkimRow {
+            domain,
+            selector,
+            result,
+            human_result,
+        }
+    }
+}
+
+impl From<DkimRow> for StoredDkimRow {
+    fn from(row: DkimRow) -> Self {
+        match row.human_result {
+            Some(h) => StoredDkimRow::WithReason(row.domain, row.selector, row.result, h),
+            None => StoredDkimRow::Plain(row.domain, row.selector, row.result),
+        }
+    }
 }
 
 impl DmarcEvent {
@@ -91,7 +138,13 @@ impl DmarcEvent {
             dkim: outcome
                 .dkim
                 .iter()
-                .map(|d| (d.domain.clone(), d.selector.clone(), dkim_word(d.result)))
+                .map(|d| DkimRow {
+                    domain: d.domain.clone(),
+                    selector: d.selector.clone(),
+                    result: dkim_word(d.result),
+                    // The reason a signature did not pass, as Authentication-Results gives it.
+                    human_result: d.reason.clone().filter(|_| d.result != AuthResult::Pass),
+                })
                 .collect(),
             spf: spf_row,
             policy,
@@ -109,5 +162,31 @@ fn dkim_word(r: AuthResult) -> String {
     match r {
         AuthResult::Softfail => "fail".to_string(),
         other => other.as_str().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DkimRow;
+
+    #[test]
+    fn dkim_rows_read_as_stored_before_and_after_reasons() {
+        let old: DkimRow = serde_json::from_str(r#"["example.com","sel","pass"]"#).unwrap();
+        assert_eq!(old.human_result, None);
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"["example.com","sel","pass"]"#
+        );
+        let row = DkimRow {
+            human_result: Some("key shorter than 1024 bits".into()),
+            result: "permerror".into(),
+            ..old
+        };
+        let text = serde_json::to_string(&row).unwrap();
+        assert_eq!(
+            text,
+            r#"["example.com","sel","permerror","key shorter than 1024 bits"]"#
+        );
+        assert_eq!(serde_json::from_str::<DkimRow>(&text).unwrap(), row);
     }
 }

@@ -163,6 +163,92 @@ impl Dns {
         result
     }
 
+    /// Looks up the TXT records at `name` as mail-auth does (the first one `T` parses wins;
+    /// the parsed-record cache is filled the same way, so mail-auth then finds it there) and
+    /// also hands back that record's text and when the answer expires: for what the parsed
+    /// form cannot tell (a DKIM key record's `h=` and `s=` as published). Counted like
+    /// [`Dns::prefetch_txt`]; always asks the resolver (whose answer cache may serve it).
+    pub(crate) async fn txt_with_text<T>(
+        &self,
+        name: &str,
+    ) -> mail_auth::Result<(std::sync::Arc<T>, Vec<u8>, Instant)>
+    where
+        T: TxtRecordParser + Into<Txt> + UnwrapTxtRecord,
+    {
+        use mail_auth::common::resolver::ToFqdn;
+        use mail_auth::hickory_resolver::proto::rr::{Name, RData};
+        let key = name.to_fqdn();
+        let started = Instant::now();
+        let lookup = match Name::from_str_relaxed(key.as_ref()) {
+            Ok(fqdn) => self.auth.resolver().txt_lookup(fqdn).await,
+            Err(e) => return Err(e.into()),
+        };
+        let lookup = match lookup {
+            Ok(lookup) => lookup,
+            Err(e) => {
+                let err = mail_auth::Error::from(e);
+                let ending = match &err {
+                    mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(code)) => {
+                        use mail_auth::hickory_resolver::proto::op::ResponseCode;
+                        match code {
+                            ResponseCode::NXDomain | ResponseCode::NoError => Ending::NoRecords,
+                            _ => Ending::ServerFailure,
+                        }
+                    }
+                    mail_auth::Error::Dns(mail_auth::DnsError::Resolver(text)) => {
+                        Ending::of_error_text(text)
+                    }
+                    _ => Ending::ServerFailure,
+                };
+                STATS.observe(QueryType::Txt, started, ending);
+                self.txt.insert(
+                    key.into_owned().into_boxed_str(),
+                    Txt::Error(err.clone()),
+                    Instant::now() + FAILURE_TTL,
+                );
+                return Err(err);
+            }
+        };
+        STATS.observe(QueryType::Txt, started, Ending::Answer);
+        let expires = lookup.valid_until();
+        let mut result = Err(mail_auth::Error::Dns(
+            mail_auth::DnsError::InvalidRecordType,
+        ));
+        for record in lookup.answers() {
+            // mail-auth skips a TXT record without character-strings.
+            let RData::TXT(txt) = &record.data else {
+                continue;
+            };
+            if txt.txt_data.is_empty() {
+                continue;
+            }
+            let text: Vec<u8> = txt
+                .txt_data
+                .iter()
+                .flat_map(|s| s.iter().copied())
+                .collect();
+            result = T::parse(&text).map(|parsed| (parsed, text));
+            if result.is_ok() {
+                break;
+            }
+        }
+        let (parsed, text) = match result {
+            Ok(found) => found,
+            Err(e) => {
+                self.txt.insert(
+                    key.into_owned().into_boxed_str(),
+                    Txt::Error(e.clone()),
+                    expires,
+                );
+                return Err(e);
+            }
+        };
+        let txt: Txt = parsed.into();
+        self.txt
+            .insert(key.into_owned().into_boxed_str(), txt.clone(), expires);
+        Ok((T::unwrap_txt(txt)?, text, expires))
+    }
+
     /// Fetches the DMARC records mail-auth's tree walk (RFC 9989 §4.10) will ask for, in the
     /// same order and with the same stopping rules, so every lookup is counted.
     pub(crate) async fn prefetch_dmarc(&self, from_domain: &str) {

@@ -4,8 +4,8 @@
 //! Process-wide (a static), because resolvers are rebuilt on every reload and the counters
 //! must not restart with them. Every lookup the program makes is counted: our SPF evaluator
 //! counts its own, and the DKIM, ARC and DMARC lookups mail-auth would make are fetched
-//! first through [`super::Dns::prefetch_txt`] (see `prefetch`), so mail-auth finds them in the
-//! cache. The one exception is the A lookup mail-auth makes for a DMARC `np=` check.
+//! first through [`super::Dns::prefetch_txt`] (see `prefetch`) or, for DKIM keys,
+//! [`super::Dns::txt_with_text`], so mail-auth finds them in the cache. The one exception is the A lookup mail-auth makes for a DMARC `np=` check.
 
 use crate::metrics::{family, Histogram};
 use std::fmt::Write;

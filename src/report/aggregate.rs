@@ -13,7 +13,7 @@
 //! no `generator`. See the tests named after those defects.
 
 use crate::auth::Published;
-use crate::check::DmarcEvent;
+use crate::check::{DkimRow, DmarcEvent};
 use crate::store::{Store, StoreError};
 use quick_xml::events::BytesText;
 use quick_xml::Writer;
@@ -46,7 +46,7 @@ pub struct RowKey {
     pub header_from: String,
     pub envelope_from: String,
     pub envelope_to: Option<String>,
-    pub dkim: Vec<(String, String, String)>,
+    pub dkim: Vec<DkimRow>,
     pub spf: (String, String, String),
 }
 
@@ -212,11 +212,14 @@ fn write_record(w: &mut Writer<Vec<u8>>, row: &RowKey, count: u64) -> io::Result
             Ok(())
         })?;
         w.create_element("auth_results").write_inner_content(|w| {
-            for (domain, selector, result) in &row.dkim {
+            for dkim in &row.dkim {
                 w.create_element("dkim").write_inner_content(|w| {
-                    text(w, "domain", domain)?;
-                    text(w, "selector", selector)?;
-                    text(w, "result", result)?;
+                    text(w, "domain", &dkim.domain)?;
+                    text(w, "selector", &dkim.selector)?;
+                    text(w, "result", &dkim.result)?;
+                    if let Some(why) = &dkim.human_result {
+                        text(w, "human_result", why)?;
+                    }
                     Ok(())
                 })?;
             }

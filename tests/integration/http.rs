@@ -120,7 +120,7 @@ fn with_tokens(c: &mut Config) {
 }
 
 /// Polls until the writer has stored what a query should find.
-async fn wait_for(addr: SocketAddr, target: &str, n: usize) -> Value {
+pub(crate) async fn wait_for(addr: SocketAddr, target: &str, n: usize) -> Value {
     for _ in 0..100 {
         let r = call(addr, "GET", target, None, b"").await;
         assert_eq!(r.status, 200, "{}", r.text());

@@ -11,6 +11,7 @@ mod common;
 mod dashboard;
 mod dashboard_browser;
 mod dashboard_markup;
+mod dkim_rules;
 mod dkim_vectors;
 mod dns_server;
 mod dns_server_selftest;

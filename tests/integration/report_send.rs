@@ -604,7 +604,7 @@ pub(crate) fn yesterdays_records_at(
     n: usize,
 ) -> std::ops::Range<i64> {
     use authmilter::auth::Published;
-    use authmilter::check::DmarcEvent;
+    use authmilter::check::{DkimRow, DmarcEvent};
     use authmilter::store::{Record, Transport};
     let day = utc_day_start(now_ms()) - DAY_MS;
     let policy = Published {
@@ -644,7 +644,12 @@ pub(crate) fn yesterdays_records_at(
                 dkim_aligned: true,
                 spf_aligned: true,
                 reasons: vec![],
-                dkim: vec![("reports.example".into(), "rsa".into(), "pass".into())],
+                dkim: vec![DkimRow {
+                    domain: "reports.example".into(),
+                    selector: "rsa".into(),
+                    result: "pass".into(),
+                    human_result: None,
+                }],
                 spf: ("reports.example".into(), "mfrom".into(), "pass".into()),
             }),
         })

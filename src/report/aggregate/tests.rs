@@ -27,11 +27,12 @@ pub(crate) fn event(domain: &str, pass: bool) -> DmarcEvent {
         dkim_aligned: pass,
         spf_aligned: false,
         reasons: vec![],
-        dkim: vec![(
-            domain.into(),
-            "sel".into(),
-            if pass { "pass" } else { "fail" }.into(),
-        )],
+        dkim: vec![DkimRow {
+            domain: domain.into(),
+            selector: "sel".into(),
+            result: if pass { "pass" } else { "fail" }.into(),
+            human_result: (!pass).then(|| "body hash mismatch".into()),
+        }],
         spf: (domain.into(), "mfrom".into(), "softfail".into()),
     }
 }
