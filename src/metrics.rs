@@ -4,7 +4,8 @@
 //! The hot path touches only relaxed atomic adds: [`Metrics::observe_verdict`] once per
 //! message, the connection gauge once per connection.
 
-use crate::auth::budget::{default_max_inflight_bytes, Budget};
+use crate::auth::budget::Budget;
+use crate::config::default_max_inflight_bytes;
 use crate::auth::{AuthResult, Outcome, Transport};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};

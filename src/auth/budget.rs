@@ -128,19 +128,6 @@ impl Drop for Charge {
     }
 }
 
-/// The default budget: a quarter of the machine's memory (`MemTotal`), or 1 GiB when that
-/// cannot be read.
-pub fn default_max_inflight_bytes() -> usize {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib.saturating_mul(1024) / 4)
-        })
-        .unwrap_or(1 << 30)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +151,6 @@ mod tests {
         assert_eq!((budget.used(), a.held()), (0, 0));
         budget.set_max(5);
         assert!(!a.grow(6));
-        assert!(default_max_inflight_bytes() >= 1 << 20);
+        assert!(crate::config::default_max_inflight_bytes() >= 1 << 20);
     }
 }

@@ -181,6 +181,19 @@ impl Default for DnsConfig {
     }
 }
 
+/// The default memory budget for messages in flight (`limits.max_inflight_bytes`): a quarter of the machine's memory (`MemTotal`), or 1 GiB when that
+/// cannot be read.
+pub fn default_max_inflight_bytes() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024) / 4)
+        })
+        .unwrap_or(1 << 30)
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -188,7 +201,7 @@ impl Default for Limits {
             max_dkim_signatures: DEFAULT_MAX_DKIM_SIGNATURES,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_header_fields: DEFAULT_MAX_HEADER_FIELDS,
-            max_inflight_bytes: crate::auth::budget::default_max_inflight_bytes(),
+            max_inflight_bytes: default_max_inflight_bytes(),
         }
     }
 }
