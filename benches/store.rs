@@ -8,8 +8,8 @@
 //! AUTHMILTER_BENCH_RECORDS changes the writer's record count (default 100,000).
 
 use authmilter::auth::{Outcome, Published};
+use authmilter::check::metrics::Metrics;
 use authmilter::config::StoreConfig;
-use authmilter::metrics::Metrics;
 use authmilter::report::event::DmarcEvent;
 use authmilter::store::{spawn_writer, Location, PgTarget, Record, Store, Transport};
 use std::sync::Arc;

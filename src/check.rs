@@ -8,6 +8,7 @@ use crate::policy::{decide, Action, Policy, Verdict};
 use crate::sign::{from_domain, SignError, Signer};
 use serde::Serialize;
 
+pub mod metrics;
 mod seal;
 pub use seal::{apply_edits, seal_inbound, sign_and_seal};
 

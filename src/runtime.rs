@@ -5,9 +5,9 @@
 
 use crate::auth::budget::Budget;
 use crate::auth::{Connection, Transaction, Verifier};
+use crate::check::metrics::Metrics;
 use crate::check::{conclude, seal_inbound, Decision};
 use crate::config::{Config, SealMode};
-use crate::metrics::Metrics;
 use crate::policy::{Action, Policy};
 use crate::report::failure::{FailureCase, FailureReports};
 use crate::report::inbox::Inbox;
@@ -175,7 +175,7 @@ pub type Current = Arc<RwLock<Arc<Snapshot>>>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::ReportIn;
+    use crate::check::metrics::ReportIn;
     use crate::report::inbox::ReportMail;
     use tokio::sync::mpsc;
 

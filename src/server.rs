@@ -12,8 +12,8 @@
 //! [`Journal`] and report [`Inbox`], so recording survives reloads and the metrics keep
 //! counting.
 
+use crate::check::metrics::Metrics;
 use crate::config::ListenAddr;
-use crate::metrics::Metrics;
 use crate::milter::listener::serve_connection;
 use crate::report::failure;
 use crate::report::inbox::{spawn_importer, Importer, Inbox};

@@ -6,9 +6,9 @@
 use super::hop::Hop;
 use super::session::serve_connection;
 use super::stress::Load;
+use crate::check::metrics::SmtpRefusal;
 use crate::config::ListenerConfig;
 use crate::identity::limits::Guard;
-use crate::metrics::SmtpRefusal;
 use crate::runtime::Current;
 use ipnet::IpNet;
 use std::collections::HashMap;

@@ -27,9 +27,9 @@ mod submit;
 mod tests;
 
 use crate::auth::budget::Charge;
+use crate::check::metrics::SmtpCut;
 use crate::config::TlsMode;
 use crate::identity::limits::Guard;
-use crate::metrics::SmtpCut;
 use crate::runtime::Snapshot;
 use crate::smtp::data::{DataDecoder, DataEnd};
 use crate::smtp::stress::Load;

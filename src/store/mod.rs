@@ -28,8 +28,8 @@ pub use writer::{spawn_writer, Writer, BATCH};
 
 pub use crate::auth::Transport;
 use crate::auth::{Connection, Outcome};
+use crate::check::metrics::Metrics;
 use crate::check::Decision;
-use crate::metrics::Metrics;
 use crate::report::event::DmarcEvent;
 use std::sync::Arc;
 use std::time::Duration;

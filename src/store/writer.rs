@@ -8,9 +8,9 @@
 //! what does not fit there is dropped and counted by [`super::Journal`]. Mail never waits.
 
 use super::{Handle, Journal, Location, Record, Store, StoreError};
+use crate::check::metrics::Metrics;
 use crate::config::{OnUnavailable, StoreConfig};
 use crate::dates::{now_ms, DAY_MS};
-use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};

@@ -11,9 +11,9 @@ use super::replies::{
 };
 use crate::auth::budget::Charge;
 use crate::auth::{Connection, Transaction};
+use crate::check::metrics::SmtpCut;
+use crate::check::metrics::{SmtpAuthResult, SubmissionRefusal};
 use crate::identity::limits::Guard;
-use crate::metrics::SmtpCut;
-use crate::metrics::{SmtpAuthResult, SubmissionRefusal};
 use crate::policy::decide_at_mail;
 use crate::runtime::Snapshot;
 use crate::smtp::auth::{self as sasl, Exchange};
