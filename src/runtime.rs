@@ -3,6 +3,7 @@
 //! [`Current`], the snapshot in force, which a reload swaps. The milter, SMTP and HTTP doors
 //! and the periodic jobs read these; `server.rs` only starts and stops things.
 
+use crate::auth::arc_canon::NotSealed;
 use crate::auth::budget::Budget;
 use crate::auth::{Connection, Transaction, Verifier};
 use crate::check::metrics::Metrics;
@@ -11,7 +12,7 @@ use crate::config::{Config, SealMode};
 use crate::policy::{Action, Policy};
 use crate::report::failure::{FailureCase, FailureReports};
 use crate::report::inbox::Inbox;
-use crate::sign::seal::{NotSealed, Sealer};
+use crate::sign::seal::Sealer;
 use crate::sign::Signer;
 use crate::smtp::setup::SmtpService;
 use crate::store::{Envelope, Journal, Record, Transport};

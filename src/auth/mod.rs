@@ -6,7 +6,9 @@
 //! [`headers`] renders Authentication-Results. No I/O here beyond DNS.
 
 pub(crate) mod arc;
+pub mod arc_canon;
 mod arc_chain;
+pub mod base64;
 pub mod budget;
 mod dkim;
 mod dmarc;

@@ -3,11 +3,12 @@
 //! (milter, SMTP front end, `arc-seal`) only apply the edits.
 
 use super::{sign_outbound, Decision, Edits, Outbound};
+use crate::auth::arc_canon::{ChainState, Field, NotSealed};
 use crate::auth::headers::authentication_results;
 use crate::auth::{Connection, Outcome, Transaction, Verifier};
 use crate::config::SealMode;
 use crate::policy::Action;
-use crate::sign::seal::{split_message, ChainState, Field, NotSealed, Sealer};
+use crate::sign::seal::{split_message, Sealer};
 use crate::sign::Signer;
 
 /// Adds our ARC set on top of the edits of an inbound message we pass on (RFC 8617 §5.1),
@@ -34,7 +35,7 @@ pub fn seal_inbound(
     };
     let results = results.to_string();
     let set = seal_fields(sealer, &decision.edits, raw, &results, o)?;
-    let instance = crate::sign::seal::instance(set[0].1.as_bytes());
+    let instance = crate::auth::arc_canon::instance(set[0].1.as_bytes());
     decision
         .edits
         .add
