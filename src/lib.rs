@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod milter;
 pub mod notify;
 pub mod policy;
+pub mod relay;
 pub mod report;
 pub mod runtime;
 pub mod server;

@@ -176,7 +176,7 @@ pub async fn accept_loop(
         };
         if let crate::smtp::HopConfig::Relay(relay) = &service.hop {
             // Whether the next hop offers DSN, learnt once per configuration (RFC 3461).
-            crate::smtp::relay::probe_dsn(relay);
+            crate::relay::probe_dsn(relay);
         }
         let hop = Hop::new(&service.hop);
         let stop_rx = stop.clone();

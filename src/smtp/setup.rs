@@ -2,10 +2,10 @@
 //! certificate loaded) and where mail goes. Built with every snapshot, so a reload picks up
 //! a renewed certificate or a new relay; a broken one refuses the start (or the reload).
 
-use super::relay::RelayConfig;
 use super::{HopConfig, SmtpSettings};
 use crate::config::{Config, Delivery, ListenerConfig};
 use crate::identity::Backend;
+use crate::relay::RelayConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 

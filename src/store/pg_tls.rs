@@ -8,7 +8,7 @@
 
 use super::postgres::SslMode;
 use super::StoreError;
-use crate::smtp::relay::tls::Unauthenticated;
+use crate::relay::tls::Unauthenticated;
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use postgres::Socket;
 use rustls_pki_types::pem::PemObject;
