@@ -23,13 +23,11 @@ pub use service::{
     DEFAULT_RETENTION_DAYS, DEFAULT_STORE_QUEUE,
 };
 pub use signing::{
-    check_domain, check_selector, identity_in_domain, parse_sign_flag, IdentityMode, KeySpec,
-    OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS, DEFAULT_SIGNED_HEADERS,
+    check_domain, check_selector, identity_in_domain, normalize_domain, parse_sign_flag,
+    IdentityMode, KeySpec, OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS,
+    DEFAULT_SIGNED_HEADERS,
 };
-pub use smtp::{
-    check_relay, normalize_domain, parse_relay_tls, Delivery, RelayTls, SmtpConfig,
-    DEFAULT_SMTP_LISTEN,
-};
+pub use smtp::{check_relay, parse_relay_tls, Delivery, RelayTls, SmtpConfig, DEFAULT_SMTP_LISTEN};
 pub use submission::{AuthBackend, AuthConfig, ListenerConfig, Role, TlsMode};
 
 use ipnet::IpNet;

@@ -4,7 +4,8 @@
 
 use super::raw::RawReports;
 use super::service::ErrAt;
-use super::smtp::{check_relay, normalize_domain, parse_relay_tls};
+use super::signing::normalize_domain;
+use super::smtp::{check_relay, parse_relay_tls};
 use super::{ConfigError, RelayTls};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

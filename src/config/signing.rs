@@ -184,6 +184,21 @@ pub fn check_selector(text: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A domain as compared with recipients: lower case, no trailing dot.
+pub fn normalize_domain(text: &str) -> Option<String> {
+    let d = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80)
+        });
+    ok.then_some(d)
+}
+
 fn is_label(l: &str) -> bool {
     !l.is_empty()
         && l.len() <= 63

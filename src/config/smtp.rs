@@ -5,6 +5,7 @@
 
 use super::raw::RawSmtp;
 use super::service::{listen_or_off, ErrAt};
+use super::signing::normalize_domain;
 use super::submission::{
     auth_from_raw, listener_from_raw, senders_from_raw, AuthConfig, ListenerConfig, Role, TlsMode,
 };
@@ -158,21 +159,6 @@ impl SmtpConfig {
     pub fn enabled(&self) -> bool {
         self.listen.is_some() || !self.listeners.is_empty()
     }
-}
-
-/// A domain as compared with recipients: lower case, no trailing dot.
-pub fn normalize_domain(text: &str) -> Option<String> {
-    let d = text.trim().trim_end_matches('.').to_ascii_lowercase();
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80)
-        });
-    ok.then_some(d)
 }
 
 /// `host:port` with a non-empty host and a numeric port.

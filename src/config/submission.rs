@@ -4,6 +4,7 @@
 
 use super::raw::{RawAuth, RawListener};
 use super::service::ErrAt;
+use super::signing::normalize_domain;
 use super::ConfigError;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -235,10 +236,10 @@ pub(super) fn senders_from_raw(
             let ok = text == "*"
                 || text
                     .strip_prefix('@')
-                    .is_some_and(|d| super::normalize_domain(d).is_some())
+                    .is_some_and(|d| normalize_domain(d).is_some())
                 || text
                     .rsplit_once('@')
-                    .is_some_and(|(l, d)| !l.is_empty() && super::normalize_domain(d).is_some());
+                    .is_some_and(|(l, d)| !l.is_empty() && normalize_domain(d).is_some());
             if !ok {
                 return Err(err(
                     entry.span(),
