@@ -14,9 +14,12 @@ use crate::report::failure::{FailureCase, FailureReports};
 use crate::report::inbox::Inbox;
 use crate::sign::seal::Sealer;
 use crate::sign::Signer;
-use crate::smtp::setup::SmtpService;
 use crate::store::{Envelope, Journal, Record, Transport};
+use smtp_service::SmtpService;
 use std::sync::{Arc, RwLock};
+
+pub mod smtp_service;
+pub mod tls;
 
 /// What a session needs, fixed for its lifetime.
 pub struct Snapshot {
@@ -48,7 +51,7 @@ impl Snapshot {
         };
         let signer = Signer::new(&config.signing).map_err(|e| e.to_string())?;
         let sealer = Sealer::new(&config.arc_seal).map_err(|e| e.to_string())?;
-        let smtp = crate::smtp::setup::service(&config)?.map(Arc::new);
+        let smtp = smtp_service::service(&config)?.map(Arc::new);
         let config = Arc::new(config);
         let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
         let metrics = Arc::new(Metrics::default());

@@ -174,7 +174,7 @@ pub async fn accept_loop(
                 }
             }
         };
-        if let crate::smtp::HopConfig::Relay(relay) = &service.hop {
+        if let crate::runtime::smtp_service::HopConfig::Relay(relay) = &service.hop {
             // Whether the next hop offers DSN, learnt once per configuration (RFC 3461).
             crate::relay::probe_dsn(relay);
         }

@@ -1,6 +1,6 @@
-//! STARTTLS support: the server's TLS configuration from PEM files. The connection's byte
-//! stream, which turns from plain TCP into TLS half-way through a session (RFC 3207), is the
-//! relay client's `Stream`, shared by both ends.
+//! The SMTP front end's STARTTLS (RFC 3207) server configuration from PEM files, loaded with
+//! each snapshot so a reload picks up a renewed certificate. The connection's byte stream,
+//! which turns from plain TCP into TLS half-way through a session, is the relay's `Stream`.
 
 use std::path::Path;
 use std::sync::Arc;
