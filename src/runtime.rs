@@ -11,7 +11,7 @@ use crate::check::{conclude, seal_inbound, Decision};
 use crate::config::{Config, SealMode};
 use crate::policy::{Action, Policy};
 use crate::report::failure::{FailureCase, FailureReports};
-use crate::report::inbox::Inbox;
+use crate::report::inbox::{is_report_address, Inbox};
 use crate::sign::seal::Sealer;
 use crate::sign::Signer;
 use crate::store::{Envelope, Journal, Record, Transport};
@@ -134,6 +134,13 @@ impl Snapshot {
                 record
             });
         decision
+    }
+
+    /// Whether an envelope recipient is one of our report addresses (`reports.rua_addresses`):
+    /// the doors count these at end of message and hand such mail over with
+    /// [`Snapshot::hand_over_report`], without knowing the report importer themselves.
+    pub fn is_report_address(&self, rcpt: &str) -> bool {
+        is_report_address(&self.config.reports, rcpt)
     }
 
     /// A door's end of message for mail with `report_rcpts` of its `rcpts` recipients at

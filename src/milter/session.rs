@@ -13,7 +13,6 @@ use crate::auth::ResourceLimit;
 use crate::auth::{Connection, Transaction};
 use crate::check::{sign_and_seal, Decision, Outbound};
 use crate::policy::{decide_at_mail, Action, Verdict};
-use crate::report::inbox::is_report_address;
 use crate::runtime::Snapshot;
 use crate::store::{cut, Recipients, Transport};
 use std::net::{IpAddr, Ipv4Addr};
@@ -208,7 +207,7 @@ impl Session {
                 let max = self.snapshot.config.limits.max_recipients;
                 if let (Some(m), Some(rcpt)) = (&mut self.message, args.first()) {
                     m.rcpts.push(rcpt.trim_matches(|c| c == '<' || c == '>'));
-                    if is_report_address(&self.snapshot.config.reports, rcpt) {
+                    if self.snapshot.is_report_address(rcpt) {
                         m.report_rcpts += 1;
                     }
                     if m.rcpts.total() > max {
