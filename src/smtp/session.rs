@@ -17,10 +17,12 @@
 //! Shutdown: once `stop` is true, the transaction in progress runs to its end; the next
 //! command, or an idle wait, gets `421 4.3.2` and the connection closes.
 
+mod chunking;
 mod codec;
 mod compose;
 mod finish;
 mod machine;
+mod params;
 mod replies;
 mod submit;
 #[cfg(test)]
