@@ -8,7 +8,7 @@ use authmilter::config::{parse_network, Config, ListenAddr};
 use authmilter::log_sink::LogSink;
 use authmilter::policy::Policy;
 use authmilter::runtime::Snapshot;
-use authmilter::server::{run_with as run_server, Loader, MilterListener, Services, Signal};
+use authmilter::server::Loader;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -348,113 +348,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         Ok(config)
     };
     let config = build(&args.common)?;
-    let snapshot = Snapshot::new(config.clone()).map_err(anyhow::Error::msg)?;
-    // A configured store that cannot be opened (permissions, a newer schema) is a
-    // configuration error: refuse to start rather than run without the records the operator
-    // asked for. (Once running, a store failure never stops mail; it is logged and counted.)
-    // A PostgreSQL database that cannot be reached may instead be waited for
-    // (`on_unavailable = "buffer"`): the writer connects in the background.
-    if let Some(location) = config.store.location() {
-        match authmilter::store::Store::connect(&location) {
-            Ok(_) => {}
-            Err(e)
-                if e.is_connection()
-                    && config.store.on_unavailable == authmilter::config::OnUnavailable::Buffer =>
-            {
-                tracing::warn!(error = %e, "verdict store unreachable; starting anyway (on_unavailable = \"buffer\")");
-            }
-            Err(e) => {
-                let hint = if e.is_connection() {
-                    " (or set [store] on_unavailable = \"buffer\" to start and wait for it)"
-                } else {
-                    ""
-                };
-                return Err(anyhow::Error::new(e))
-                    .with_context(|| format!("verdict store {location}{hint}"));
-            }
-        }
-    }
     let common = Arc::new(args.common);
     let loader: Loader = Arc::new(move || {
         let config = build(&common).map_err(|e| format!("{e:#}"))?;
         Snapshot::new(config)
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let listener = MilterListener::bind(&config.milter.listen, config.milter.socket_mode)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
-        tracing::info!(milter = %listener.local_addr(), authserv_id = %config.authserv_id, "listening");
-        let http = match config.http.listen {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (HTTP API)"))?,
-            ),
-            None => None,
-        };
-        let mut smtp = Vec::new();
-        for endpoint in config.smtp.all_listeners() {
-            let addr = endpoint.address;
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (SMTP)"))?;
-            let role = format!("{:?}", endpoint.role).to_ascii_lowercase();
-            let tls = format!("{:?}", endpoint.tls).to_ascii_lowercase();
-            match &config.smtp.delivery {
-                authmilter::config::Delivery::Relay(to) => {
-                    tracing::info!(smtp = %addr, %role, %tls, relay = %to, "SMTP front end listening")
-                }
-                authmilter::config::Delivery::Maildir(dir) => {
-                    tracing::info!(smtp = %addr, %role, %tls, maildir = %dir.display(), "SMTP front end listening")
-                }
-            }
-            smtp.push(authmilter::smtp::listener::SmtpListener { tcp, config: endpoint });
-        }
-        let mx = config.smtp.all_listeners().iter().any(|l| l.role == authmilter::config::Role::Mx);
-        if mx && config.smtp.local_domains.is_empty() {
-            tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(forward_signals(tx));
-        run_server(snapshot, loader, listener, rx, Services { http, smtp }).await;
-        Ok(())
-    })
-}
-
-/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once.
-async fn forward_signals(tx: tokio::sync::mpsc::Sender<Signal>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let mut stopping = false;
-    loop {
-        let sig = tokio::select! {
-            _ = hup.recv() => Signal::Reload,
-            _ = term.recv() => Signal::Graceful,
-            _ = int.recv() => Signal::Graceful,
-        };
-        let sig = match sig {
-            Signal::Graceful if stopping => Signal::Immediate,
-            Signal::Graceful => {
-                stopping = true;
-                Signal::Graceful
-            }
-            other => other,
-        };
-        if tx.send(sig).await.is_err() {
-            return;
-        }
-    }
+    Ok(authmilter::server::serve(config, loader)?)
 }
 
 fn load_config(common: &Common) -> Result<Config> {
