@@ -8,17 +8,19 @@
 //! from (histograms, family headers) are in the ground-floor `metrics` module, which imports
 //! nothing, so the resolver's counters use them without reaching up to auth.
 //!
-//! The hot path touches only relaxed atomic adds: [`Metrics::observe_verdict`] once per
-//! message, the connection gauge once per connection.
+//! The text exposition (`/metrics`) is written in [`render`]. The hot path touches only
+//! relaxed atomic adds: [`Metrics::observe_verdict`] once per message, the connection gauge
+//! once per connection.
 
 use crate::auth::budget::Budget;
 use crate::auth::{AuthResult, Outcome, Transport};
 use crate::config::default_max_inflight_bytes;
-use crate::metrics::{family, Histogram};
-use std::fmt::Write;
+use crate::metrics::Histogram;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod render;
 
 const ACTIONS: [&str; 4] = ["accept", "quarantine", "tempfail", "reject"];
 const METHODS: [&str; 4] = ["spf", "dkim", "arc", "dmarc"];
@@ -105,9 +107,6 @@ pub enum SmtpCut {
 }
 
 const SMTP_CUTS: [&str; 2] = ["timeout", "junk"];
-
-/// A counter family with one label: name, help, label, label values, counts.
-type Labelled<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], Vec<u64>);
 
 /// How an AUTH attempt ended (the `result` label).
 #[derive(Debug, Clone, Copy)]
@@ -297,228 +296,5 @@ impl Metrics {
 
     pub fn dropped(&self) -> u64 {
         self.store_dropped.load(Relaxed)
-    }
-
-    /// The text exposition format (version 0.0.4).
-    pub fn render(&self, queue_depth: usize) -> String {
-        let mut out = String::with_capacity(8192);
-        family(
-            &mut out,
-            "authmilter_messages_total",
-            "counter",
-            "Verdicts by transport and verdict.",
-        );
-        for t in Transport::ALL {
-            for (a, action) in ACTIONS.iter().enumerate() {
-                let n = self.messages[transport_index(t)][a].load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "authmilter_messages_total{{transport=\"{}\",verdict=\"{action}\"}} {n}",
-                    t.as_str()
-                );
-            }
-        }
-        family(
-            &mut out,
-            "authmilter_auth_results_total",
-            "counter",
-            "Authentication results per method (DKIM: per signature).",
-        );
-        for (m, method) in METHODS.iter().enumerate() {
-            for (r, result) in RESULTS.iter().enumerate() {
-                let n = self.results[m][r].load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "authmilter_auth_results_total{{method=\"{method}\",result=\"{result}\"}} {n}"
-                );
-            }
-        }
-        family(
-            &mut out,
-            "authmilter_eom_duration_seconds",
-            "histogram",
-            "Time from end of message to verdict (DKIM, ARC, DMARC and policy).",
-        );
-        for t in Transport::ALL {
-            self.eom[transport_index(t)].render(
-                &mut out,
-                "authmilter_eom_duration_seconds",
-                &format!("transport=\"{}\"", t.as_str()),
-            );
-        }
-        let gauges = [
-            (
-                "authmilter_open_connections",
-                "gauge",
-                "Milter connections open now.",
-                self.open_connections.load(Relaxed).max(0) as u64,
-            ),
-            (
-                "authmilter_inflight_bytes",
-                "gauge",
-                "Bytes of messages held in memory now, all doors together.",
-                self.inflight().used() as u64,
-            ),
-            (
-                "authmilter_inflight_budget_bytes",
-                "gauge",
-                "The memory budget for messages in flight (limits.max_inflight_bytes).",
-                self.inflight().max() as u64,
-            ),
-            (
-                "authmilter_inflight_refusals_total",
-                "counter",
-                "Messages deferred because the memory budget was spent.",
-                self.inflight().refusals(),
-            ),
-            (
-                "authmilter_store_queue_depth",
-                "gauge",
-                "Verdict records waiting for the store writer.",
-                queue_depth as u64,
-            ),
-            (
-                "authmilter_store_dropped_total",
-                "counter",
-                "Verdict records dropped because the store queue was full.",
-                self.store_dropped.load(Relaxed),
-            ),
-            (
-                "authmilter_store_written_total",
-                "counter",
-                "Verdict records written to the store.",
-                self.store_written.load(Relaxed),
-            ),
-            (
-                "authmilter_store_batches_total",
-                "counter",
-                "Store transactions (batches) committed.",
-                self.store_batches.load(Relaxed),
-            ),
-            (
-                "authmilter_store_failed_total",
-                "counter",
-                "Verdict records lost to store write errors.",
-                self.store_failed.load(Relaxed),
-            ),
-            (
-                "authmilter_store_disconnects_total",
-                "counter",
-                "Times the store writer lost its database connection and began reconnecting.",
-                self.store_disconnects.load(Relaxed),
-            ),
-        ];
-        for (name, kind, help, value) in gauges {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        family(
-            &mut out,
-            "authmilter_smtp_stress",
-            "gauge",
-            "1 while the SMTP front end is under stress (short timeouts), else 0.",
-        );
-        let _ = writeln!(
-            out,
-            "authmilter_smtp_stress {}",
-            self.smtp_stressed.load(Relaxed)
-        );
-        family(
-            &mut out,
-            "authmilter_smtp_stress_episodes_total",
-            "counter",
-            "Times the SMTP front end went under stress.",
-        );
-        let _ = writeln!(
-            out,
-            "authmilter_smtp_stress_episodes_total {}",
-            self.smtp_stress_episodes.load(Relaxed)
-        );
-        family(
-            &mut out,
-            "authmilter_smtp_refused_connections_total",
-            "counter",
-            "SMTP connections refused with 421 at accept, by the limit that refused them.",
-        );
-        for (i, reason) in SMTP_REFUSALS.iter().enumerate() {
-            let n = self.smtp_refused[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "authmilter_smtp_refused_connections_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "authmilter_smtp_no_progress_total",
-            "counter",
-            "SMTP sessions ended with 421 4.4.2 for making no progress.",
-        );
-        for (i, reason) in SMTP_CUTS.iter().enumerate() {
-            let n = self.smtp_cut[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "authmilter_smtp_no_progress_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "authmilter_reports_received_total",
-            "counter",
-            "DMARC aggregate reports received by mail, by what became of them.",
-        );
-        for (i, result) in REPORTS_IN.iter().enumerate() {
-            let n = self.reports_in[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "authmilter_reports_received_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        let labelled: [Labelled<'_>; 3] = [
-            (
-                "authmilter_smtp_auth_total",
-                "SMTP AUTH attempts, by result.",
-                "result",
-                &AUTH_RESULTS,
-                self.smtp_auth.iter().map(|n| n.load(Relaxed)).collect(),
-            ),
-            (
-                "authmilter_smtp_auth_blocks_total",
-                "Temporary AUTH blocks begun after too many failures, by what was blocked.",
-                "scope",
-                &AUTH_BLOCK_SCOPES,
-                self.smtp_auth_blocks
-                    .iter()
-                    .map(|n| n.load(Relaxed))
-                    .collect(),
-            ),
-            (
-                "authmilter_smtp_submission_refused_total",
-                "Submissions refused: sender or From not the user's, hourly limits spent.",
-                "reason",
-                &SUBMISSION_REFUSALS,
-                self.smtp_submission_refused
-                    .iter()
-                    .map(|n| n.load(Relaxed))
-                    .collect(),
-            ),
-        ];
-        for (name, help, label, values, counts) in labelled {
-            family(&mut out, name, "counter", help);
-            for (value, n) in values.iter().zip(counts) {
-                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
-            }
-        }
-        family(
-            &mut out,
-            "authmilter_smtp_auth_blocked_total",
-            "counter",
-            "SMTP AUTH attempts refused with 421 while a block was in force.",
-        );
-        let _ = writeln!(
-            out,
-            "authmilter_smtp_auth_blocked_total {}",
-            self.smtp_auth_blocked.load(Relaxed)
-        );
-        out
     }
 }
