@@ -144,72 +144,49 @@ impl Metrics {
             "authmilter_smtp_stress_episodes_total {}",
             self.smtp_stress_episodes.load(Relaxed)
         );
-        family(
-            &mut out,
-            "authmilter_smtp_refused_connections_total",
-            "counter",
-            "SMTP connections refused with 421 at accept, by the limit that refused them.",
-        );
-        for (i, reason) in SMTP_REFUSALS.iter().enumerate() {
-            let n = self.smtp_refused[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "authmilter_smtp_refused_connections_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "authmilter_smtp_no_progress_total",
-            "counter",
-            "SMTP sessions ended with 421 4.4.2 for making no progress.",
-        );
-        for (i, reason) in SMTP_CUTS.iter().enumerate() {
-            let n = self.smtp_cut[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "authmilter_smtp_no_progress_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "authmilter_reports_received_total",
-            "counter",
-            "DMARC aggregate reports received by mail, by what became of them.",
-        );
-        for (i, result) in REPORTS_IN.iter().enumerate() {
-            let n = self.reports_in[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "authmilter_reports_received_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        let labelled: [Labelled<'_>; 3] = [
+        let counts = |counters: &[AtomicU64]| counters.iter().map(|n| n.load(Relaxed)).collect();
+        let labelled: [Labelled<'_>; 6] = [
+            (
+                "authmilter_smtp_refused_connections_total",
+                "SMTP connections refused with 421 at accept, by the limit that refused them.",
+                "reason",
+                &SMTP_REFUSALS,
+                counts(&self.smtp_refused),
+            ),
+            (
+                "authmilter_smtp_no_progress_total",
+                "SMTP sessions ended with 421 4.4.2 for making no progress.",
+                "reason",
+                &SMTP_CUTS,
+                counts(&self.smtp_cut),
+            ),
+            (
+                "authmilter_reports_received_total",
+                "DMARC aggregate reports received by mail, by what became of them.",
+                "result",
+                &REPORTS_IN,
+                counts(&self.reports_in),
+            ),
             (
                 "authmilter_smtp_auth_total",
                 "SMTP AUTH attempts, by result.",
                 "result",
                 &AUTH_RESULTS,
-                self.smtp_auth.iter().map(|n| n.load(Relaxed)).collect(),
+                counts(&self.smtp_auth),
             ),
             (
                 "authmilter_smtp_auth_blocks_total",
                 "Temporary AUTH blocks begun after too many failures, by what was blocked.",
                 "scope",
                 &AUTH_BLOCK_SCOPES,
-                self.smtp_auth_blocks
-                    .iter()
-                    .map(|n| n.load(Relaxed))
-                    .collect(),
+                counts(&self.smtp_auth_blocks),
             ),
             (
                 "authmilter_smtp_submission_refused_total",
                 "Submissions refused: sender or From not the user's, hourly limits spent.",
                 "reason",
                 &SUBMISSION_REFUSALS,
-                self.smtp_submission_refused
-                    .iter()
-                    .map(|n| n.load(Relaxed))
-                    .collect(),
+                counts(&self.smtp_submission_refused),
             ),
         ];
         for (name, help, label, values, counts) in labelled {
