@@ -7,8 +7,8 @@
 //! `cargo bench --bench report` (AUTHMILTER_BENCH_VERDICTS changes the count)
 
 use authmilter::auth::Published;
+use authmilter::check::DmarcEvent;
 use authmilter::report::aggregate::{Aggregate, Reporter};
-use authmilter::report::event::DmarcEvent;
 use authmilter::report::message::compose;
 use authmilter::store::{Record, Store, Transport};
 use std::time::{Duration, Instant};

@@ -9,8 +9,8 @@
 
 use authmilter::auth::{Outcome, Published};
 use authmilter::check::metrics::Metrics;
+use authmilter::check::DmarcEvent;
 use authmilter::config::StoreConfig;
-use authmilter::report::event::DmarcEvent;
 use authmilter::store::{spawn_writer, Location, PgTarget, Record, Store, Transport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

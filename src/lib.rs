@@ -30,3 +30,4 @@ pub mod server;
 pub mod sign;
 pub mod smtp;
 pub mod store;
+pub mod tls;

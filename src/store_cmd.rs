@@ -54,6 +54,15 @@ pub fn store(command: StoreCommand) -> Result<ExitCode> {
     }
 }
 
+/// A command-line store argument as messages show it: a URL without its password.
+fn shown(arg: &str) -> String {
+    if arg.contains("://") {
+        authmilter::config::redact_url(arg)
+    } else {
+        arg.to_string()
+    }
+}
+
 /// `sqlite:PATH`, `postgres://…`, or a plain path (SQLite).
 fn location(text: &str, ca_file: Option<PathBuf>) -> Result<Location> {
     if text.starts_with("postgres://") || text.starts_with("postgresql://") {
@@ -63,7 +72,7 @@ fn location(text: &str, ca_file: Option<PathBuf>) -> Result<Location> {
     }
     let path = text.strip_prefix("sqlite:").unwrap_or(text);
     if path.is_empty() {
-        bail!("`{text}`: give sqlite:PATH or a postgres:// URL");
+        bail!("`{}`: give sqlite:PATH or a postgres:// URL", shown(text));
     }
     Ok(Location::Sqlite(PathBuf::from(path)))
 }
@@ -88,14 +97,14 @@ fn migrate(args: MigrateArgs) -> Result<ExitCode> {
 
 fn copy_cmd(args: CopyArgs) -> Result<ExitCode> {
     let Some(path) = args.from.strip_prefix("sqlite:") else {
-        bail!("--from {}: give sqlite:PATH", args.from);
+        bail!("--from {}: give sqlite:PATH", shown(&args.from));
     };
     let path = PathBuf::from(path);
     if !path.is_file() {
-        bail!("--from {}: no such file", args.from);
+        bail!("--from {}: no such file", shown(&args.from));
     }
     let Location::Postgres(target) = location(&args.to, args.ca_file)? else {
-        bail!("--to {}: give a postgres:// URL", args.to);
+        bail!("--to {}: give a postgres:// URL", shown(&args.to));
     };
     let host = args
         .host

@@ -2,7 +2,8 @@
 //! inbound message we pass on, or above the DKIM signatures of an outbound one. The doors
 //! (milter, SMTP front end, `arc-seal`) only apply the edits.
 
-use super::{sign_outbound, Decision, Edits, Outbound};
+use super::decision::{Decision, Edits};
+use super::outbound::{sign_outbound, Outbound};
 use crate::auth::arc_canon::{ChainState, Field, NotSealed};
 use crate::auth::headers::authentication_results;
 use crate::auth::{Connection, Outcome, Transaction, Verifier};

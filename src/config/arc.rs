@@ -5,9 +5,9 @@
 //! (`sign::seal::Sealer::new`, at start and on reload), which also refuses anything but an
 //! RSA key of 2048 bits or more.
 
+use super::error::ConfigError;
 use super::raw::RawArcSeal;
 use super::signing::{check_domain, check_selector, field_names};
-use super::ConfigError;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 

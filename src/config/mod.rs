@@ -12,22 +12,23 @@ mod reports;
 mod service;
 mod signing;
 mod smtp;
+mod store;
 mod submission;
 
 pub use arc::{ArcSealConfig, SealMode, DEFAULT_ARC_SIGNED_HEADERS};
 pub use error::ConfigError;
 pub use reports::{ForeignReports, ReportDelivery, ReportsConfig};
-pub use service::{machine_hostname, parse_sha256, OnUnavailable};
-pub use service::{
-    ApiToken, HttpConfig, Scope, StoreConfig, DEFAULT_HTTP_LISTEN, DEFAULT_HTTP_TIMEOUT,
-    DEFAULT_RETENTION_DAYS, DEFAULT_STORE_QUEUE,
-};
+pub use service::{machine_hostname, normalize_domain, parse_sha256};
+pub use service::{ApiToken, HttpConfig, Scope, DEFAULT_HTTP_LISTEN, DEFAULT_HTTP_TIMEOUT};
 pub use signing::{
-    check_domain, check_selector, identity_in_domain, normalize_domain, parse_sign_flag,
-    IdentityMode, KeySpec, OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS,
-    DEFAULT_SIGNED_HEADERS,
+    check_domain, check_selector, identity_in_domain, parse_sign_flag, IdentityMode, KeySpec,
+    OnUnauthorised, SigningConfig, DEFAULT_OVERSIGNED_HEADERS, DEFAULT_SIGNED_HEADERS,
 };
 pub use smtp::{check_relay, parse_relay_tls, Delivery, RelayTls, SmtpConfig, DEFAULT_SMTP_LISTEN};
+pub use store::{
+    redact_url, Location, OnUnavailable, PgTarget, SslMode, StoreConfig, DEFAULT_RETENTION_DAYS,
+    DEFAULT_STORE_QUEUE,
+};
 pub use submission::{AuthBackend, AuthConfig, ListenerConfig, Role, TlsMode};
 
 use ipnet::IpNet;
@@ -179,8 +180,8 @@ impl Default for DnsConfig {
     }
 }
 
-/// The default memory budget for messages in flight (`limits.max_inflight_bytes`): a quarter of the machine's memory (`MemTotal`), or 1 GiB when that
-/// cannot be read.
+/// The default memory budget for messages in flight: a quarter of the machine's memory
+/// (`MemTotal`), or 1 GiB when that cannot be read.
 pub fn default_max_inflight_bytes() -> usize {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -380,7 +381,7 @@ impl Config {
             config.http = service::http_from_raw(http, &err)?;
         }
         if let Some(store) = raw.store {
-            config.store = service::store_from_raw(store, base, &err)?;
+            config.store = store::store_from_raw(store, base, &err)?;
         }
         if let Some(reports) = raw.reports {
             config.reports = reports::reports_from_raw(reports, base, &err)?;

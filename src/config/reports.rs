@@ -2,11 +2,11 @@
 //! other receivers send us. Sending is off unless asked for; `report send --dry-run` works
 //! without it.
 
+use super::error::ConfigError;
 use super::raw::RawReports;
-use super::service::ErrAt;
-use super::signing::normalize_domain;
+use super::service::{normalize_domain, ErrAt};
+use super::smtp::RelayTls;
 use super::smtp::{check_relay, parse_relay_tls};
-use super::{ConfigError, RelayTls};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

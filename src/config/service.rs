@@ -1,21 +1,17 @@
-//! The `[http]` and `[store]` sections: the HTTP API listener with its bearer tokens, and the
-//! verdict store. Both are off unless configured (or turned on by `--http` / `--store`).
+//! The `[http]` section: the HTTP API listener with its bearer tokens (off unless configured
+//! or turned on by `--http`); and the small readers several sections share (the machine's
+//! host name, domains, SHA-256 digests).
 
-use super::raw::{RawHttp, RawStore};
-use super::ConfigError;
+use super::error::ConfigError;
+use super::raw::RawHttp;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where `--http` without an address (or an `[http]` section without `listen`) listens.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8896";
 /// How long one HTTP request may take, reading the body included.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Verdicts older than this many days are pruned (0 keeps them forever).
-pub const DEFAULT_RETENTION_DAYS: u32 = 30;
-/// Verdict records waiting for the writer; past this they are dropped (and counted).
-pub const DEFAULT_STORE_QUEUE: usize = 10_000;
 
 /// What a bearer token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,54 +90,6 @@ impl HttpConfig {
                 "the HTTP API on non-loopback address {addr} needs at least one [[http.tokens]] entry"
             )),
             _ => Ok(()),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// SQLite database file; `None` (and no `url`): verdicts are not recorded.
-    pub path: Option<PathBuf>,
-    /// A PostgreSQL database shared by a fleet (instead of `path`).
-    pub url: Option<crate::store::PgTarget>,
-    /// The name each verdict is recorded under (default: the machine's host name).
-    pub host: String,
-    /// What to do when the database cannot be reached at start.
-    pub on_unavailable: OnUnavailable,
-    pub retention_days: u32,
-    pub queue_size: usize,
-}
-
-/// `store.on_unavailable`: a database that cannot be reached at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnUnavailable {
-    /// Refuse to start (a configuration problem should be seen at once).
-    Refuse,
-    /// Start, queue records (bounded) and connect in the background.
-    Buffer,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            path: None,
-            url: None,
-            host: machine_hostname(),
-            on_unavailable: OnUnavailable::Refuse,
-            retention_days: DEFAULT_RETENTION_DAYS,
-            queue_size: DEFAULT_STORE_QUEUE,
-        }
-    }
-}
-
-impl StoreConfig {
-    /// Where the store is, when one is configured.
-    pub fn location(&self) -> Option<crate::store::Location> {
-        use crate::store::Location;
-        match (&self.url, &self.path) {
-            (Some(url), _) => Some(Location::Postgres(url.clone())),
-            (None, Some(path)) => Some(Location::Sqlite(path.clone())),
-            (None, None) => None,
         }
     }
 }
@@ -227,62 +175,19 @@ pub(super) fn http_from_raw(raw: RawHttp, err: &ErrAt<'_>) -> Result<HttpConfig,
     Ok(http)
 }
 
-pub(super) fn store_from_raw(
-    raw: RawStore,
-    base: &Path,
-    err: &ErrAt<'_>,
-) -> Result<StoreConfig, ConfigError> {
-    let mut store = StoreConfig::default();
-    if let Some(path) = &raw.path {
-        if path.get_ref().trim().is_empty() {
-            return Err(err(path.span(), "must not be empty".into()));
-        }
-        store.path = Some(base.join(path.get_ref()));
-    }
-    let ca_file = raw.ca_file.map(|f| base.join(f.get_ref()));
-    if let Some(url) = raw.url {
-        if raw.path.is_some() {
-            return Err(err(
-                url.span(),
-                "give either path (SQLite) or url (PostgreSQL), not both".into(),
-            ));
-        }
-        let target = crate::store::PgTarget::parse(url.get_ref().trim(), ca_file)
-            .map_err(|message| err(url.span(), message))?;
-        store.url = Some(target);
-    }
-    if let Some(host) = raw.host {
-        let name = host.get_ref().trim();
-        if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control()) {
-            return Err(err(
-                host.span(),
-                "must be a name of 1 to 255 printable characters".into(),
-            ));
-        }
-        store.host = name.to_string();
-    }
-    if let Some(mode) = raw.on_unavailable {
-        store.on_unavailable = match mode.get_ref().as_str() {
-            "refuse" => OnUnavailable::Refuse,
-            "buffer" => OnUnavailable::Buffer,
-            other => {
-                return Err(err(
-                    mode.span(),
-                    format!("{other:?}: use \"refuse\" or \"buffer\""),
-                ))
-            }
-        };
-    }
-    if let Some(days) = raw.retention_days {
-        store.retention_days = days;
-    }
-    if let Some(n) = raw.queue_size {
-        if *n.get_ref() == 0 {
-            return Err(err(n.span(), "must be at least 1".into()));
-        }
-        store.queue_size = *n.get_ref();
-    }
-    Ok(store)
+/// A domain as compared with recipients: lower case, no trailing dot.
+pub fn normalize_domain(text: &str) -> Option<String> {
+    let d = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80)
+        });
+    ok.then_some(d)
 }
 
 /// 64 hex digits to 32 bytes.

@@ -4,8 +4,8 @@
 //! built (`sign::Signer::new`, at start and on reload), so a bad key refuses to start the
 //! daemon with an error naming the file and the configuration line that points at it.
 
+use super::error::ConfigError;
 use super::raw::RawSigning;
-use super::ConfigError;
 use mail_auth::dkim::Canonicalization;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -182,21 +182,6 @@ pub fn check_selector(text: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
-}
-
-/// A domain as compared with recipients: lower case, no trailing dot.
-pub fn normalize_domain(text: &str) -> Option<String> {
-    let d = text.trim().trim_end_matches('.').to_ascii_lowercase();
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80)
-        });
-    ok.then_some(d)
 }
 
 fn is_label(l: &str) -> bool {

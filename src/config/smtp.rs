@@ -3,13 +3,12 @@
 //! Only what the file says is checked here; certificates and keys are read when the server
 //! starts (and on reload), so `validate` stays quick and a missing file names itself there.
 
+use super::error::ConfigError;
 use super::raw::RawSmtp;
-use super::service::{listen_or_off, ErrAt};
-use super::signing::normalize_domain;
+use super::service::{listen_or_off, normalize_domain, ErrAt};
 use super::submission::{
     auth_from_raw, listener_from_raw, senders_from_raw, AuthConfig, ListenerConfig, Role, TlsMode,
 };
-use super::ConfigError;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,10 +2,9 @@
 //! (where credentials are checked, and the abuse limits) and `[smtp.senders]` (who may send
 //! as whom). The legacy `smtp.listen` stays an `mx` listener.
 
+use super::error::ConfigError;
 use super::raw::{RawAuth, RawListener};
-use super::service::ErrAt;
-use super::signing::normalize_domain;
-use super::ConfigError;
+use super::service::{normalize_domain, ErrAt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

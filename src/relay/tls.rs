@@ -11,16 +11,12 @@
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::crypto::{self, CryptoProvider};
-use tokio_rustls::rustls::{
-    ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
-};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::crypto;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use super::{RelayConfig, RelayError, RelayTls};
+use crate::tls::Unauthenticated;
 
 /// The client configuration for `config`; `ca_pem` is the content of `ca_file`, read by
 /// the caller (asynchronously at connection time, or at start-up to validate).
@@ -74,57 +70,6 @@ pub fn server_name(addr: &str) -> Result<ServerName<'static>, RelayError> {
     let host = host.ok_or_else(|| RelayError::Config(format!("addr {addr:?} is not host:port")))?;
     ServerName::try_from(host.to_string())
         .map_err(|e| RelayError::Config(format!("addr {addr:?}: {e}")))
-}
-
-/// Accepts any certificate but still checks the handshake signatures, so the session key
-/// is at least bound to the key the peer presented. Used only for opportunistic TLS
-/// without `ca_file`.
-#[derive(Debug)]
-pub(crate) struct Unauthenticated(pub(crate) Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unauthenticated {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

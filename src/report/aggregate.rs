@@ -8,8 +8,8 @@
 //! omits `sp` when the record has none (the schema requires it). See the tests named after
 //! those defects.
 
-use super::event::DmarcEvent;
 use crate::auth::Published;
+use crate::check::DmarcEvent;
 use crate::store::{Store, StoreError};
 use quick_xml::events::BytesText;
 use quick_xml::Writer;

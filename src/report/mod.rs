@@ -2,14 +2,13 @@
 //! the domains that ask for them, and the reports other receivers send us, read back into
 //! the store.
 //!
-//! - [`event`]: what each message contributes, taken when its verdict is recorded.
+//! - What each message contributes is `check::DmarcEvent`, taken when its verdict is recorded.
 //! - [`import`]: reports received (a message, XML, gzip or zip) read into mail-auth's types,
 //!   hostile input refused; [`received`]: from there into the store; [`inbox`]: report
 //!   mail from the doors, imported by a task off the hot path; [`import_cmd`]:
 //!   `authmilter report import`.
 
 pub mod aggregate;
-pub mod event;
 pub mod failure;
 pub mod import;
 pub mod import_cmd;

@@ -8,10 +8,10 @@
 //! the fleet already has (the same period's report sent, the same reporter's report id
 //! received) are kept as they are and counted as skipped.
 
+use super::model::clamp;
+use super::model::StoreError;
 use super::postgres::{json_clean, text, Postgres, VERDICT_COPY, VERDICT_COPY_TYPES};
-use super::report_in::clamp;
 use super::sqlite::Sqlite;
-use super::StoreError;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::ToSql;
 use serde_json::Value;

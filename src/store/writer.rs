@@ -7,8 +7,12 @@
 //! connection with a growing pause (logged), while new records wait in the bounded channel;
 //! what does not fit there is dropped and counted by [`super::Journal`]. Mail never waits.
 
-use super::{Handle, Journal, Location, Record, Store, StoreError};
+use super::dispatch::{Handle, Store};
+use super::journal::Journal;
+use super::model::StoreError;
 use crate::check::metrics::Metrics;
+use crate::check::Record;
+use crate::config::Location;
 use crate::config::{OnUnavailable, StoreConfig};
 use crate::dates::{now_ms, DAY_MS};
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod dashboard;
 mod dashboard_browser;
+mod dashboard_markup;
 mod dkim_vectors;
 mod dns_server;
 mod dns_server_selftest;

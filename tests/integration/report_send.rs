@@ -511,7 +511,7 @@ pub(crate) fn yesterdays_records_at(
     n: usize,
 ) -> std::ops::Range<i64> {
     use authmilter::auth::Published;
-    use authmilter::report::event::DmarcEvent;
+    use authmilter::check::DmarcEvent;
     use authmilter::store::{Record, Transport};
     let day = utc_day_start(now_ms()) - DAY_MS;
     let policy = Published {

@@ -1,55 +1,79 @@
-//! HTML building: the one escaping function every value from the store goes through, and the
-//! page frame (head, navigation, logout form). Pages are `format!`ed strings: markup written
-//! here is trusted, everything else passes [`esc`] (or [`Text`], which calls it on display).
+//! HTML building through maud: the page frame (head, navigation, logout form) and the small
+//! pieces the pages share. maud's `html!` escapes every spliced value (`(value)`), in element
+//! content and attribute values alike; the only way to put raw markup on a page is maud's
+//! `PreEscaped`, which this dashboard never uses. Values reach links through
+//! [`url_param`] (the `percent-encoding` crate), then maud's attribute escaping.
 
-use std::fmt::{self, Display, Write};
+use maud::{html, Markup, Render, DOCTYPE};
+use percent_encoding::{utf8_percent_encode, AsciiSet, PercentEncode, NON_ALPHANUMERIC};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::ops::Range;
 
-/// Escapes text for HTML element content and double-quoted attribute values: the five
-/// characters that can end either (`&`, `<`, `>`, `"`, `'`).
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// What a query parameter value or cookie value keeps as is: RFC 3986's unreserved
+/// characters; everything else is percent-encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query parameter value (links built from store values) or a cookie value.
+pub fn url_param(text: &str) -> PercentEncode<'_> {
+    utf8_percent_encode(text, COMPONENT)
 }
 
-/// Untrusted text that escapes itself when formatted: `format!("<td>{}</td>", Text(v))`.
-pub struct Text<'a>(pub &'a str);
-
-impl Display for Text<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&esc(self.0))
-    }
-}
-
-/// A JSON value's text (strings unquoted), escaped; `—` for null or absent.
-pub fn val(v: &serde_json::Value) -> String {
+/// A JSON value's text (strings unquoted), for maud to escape; `—` for null or absent.
+pub fn text(v: &Value) -> Cow<'_, str> {
     match v {
-        serde_json::Value::Null => "—".into(),
-        serde_json::Value::String(s) => esc(s),
-        other => esc(&other.to_string()),
+        Value::Null => "—".into(),
+        Value::String(s) => s.as_str().into(),
+        other => other.to_string().into(),
     }
 }
 
-/// Percent-encodes a query parameter value (links built from store values).
-pub fn url(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
+/// The items one per line (`<br>` between them), each escaped.
+pub fn lines<T: Render>(items: impl IntoIterator<Item = T>) -> Markup {
+    html! {
+        @for (i, item) in items.into_iter().enumerate() {
+            @if i > 0 { br; }
+            (item)
         }
     }
-    out
+}
+
+/// The items separated by commas, each escaped.
+pub fn listed<T: Render>(items: impl IntoIterator<Item = T>) -> Markup {
+    html! {
+        @for (i, item) in items.into_iter().enumerate() {
+            @if i > 0 { ", " }
+            (item)
+        }
+    }
+}
+
+/// A table's header row; the columns in `numeric` are right-aligned (`class="num"`).
+pub fn head(cells: &[&str], numeric: Range<usize>) -> Markup {
+    html! {
+        tr {
+            @for (i, cell) in cells.iter().enumerate() {
+                th class=[numeric.contains(&i).then_some("num")] { (cell) }
+            }
+        }
+    }
+}
+
+/// One record's fields, a row each (name, value), as the detail pages show them.
+pub fn fields<'a>(rows: impl IntoIterator<Item = (&'a str, Markup)>) -> Markup {
+    html! {
+        section class="card" {
+            table class="fields" id="fields" {
+                @for (name, value) in rows {
+                    tr { th { (name) } td { (value) } }
+                }
+            }
+        }
+    }
 }
 
 /// `12.5 %`, or `—` without a denominator.
@@ -70,39 +94,41 @@ const NAV: [(&str, &str); 5] = [
     ("/ui/keys", "Signing keys"),
 ];
 
-/// A whole page: `title` is escaped, `body` is trusted markup; `current` marks the
-/// navigation entry; `nav` false for the login page.
-pub fn page(title: &str, current: &str, nav: bool, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 1024);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · authmilter</title><link rel=\"stylesheet\" href=\"/ui/static/app.css\">\
-         </head><body><header><span class=\"brand\">authmilter</span>",
-        esc(title)
-    );
-    if nav {
-        out.push_str("<nav>");
-        for (path, label) in NAV {
-            let class = if path == current {
-                " class=\"current\""
-            } else {
-                ""
-            };
-            let _ = write!(out, "<a href=\"{path}\"{class}>{label}</a>");
+/// A whole page around `body`; `current` marks the navigation entry; `nav` false for the
+/// login page.
+pub fn page(title: &str, current: &str, nav: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · authmilter" }
+                link rel="stylesheet" href="/ui/static/app.css";
+            }
+            body {
+                header {
+                    span class="brand" { "authmilter" }
+                    @if nav {
+                        nav {
+                            @for (path, label) in NAV {
+                                a href=(path) class=[(path == current).then_some("current")] {
+                                    (label)
+                                }
+                            }
+                        }
+                        form method="post" action="/ui/logout" class="logout" {
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
         }
-        out.push_str(
-            "</nav><form method=\"post\" action=\"/ui/logout\" class=\"logout\">\
-             <button type=\"submit\">Log out</button></form>",
-        );
     }
-    let _ = write!(
-        out,
-        "</header><main><h1>{}</h1>{body}</main></body></html>",
-        esc(title)
-    );
-    out
 }
 
 /// The style sheet, served as a file: the Content-Security-Policy allows no inline style.
@@ -175,14 +201,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_covers_element_and_attribute_breakouts() {
+    fn spliced_text_cannot_break_out_of_elements_or_attributes() {
+        let evil = r#"<script>alert("x")</script> & "><img src=x>"#;
+        let markup = html! { p title=(evil) { (evil) } }.into_string();
         assert_eq!(
-            esc(r#"<script>alert("x")</script> & 'y'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+            markup,
+            "<p title=\"&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;&gt;&lt;img src=x&gt;\">\
+             &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;&gt;&lt;img src=x&gt;</p>"
         );
-        assert_eq!(format!("{}", Text("a<b")), "a&lt;b");
-        assert_eq!(url("a b&c=<d>"), "a%20b%26c%3D%3Cd%3E");
-        assert_eq!(val(&serde_json::json!("<i>")), "&lt;i&gt;");
-        assert_eq!(val(&serde_json::Value::Null), "—");
+        assert_eq!(
+            url_param("a b&c=<d>é").to_string(),
+            "a%20b%26c%3D%3Cd%3E%C3%A9"
+        );
+        assert_eq!(url_param("A-z0._~").to_string(), "A-z0._~");
+        assert_eq!(text(&serde_json::json!("<i>")), "<i>");
+        assert_eq!(text(&serde_json::json!(3)), "3");
+        assert_eq!(text(&Value::Null), "—");
+        assert_eq!(lines(["a<", "b"]).into_string(), "a&lt;<br>b");
+        assert_eq!(listed(["a<", "b"]).into_string(), "a&lt;, b");
+        assert_eq!(
+            head(&["A", "B", "C", ""], 1..2).into_string(),
+            "<tr><th>A</th><th class=\"num\">B</th><th>C</th><th></th></tr>"
+        );
+        let page = page("T<", "/ui/keys", true, html! { "x" }).into_string();
+        assert!(
+            page.starts_with("<!DOCTYPE html><html lang=\"en\">"),
+            "{page}"
+        );
+        assert!(page.contains("<title>T&lt; · authmilter</title>"), "{page}");
+        assert!(page.contains("<a href=\"/ui/keys\" class=\"current\">Signing keys</a>"));
+        assert!(page.contains("<a href=\"/ui/\">Overview</a>"));
+        assert!(page.contains("<main><h1>T&lt;</h1>x</main>"), "{page}");
     }
 }

@@ -1,17 +1,20 @@
-//! The embedded SQLite store: schema and migrations, batched inserts, the queries behind the
-//! HTTP API, and retention pruning.
+//! The embedded SQLite store: opening a file (WAL), its migrations, and the writer's batched
+//! inserts. The queries it shares with PostgreSQL are in `../queries/`, run through
+//! [`Lite`] (`sql.rs`).
 //!
-//! One [`Sqlite`] is one connection (behind [`super::Store`]). The writer task owns one; the HTTP API opens its own for
-//! reads. WAL mode lets the readers run while the writer commits.
+//! One [`Sqlite`] is one connection (behind [`super::Store`]). The writer task owns one; the
+//! HTTP API opens its own for reads. WAL mode lets the readers run while the writer commits.
 
-use super::backend::{stats_answer, where_of, Bound};
 use super::migrations::SQLITE as MIGRATIONS;
-use super::{Filter, GroupBy, Page, Record, StoreError};
-use crate::dates::format_rfc3339;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use serde_json::{Map, Value};
+use super::model::StoreError;
+use crate::check::Record;
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::time::Duration;
+
+mod sql;
+use super::sql::Sql;
+use sql::Lite;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -84,6 +87,14 @@ impl Sqlite {
         Ok(version(&self.conn)?)
     }
 
+    /// Runs `f` (one of the shared queries) on the connection.
+    pub fn with_sql<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&mut Lite(&self.conn))
+    }
+
     /// Writes records in one transaction (one fsync per batch, not per message).
     pub fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
         let host = &self.host;
@@ -123,140 +134,6 @@ impl Sqlite {
         tx.commit()?;
         Ok(())
     }
-
-    /// Deletes verdicts received before `before_ms`, and the reports (sent and received)
-    /// about periods that ended before it; returns how many verdicts.
-    pub fn prune(&mut self, before_ms: i64) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute("DELETE FROM verdicts WHERE received_at < ?1", [before_ms])?;
-        tx.execute(
-            "DELETE FROM reports_sent WHERE period_end < ?1",
-            [before_ms],
-        )?;
-        // Received reports date their periods in Unix seconds (RFC 9990 §3.1.1).
-        tx.execute(
-            "DELETE FROM report_rows WHERE report IN \
-             (SELECT id FROM reports_received WHERE date_end < ?1)",
-            [before_ms / 1000],
-        )?;
-        tx.execute(
-            "DELETE FROM reports_received WHERE date_end < ?1",
-            [before_ms / 1000],
-        )?;
-        tx.commit()?;
-        Ok(n)
-    }
-
-    /// A page of verdicts matching `filter`, newest first.
-    pub fn list(&self, filter: &Filter, limit: usize) -> Result<Page, StoreError> {
-        let (clause, args) = where_clause(filter);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM verdicts {clause} ORDER BY id DESC LIMIT {}",
-            limit + 1
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let items = stmt
-            .query_map(params_from_iter(args.iter()), item)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::of(items, limit))
-    }
-
-    /// One verdict by id.
-    pub fn get(&self, id: i64) -> Result<Option<Value>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM verdicts WHERE id = ?1");
-        Ok(self.conn.query_row(&sql, [id], item).optional()?)
-    }
-
-    /// Counts since `since` grouped by `group_by`, each group split by DMARC result
-    /// ("how much of example.com's mail fails DMARC?"). Sorted by count, largest first.
-    pub fn stats(
-        &self,
-        since: Option<i64>,
-        group_by: GroupBy,
-        from_domain: Option<&str>,
-    ) -> Result<Value, StoreError> {
-        let filter = Filter {
-            since,
-            from_domain: from_domain.map(str::to_string),
-            ..Filter::default()
-        };
-        let (clause, args) = where_clause(&filter);
-        let col = group_by.column();
-        let sql =
-            format!("SELECT {col}, dmarc, COUNT(*) FROM verdicts {clause} GROUP BY {col}, dmarc");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let rows = rows.collect::<Result<Vec<_>, _>>()?;
-        Ok(stats_answer(rows))
-    }
-}
-
-const COLUMNS: &str = "id, received_at, transport, queue_id, message_id, client_ip, helo, \
-                       mail_from, rcpts, from_domain, duration_us, document, \
-                       COALESCE(rcpt_count, json_array_length(rcpts)), host";
-
-/// A row as the API returns it: the check document plus the record's own fields.
-fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    let document: String = r.get(11)?;
-    let mut v = match serde_json::from_str::<Value>(&document) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    let rcpts: String = r.get(8)?;
-    v.insert("id".into(), r.get::<_, i64>(0)?.into());
-    v.insert(
-        "received_at".into(),
-        format_rfc3339(r.get::<_, i64>(1)?).into(),
-    );
-    v.insert("transport".into(), r.get::<_, String>(2)?.into());
-    v.insert("queue_id".into(), r.get::<_, Option<String>>(3)?.into());
-    v.insert("message_id".into(), r.get::<_, Option<String>>(4)?.into());
-    v.insert("client_ip".into(), r.get::<_, String>(5)?.into());
-    v.insert("helo".into(), r.get::<_, Option<String>>(6)?.into());
-    v.insert("mail_from".into(), r.get::<_, Option<String>>(7)?.into());
-    v.insert(
-        "rcpts".into(),
-        serde_json::from_str(&rcpts).unwrap_or(Value::Array(Vec::new())),
-    );
-    v.insert("rcpt_count".into(), r.get::<_, i64>(12)?.into());
-    v.insert("host".into(), r.get::<_, Option<String>>(13)?.into());
-    v.insert("from_domain".into(), r.get::<_, Option<String>>(9)?.into());
-    v.insert(
-        "duration_ms".into(),
-        (r.get::<_, i64>(10)? as f64 / 1000.0).into(),
-    );
-    Ok(Value::Object(v))
-}
-
-/// The WHERE clause for a filter, with its values to bind.
-fn where_clause(f: &Filter) -> (String, Vec<rusqlite::types::Value>) {
-    bind(f.conditions())
-}
-
-/// SQLite's `?N` placeholders for conditions (`?` marks the place, or it goes at the end).
-pub(super) fn bind(conditions: Vec<(&str, Bound)>) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as Sql;
-    let mut args = Vec::new();
-    let mut conds = Vec::new();
-    for (cond, value) in conditions {
-        args.push(match value {
-            Bound::Int(n) => Sql::Integer(n),
-            Bound::Text(t) => Sql::Text(t),
-        });
-        let mark = format!("?{}", args.len());
-        conds.push(if cond.contains('?') {
-            cond.replace('?', &mark)
-        } else {
-            format!("{cond} {mark}")
-        });
-    }
-    (where_of(conds), args)
 }
 
 fn version(conn: &Connection) -> rusqlite::Result<usize> {
@@ -301,8 +178,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Transport;
-    use serde_json::json;
+    use crate::store::{Filter, Store, Transport};
+    use serde_json::{json, Value};
 
     // A file written before hosts were recorded (schema 3) is upgraded in place: its rows
     // stay, with no host; new rows carry the connection's.
@@ -346,6 +223,7 @@ mod tests {
             dmarc_event: None,
         }])
         .unwrap();
+        let s = Store::Sqlite(s);
         let page = s.list(&Filter::default(), 10).unwrap();
         let hosts: Vec<_> = page.items.iter().map(|i| i["host"].clone()).collect();
         assert_eq!(hosts, [json!("mx-new"), Value::Null]);
@@ -354,5 +232,27 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(s.list(&mine, 10).unwrap().items.len(), 1);
+    }
+
+    // The writer, the report importer and the report job open a new store at the same time;
+    // each migration must run once (it failed with "duplicate column name: dmarc_domain"),
+    // and no open may fail because another one is switching the new file to WAL ("database
+    // is locked").
+    #[test]
+    fn concurrent_opens_of_a_new_store_migrate_once() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("new{round}.sqlite"));
+            let openers: Vec<_> = (0..12)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Sqlite::open(&path).map(|s| s.schema_version()))
+                })
+                .collect();
+            for opener in openers {
+                let version = opener.join().unwrap().unwrap().unwrap();
+                assert_eq!(version, SCHEMA_VERSION);
+            }
+        }
     }
 }
