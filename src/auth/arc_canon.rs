@@ -9,8 +9,8 @@
 //! does not (only SP and HTAB are WSP); its relaxed *body* form is reused on a copy of the body
 //! without trailing whitespace-only lines (DESIGN.md item 1).
 
-use super::trim_trailing_blank_lines;
-use super::{ArcOutcome, AuthResult};
+use super::dkim::trim_trailing_blank_lines;
+use super::outcome::{ArcOutcome, AuthResult};
 use mail_auth::common::headers::Writable;
 use mail_auth::dkim::Canonicalization;
 

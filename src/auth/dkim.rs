@@ -6,7 +6,7 @@
 //! - a body-hash mismatch is `fail`, not `neutral` (item 7).
 
 use super::message::b_tag_prefix;
-use super::{AuthResult, DkimOutcome};
+use super::outcome::{AuthResult, DkimOutcome};
 use crate::dns::Dns;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::{Canonicalization, DkimError, Signature};

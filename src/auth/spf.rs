@@ -8,10 +8,10 @@
 //! limits, include and redirect, macro expansion and `exp=`; [`lookup`] fetches records and
 //! classifies each DNS answer as SPF counts it (answer, void, error).
 
+use super::outcome::AuthResult;
 use super::spf_record::{
     Letter, MacroContext, MacroString, MacroVars, Mechanism, Qualifier, Record,
 };
-use super::AuthResult;
 use crate::dns::Dns;
 use lookup::{dns_name, Lookup, SpfDns, SpfRecord, MAX_ADDRESS_LOOKUPS};
 use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
