@@ -26,7 +26,9 @@ pub struct DmarcEvent {
     pub reasons: Vec<(String, Option<String>)>,
     /// Every DKIM signature evaluated: (d=, s=, result).
     pub dkim: Vec<(String, String, String)>,
-    /// SPF: (domain, scope `mfrom` or `helo`, result).
+    /// SPF for the MAIL FROM identity: (domain, scope `mfrom`, result). For the null sender
+    /// the identity is `postmaster@<HELO name>` (RFC 7208 §2.4), so the domain is the HELO
+    /// name. Events stored by earlier versions may say `helo` there; reports write `mfrom`.
     pub spf: (String, String, String),
 }
 
@@ -48,7 +50,7 @@ impl DmarcEvent {
         let helo = conn.helo.clone().unwrap_or_default();
         let (envelope_from, spf_row) = if spf.null_sender {
             let result = spf.helo.as_ref().map_or(AuthResult::None, |h| h.result);
-            (helo.clone(), (helo, "helo".to_string(), spf_word(result)))
+            (helo.clone(), (helo, "mfrom".to_string(), spf_word(result)))
         } else {
             let domain = spf.mail_from.domain.clone();
             let row = (

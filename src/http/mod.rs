@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+mod failures;
 mod handlers;
 pub mod openapi;
 mod reports;
@@ -145,6 +146,8 @@ fn routes() -> Routes {
     .get("/v1/stats", handlers::stats)
     .get("/v1/reports", reports::list)
     .get("/v1/reports/summary", reports::summary)
+    .get("/v1/reports/failures", failures::list)
+    .get("/v1/reports/failures/{id}", failures::one)
     .get("/v1/reports/{id}", reports::one)
     .post("/v1/reload", handlers::reload)
     .get("/metrics", handlers::metrics)

@@ -3,10 +3,14 @@
 //! override reasons, identifiers and authentication results), written as XML through
 //! quick-xml.
 //!
-//! Not mail-auth's report writer: for the null sender it leaves out the only SPF result (one
-//! with the HELO scope), so the report breaks the schema's "at least one `spf`" rule, and it
-//! omits `sp` when the record has none (the schema requires it). See the tests named after
-//! those defects.
+//! Written to RFC 9990 as published (Appendix A's schema): `generator`, `np`,
+//! `discovery_method` and `testing` are reported, and the SPF result is always the one for the
+//! MAIL FROM identity (scope `mfrom`, the only scope the schema allows). For the null sender
+//! that identity is `postmaster@<HELO name>` (RFC 7208 §2.4), the one DMARC uses (RFC 9989),
+//! so its row reports the HELO domain with scope `mfrom`.
+//!
+//! Not mail-auth's report writer: for the null sender it leaves out the SPF result, and it has
+//! no `generator`. See the tests named after those defects.
 
 use crate::auth::Published;
 use crate::check::DmarcEvent;
@@ -19,6 +23,9 @@ use std::ops::Range;
 
 /// RFC 9990 §3.1.1: the report's namespace and format version.
 pub const NAMESPACE: &str = "urn:ietf:params:xml:ns:dmarc-2.0";
+
+/// `report_metadata/generator` (RFC 9990 §3.1.1): name and version.
+pub const GENERATOR: &str = concat!("authmilter ", env!("CARGO_PKG_VERSION"));
 
 /// Who reports (`report_metadata`).
 #[derive(Debug, Clone)]
@@ -135,6 +142,8 @@ impl Aggregate {
                             text(w, "end", &(self.period.end / 1000).to_string())?;
                             Ok(())
                         })?;
+                        // RFC 9990 §3.1.1: the software that made the report.
+                        text(w, "generator", GENERATOR)?;
                         Ok(())
                     })?;
                 self.write_policy(w)?;
@@ -156,8 +165,12 @@ impl Aggregate {
                 text(w, "adkim", &p.adkim)?;
                 text(w, "aspf", &p.aspf)?;
                 text(w, "p", &p.p)?;
-                // The schema requires sp; without one in the record it is p (RFC 9989 §4.7).
+                // Without sp in the record it is p, and np is sp (RFC 9989 §4.7): the policy
+                // that applied, written out.
                 text(w, "sp", &p.sp)?;
+                if !p.np.is_empty() {
+                    text(w, "np", &p.np)?;
+                }
                 text(w, "testing", if p.testing { "y" } else { "n" })?;
                 text(w, "fo", &p.fo)?;
                 Ok(())
@@ -207,11 +220,14 @@ fn write_record(w: &mut Writer<Vec<u8>>, row: &RowKey, count: u64) -> io::Result
                     Ok(())
                 })?;
             }
-            // Always one SPF result, the null sender's HELO one included (RFC 9990 §3.1.3).
-            let (domain, scope, result) = &row.spf;
+            // Always the one SPF result, for the MAIL FROM identity (RFC 9990 §3.1.3; the
+            // schema's SPFDomainScope is `mfrom` only). Events stored before this kept the
+            // null sender's as scope `helo`: the same identity (RFC 7208 §2.4), written as
+            // `mfrom`.
+            let (domain, _scope, result) = &row.spf;
             w.create_element("spf").write_inner_content(|w| {
                 text(w, "domain", domain)?;
-                text(w, "scope", scope)?;
+                text(w, "scope", "mfrom")?;
                 text(w, "result", result)?;
                 Ok(())
             })?;

@@ -259,9 +259,15 @@ fn compose(sender: &Sender, case: &FailureCase, redact_parts: bool) -> Vec<u8> {
     if let Some(rcpt) = rcpt {
         feedback = feedback.with_original_rcpt_to(rcpt);
     }
-    if let Some(ar) = ar {
-        feedback = feedback.with_authentication_results(ar);
-    }
+    // RFC 6591 §3.1 (kept by RFC 9991): Authentication-Results appears in every auth-failure
+    // report; without the door's own, the DMARC result it is about.
+    let ar = ar.unwrap_or_else(|| {
+        format!(
+            "{}; dmarc=fail header.from={}",
+            sender.reporter.org_name, case.domain
+        )
+    });
+    feedback = feedback.with_authentication_results(ar);
     let to = case
         .ruf
         .iter()

@@ -17,13 +17,22 @@
 //!
 //! What the format is comes from the bytes (gzip and zip magic, `<`), not from file names,
 //! which reporters get wrong; a message's parts are picked by media type or file name, as
-//! reporters label them, and then read the same way.
+//! reporters label them, or by their content when the label says nothing (an
+//! `application/octet-stream` part named `ATT00001.bin`), and then read the same way.
+//!
+//! Lenient where real reporters err and the meaning is not in doubt, as parsedmarc is, and
+//! each repair is named in [`Found::repairs`] (stored with the report's errors): bytes that
+//! are not UTF-8 (replaced with U+FFFD), unescaped `<`, `>` or `&` in text and a wrapper
+//! element around `<feedback>` ([`repair`]), bytes after a complete gzip member, a gzip inside
+//! a zip entry, an empty `org_name` (the reporter taken from the `email` domain). Strict where
+//! safety needs it: the DTD, entity and size rules above are checked before any repair.
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 use mail_auth::report::Report;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use quick_xml::events::Event;
 use quick_xml::Reader;
+use std::borrow::Cow;
 use std::io::{Cursor, Read};
 
 /// The root element's namespaces we read: none (RFC 7489 reporters mostly send none),
@@ -72,6 +81,8 @@ pub enum ImportError {
 pub struct Found {
     pub part: Option<String>,
     pub report: Result<Report, ImportError>,
+    /// What was repaired to read it, in words for the operator (empty for a clean report).
+    pub repairs: Vec<String>,
 }
 
 /// Every report in `input` (a message, XML, gzip or zip), each parsed or refused on its own.
@@ -94,7 +105,30 @@ fn refused(part: Option<String>, e: ImportError) -> Found {
     Found {
         part,
         report: Err(e),
+        repairs: Vec::new(),
     }
+}
+
+/// A report read from XML, with the repairs made before it (decompression, labels) and in it.
+fn found_xml(
+    part: Option<String>,
+    xml: Result<Vec<u8>, ImportError>,
+    mut repairs: Vec<String>,
+) -> Found {
+    let report = xml.and_then(|xml| match sniff(&xml) {
+        Kind::Xml => parse_xml_repaired(&xml, &mut repairs),
+        _ => Err(ImportError::Xml("the file does not hold XML".into())),
+    });
+    Found {
+        part,
+        report,
+        repairs,
+    }
+}
+
+/// Whether `input` reads as a mail message (not XML, gzip or zip by its first bytes).
+pub fn is_message(input: &[u8]) -> bool {
+    sniff(input) == Kind::Message
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,23 +186,42 @@ fn container(kind: Kind, data: &[u8], part: Option<String>, budget: &mut Budget)
                 return vec![refused(part, ImportError::TooLarge(budget.max))];
             }
             budget.left -= data.len();
-            vec![Found {
-                part,
-                report: parse_xml(data),
-            }]
+            vec![found_xml(part, Ok(data.to_vec()), Vec::new())]
         }
         Kind::Gzip => {
-            let xml = budget.read(MultiGzDecoder::new(data), ImportError::Gzip);
-            vec![Found {
-                report: xml.and_then(|xml| match sniff(&xml) {
-                    Kind::Xml => parse_xml(&xml),
-                    _ => Err(ImportError::Xml("the gzip does not hold XML".into())),
-                }),
-                part,
-            }]
+            let mut repairs = Vec::new();
+            let xml = gunzip(data, budget, &mut repairs);
+            vec![found_xml(part, xml, repairs)]
         }
         Kind::Zip => zip(data, part, budget),
         Kind::Message => vec![refused(part, ImportError::NotAReport)],
+    }
+}
+
+/// Every member of a gzip stream; bytes after a complete member that do not start another
+/// (a stray line end one big receiver adds) are ignored and named in `repairs`, as zlib and
+/// parsedmarc ignore them. A member cut short is refused.
+fn gunzip(
+    data: &[u8],
+    budget: &mut Budget,
+    repairs: &mut Vec<String>,
+) -> Result<Vec<u8>, ImportError> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    loop {
+        let mut member = GzDecoder::new(rest);
+        out.extend(budget.read(&mut member, ImportError::Gzip)?);
+        rest = member.into_inner();
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        if !rest.starts_with(&[0x1f, 0x8b]) {
+            repairs.push(format!(
+                "{} byte(s) after the end of the gzip data ignored",
+                rest.len()
+            ));
+            return Ok(out);
+        }
     }
 }
 
@@ -193,15 +246,20 @@ fn zip(data: &[u8], part: Option<String>, budget: &mut Budget) -> Vec<Found> {
         if entry.is_dir() {
             continue;
         }
-        let name = Some(entry.name().to_string());
-        let report = budget
-            .read(&mut entry, ImportError::Zip)
-            .and_then(|xml| match sniff(&xml) {
-                Kind::Xml => parse_xml(&xml),
-                _ => Err(ImportError::Xml("the zip entry is not XML".into())),
-            });
-        let stop = matches!(report, Err(ImportError::TooLarge(_)));
-        found.push(Found { part: name, report });
+        let name = entry.name().to_string();
+        let mut repairs = Vec::new();
+        let xml = budget.read(&mut entry, ImportError::Zip).and_then(|data| {
+            if sniff(&data) == Kind::Gzip {
+                // Some reporters gzip the XML and then zip the .xml.gz.
+                repairs.push(format!("the zip entry {name} held gzip: decompressed"));
+                gunzip(&data, budget, &mut repairs)
+            } else {
+                Ok(data)
+            }
+        });
+        let one = found_xml(Some(name), xml, repairs);
+        let stop = matches!(one.report, Err(ImportError::TooLarge(_)));
+        found.push(one);
         if stop {
             // The budget is spent: the other entries would only be refused the same way.
             break;
@@ -236,7 +294,17 @@ fn message(data: &[u8], budget: &mut Budget) -> Vec<Found> {
         let by_name = name
             .as_deref()
             .is_some_and(|n| n.ends_with(".xml") || n.ends_with(".gz") || n.ends_with(".zip"));
-        if !by_type && !by_name {
+        // A part the label says nothing about (application/octet-stream, `ATT00001.bin`) is
+        // read when its bytes are gzip, zip or XML; the message's own text parts are not.
+        let ctype = part
+            .content_type()
+            .map(|ct| ct.ctype().to_ascii_lowercase())
+            .unwrap_or_default();
+        let by_content = !by_type
+            && !by_name
+            && !matches!(ctype.as_str(), "text" | "multipart" | "message" | "")
+            && sniff(body) != Kind::Message;
+        if !by_type && !by_name && !by_content {
             continue;
         }
         if found.len() == MAX_PARTS {
@@ -252,7 +320,21 @@ fn message(data: &[u8], budget: &mut Budget) -> Vec<Found> {
                 label,
                 ImportError::Xml("the attachment is not XML, gzip or zip".into()),
             )),
-            kind => found.extend(container(kind, body, label, budget)),
+            kind => {
+                let first = found.len();
+                found.extend(container(kind, body, label, budget));
+                if by_content {
+                    let said = format!(
+                        "the attachment labelled {ctype}/{subtype}{} was read by its content",
+                        part.attachment_name()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default()
+                    );
+                    for f in &mut found[first..] {
+                        f.repairs.insert(0, said.clone());
+                    }
+                }
+            }
         }
     }
     if found.is_empty() {
@@ -262,14 +344,74 @@ fn message(data: &[u8], budget: &mut Budget) -> Vec<Found> {
 }
 
 /// Checks the document with quick-xml, then reads it with mail-auth and checks what a report
-/// must carry.
+/// must carry, repairing what may be repaired (the repairs are dropped: see
+/// [`parse_xml_repaired`]).
 pub fn parse_xml(xml: &[u8]) -> Result<Report, ImportError> {
-    let text =
-        std::str::from_utf8(xml).map_err(|e| ImportError::Xml(format!("not UTF-8 ({e})")))?;
-    well_formed(text)?;
-    let report = Report::parse_xml(text.as_bytes()).map_err(ImportError::Xml)?;
-    check(&report)?;
+    parse_xml_repaired(xml, &mut Vec::new())
+}
+
+/// As [`parse_xml`], naming each repair made in `repairs`.
+pub fn parse_xml_repaired(xml: &[u8], repairs: &mut Vec<String>) -> Result<Report, ImportError> {
+    let text = match String::from_utf8_lossy(xml) {
+        Cow::Borrowed(t) => Cow::Borrowed(t),
+        Cow::Owned(t) => {
+            repairs.push("bytes that are not UTF-8 replaced with U+FFFD".into());
+            Cow::Owned(t)
+        }
+    };
+    // Before any repair: a DTD or entity declaration is never read.
+    if repair::has_dtd(&text) {
+        return Err(ImportError::Dtd);
+    }
+    let text = repaired(text, repairs)?;
+    let mut report = Report::parse_xml(text.as_bytes()).map_err(ImportError::Xml)?;
+    check(&mut report, repairs)?;
     Ok(report)
+}
+
+/// The document, well formed, after at most one markup repair and one unwrapping; the first
+/// error when those do not make it so. DTDs, entities and foreign namespaces are never
+/// repaired.
+fn repaired<'a>(
+    mut text: Cow<'a, str>,
+    repairs: &mut Vec<String>,
+) -> Result<Cow<'a, str>, ImportError> {
+    let (mut escaped, mut unwrapped) = (false, false);
+    let mut first = None;
+    loop {
+        let e = match well_formed(&text) {
+            Ok(()) => return Ok(text),
+            Err(e @ (ImportError::Dtd | ImportError::Entity(_) | ImportError::Namespace(_))) => {
+                return Err(e)
+            }
+            Err(e) => e,
+        };
+        let fixed = match &e {
+            ImportError::Root(name) if !unwrapped => {
+                unwrapped = true;
+                repair::unwrap_feedback(&text).map(|inner| {
+                    (
+                        inner,
+                        format!("the wrapper element <{name}> around <feedback> removed"),
+                    )
+                })
+            }
+            ImportError::Xml(_) if !escaped => {
+                escaped = true;
+                repair::escape_stray_markup(&text)
+                    .map(|t| (t, "unescaped '<', '>' or '&' in text escaped".to_string()))
+            }
+            _ => None,
+        };
+        let first_error = first.get_or_insert(e).clone();
+        match fixed {
+            Some((t, said)) => {
+                text = Cow::Owned(t);
+                repairs.push(said);
+            }
+            None => return Err(first_error),
+        }
+    }
 }
 
 /// One pass over every event: no DTD, no undeclared entity, one `feedback` root in a DMARC
@@ -354,15 +496,26 @@ fn root(e: &quick_xml::events::BytesStart<'_>, root_done: bool) -> Result<(), Im
 /// What a report must carry to be stored and told apart (RFC 9990 §3.1.1: report_metadata
 /// with org_name, email, report_id and date_range; policy_published with the domain; each
 /// record with its source address).
-fn check(report: &Report) -> Result<(), ImportError> {
-    let meta = &report.report_metadata;
+///
+/// An empty `org_name` is taken from the `email` domain, as parsedmarc does.
+fn check(report: &mut Report, repairs: &mut Vec<String>) -> Result<(), ImportError> {
     let missing = |what: &str| Err(ImportError::Invalid(format!("no {what}")));
-    if meta.org_name.trim().is_empty() {
-        return missing("report_metadata/org_name");
-    }
+    let meta = &mut report.report_metadata;
     if meta.email.trim().is_empty() {
         return missing("report_metadata/email");
     }
+    if meta.org_name.trim().is_empty() {
+        let domain = meta.email.trim().rsplit('@').next().unwrap_or_default();
+        let domain = domain.trim_end_matches('>').trim();
+        if domain.is_empty() {
+            return missing("report_metadata/org_name");
+        }
+        repairs.push(format!(
+            "empty org_name: the reporter taken from the email domain ({domain})"
+        ));
+        meta.org_name = domain.to_string();
+    }
+    let meta = &report.report_metadata;
     if meta.report_id.trim().is_empty() {
         return missing("report_metadata/report_id");
     }
@@ -385,5 +538,6 @@ fn check(report: &Report) -> Result<(), ImportError> {
     Ok(())
 }
 
+mod repair;
 #[cfg(test)]
 mod tests;

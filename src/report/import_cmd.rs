@@ -53,10 +53,10 @@ pub struct Tally {
 impl Tally {
     fn count(&mut self, fate: &Fate) {
         match fate {
-            Fate::Stored { .. } => self.stored += 1,
-            Fate::Duplicate { .. } => self.duplicate += 1,
+            Fate::Stored { .. } | Fate::FailureStored { .. } => self.stored += 1,
+            Fate::Duplicate { .. } | Fate::FailureDuplicate { .. } => self.duplicate += 1,
             Fate::Dropped { .. } => self.dropped += 1,
-            Fate::Refused(_) => self.refused += 1,
+            Fate::Refused(_) | Fate::FailureRefused(_) => self.refused += 1,
             Fate::StoreFailed(_) => self.failed += 1,
         }
     }
@@ -172,6 +172,7 @@ fn report(
         Input::TooLarge => vec![Imported {
             part: None,
             fate: Fate::Refused(ImportError::TooLarge(settings.max_size)),
+            repairs: Vec::new(),
         }],
     };
     for imported in results {

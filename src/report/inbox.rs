@@ -173,20 +173,34 @@ async fn import_one(store: &Arc<Handle>, mail: ReportMail, metrics: &Metrics) {
             return;
         }
     };
-    for Imported { part, fate } in &results {
+    for Imported {
+        part,
+        fate,
+        repairs,
+    } in &results
+    {
         let part = part.as_deref().unwrap_or("-");
         match fate {
-            Fate::Stored { .. } => metrics.report_received(ReportIn::Stored),
-            Fate::Duplicate { .. } => metrics.report_received(ReportIn::Duplicate),
+            Fate::Stored { .. } | Fate::FailureStored { .. } => {
+                metrics.report_received(ReportIn::Stored)
+            }
+            Fate::Duplicate { .. } | Fate::FailureDuplicate { .. } => {
+                metrics.report_received(ReportIn::Duplicate)
+            }
             Fate::Dropped { .. } => metrics.report_received(ReportIn::Dropped),
-            Fate::Refused(_) => metrics.report_received(ReportIn::Refused),
+            Fate::Refused(_) | Fate::FailureRefused(_) => {
+                metrics.report_received(ReportIn::Refused)
+            }
             Fate::StoreFailed(_) => metrics.report_received(ReportIn::Failed),
         }
         match fate {
-            Fate::Refused(_) | Fate::StoreFailed(_) => {
+            Fate::Refused(_) | Fate::FailureRefused(_) | Fate::StoreFailed(_) => {
                 tracing::warn!(message_id, part, "report mail: {fate}")
             }
-            _ => tracing::info!(message_id, part, "report mail: {fate}"),
+            _ if repairs.is_empty() => tracing::info!(message_id, part, "report mail: {fate}"),
+            _ => {
+                tracing::info!(message_id, part, repairs = %repairs.join("; "), "report mail: {fate}")
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod failure;
+pub mod failure_in;
 pub mod import;
 pub mod import_cmd;
 pub mod inbox;

@@ -83,16 +83,33 @@ pub enum Fate {
         about: About,
     },
     Refused(ImportError),
+    /// A failure report (RFC 9991 / ARF, or a plain-text notice), stored under this id.
+    FailureStored {
+        id: i64,
+        about: String,
+    },
+    /// A failure report already stored (same report Message-ID).
+    FailureDuplicate {
+        id: i64,
+        about: String,
+    },
+    /// A failure report whose fields could not be read.
+    FailureRefused(String),
     /// The store failed (the report may come again: nothing was written).
     StoreFailed(String),
 }
 
-/// One report of an input and its fate; `part` names where in the input it was.
+/// One report of an input and its fate; `part` names where in the input it was, `repairs`
+/// what was repaired to read it (kept with the stored report's errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
     pub part: Option<String>,
     pub fate: Fate,
+    pub repairs: Vec<String>,
 }
+
+/// How a repair reads among the stored report's errors.
+pub const REPAIRED: &str = "repaired on import: ";
 
 impl fmt::Display for About {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,6 +138,13 @@ impl fmt::Display for Fate {
                 "dropped (not an owned domain, reports.foreign = \"drop\"): {about}"
             ),
             Fate::Refused(e) => write!(f, "refused: {e}"),
+            Fate::FailureStored { id, about } => {
+                write!(f, "failure report stored as #{id}: {about}")
+            }
+            Fate::FailureDuplicate { id, about } => {
+                write!(f, "failure report, duplicate of #{id}: {about}")
+            }
+            Fate::FailureRefused(why) => write!(f, "refused failure report: {why}"),
             Fate::StoreFailed(e) => write!(f, "not stored: {e}"),
         }
     }
@@ -129,9 +153,15 @@ impl fmt::Display for Fate {
 impl fmt::Display for Imported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.part {
-            Some(part) => write!(f, "[{part}] {}", self.fate),
-            None => write!(f, "{}", self.fate),
+            Some(part) => write!(f, "[{part}] {}", self.fate)?,
+            None => write!(f, "{}", self.fate)?,
         }
+        if !self.repairs.is_empty()
+            && !matches!(self.fate, Fate::Refused(_) | Fate::FailureRefused(_))
+        {
+            write!(f, " (repaired: {})", self.repairs.join("; "))?;
+        }
+        Ok(())
     }
 }
 
@@ -143,23 +173,84 @@ pub fn import(
     settings: &ImportSettings,
     now_ms: i64,
 ) -> Vec<Imported> {
+    // A failure report is a message; an XML, gzip or zip input never is one.
+    if input.len() <= settings.max_size && super::import::is_message(input) {
+        if let Some(failure) = super::failure_in::parse(input, now_ms) {
+            return vec![Imported {
+                part: None,
+                fate: store_failure(store, failure, settings),
+                repairs: Vec::new(),
+            }];
+        }
+    }
     parse_input(input, settings.max_size)
         .into_iter()
         .map(|found| {
             let fate = match found.report {
                 Err(e) => Fate::Refused(e),
-                Ok(report) => store_one(store, &report, settings, now_ms),
+                Ok(report) => store_one(store, &report, &found.repairs, settings, now_ms),
             };
             Imported {
                 part: found.part,
                 fate,
+                repairs: found.repairs,
             }
         })
         .collect()
 }
 
-fn store_one(store: &mut Store, report: &Report, settings: &ImportSettings, now_ms: i64) -> Fate {
-    let new = to_new_report(report, now_ms);
+/// A failure report: stored once per report message, unless about a domain we do not own
+/// and `reports.foreign = "drop"`.
+fn store_failure(
+    store: &mut Store,
+    failure: Result<crate::store::NewFailureReport, String>,
+    settings: &ImportSettings,
+) -> Fate {
+    use crate::store::FailureInserted;
+    let r = match failure {
+        Ok(r) => r,
+        Err(why) => return Fate::FailureRefused(why),
+    };
+    let domain = r.domain.clone().unwrap_or_default();
+    let about = format!(
+        "{} about {} from {} (reported by {})",
+        r.auth_failure.as_deref().unwrap_or("auth-failure"),
+        if domain.is_empty() { "-" } else { &domain },
+        r.source_ip.as_deref().unwrap_or("-"),
+        r.reporter
+    );
+    if settings.foreign == ForeignReports::Drop && !settings.owns(&domain) {
+        return Fate::Dropped {
+            about: About {
+                org_name: r.reporter.clone(),
+                email: r.reporter.clone(),
+                report_id: r.report_message_id.clone().unwrap_or_default(),
+                domain,
+                begin: r.arrival.unwrap_or(0),
+                end: r.arrival.unwrap_or(0),
+                rows: 0,
+                messages: u64::from(r.incidents),
+            },
+        };
+    }
+    match store.insert_failure_report(&r) {
+        Ok(FailureInserted::Stored(id)) => Fate::FailureStored { id, about },
+        Ok(FailureInserted::Duplicate(id)) => Fate::FailureDuplicate { id, about },
+        Err(e) => Fate::StoreFailed(e.to_string()),
+    }
+}
+
+fn store_one(
+    store: &mut Store,
+    report: &Report,
+    repairs: &[String],
+    settings: &ImportSettings,
+    now_ms: i64,
+) -> Fate {
+    let mut new = to_new_report(report, now_ms);
+    // The operator sees what was repaired where the report's own errors are.
+    new.errors
+        .extend(repairs.iter().map(|r| text(&format!("{REPAIRED}{r}"))));
     let about = About {
         org_name: new.org_name.clone(),
         email: new.email.clone(),

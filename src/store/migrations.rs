@@ -95,6 +95,36 @@ CREATE INDEX report_rows_report ON report_rows (report);
     r#"
 ALTER TABLE verdicts ADD COLUMN host TEXT;
 "#,
+    // 5: failure reports received (RFC 9991 / ARF auth-failure, plain-text notices), once
+    // per report message (its Message-ID; NULLs are distinct).
+    r#"
+CREATE TABLE failure_reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    reporter TEXT NOT NULL,
+    report_message_id TEXT UNIQUE,
+    format TEXT NOT NULL,
+    feedback_type TEXT NOT NULL,
+    auth_failure TEXT,
+    domain TEXT,
+    source_ip TEXT,
+    arrival INTEGER,
+    mail_from TEXT,
+    rcpt_to TEXT,
+    header_from TEXT,
+    subject TEXT,
+    original_message_id TEXT,
+    delivery_result TEXT,
+    identity_alignment TEXT,
+    dkim_domain TEXT,
+    dkim_selector TEXT,
+    authentication_results TEXT NOT NULL DEFAULT '[]',
+    incidents INTEGER NOT NULL DEFAULT 1,
+    headers TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX failure_reports_domain ON failure_reports (domain, received_at);
+CREATE INDEX failure_reports_source_ip ON failure_reports (source_ip);
+"#,
 ];
 
 /// PostgreSQL's migrations, in order (same bookkeeping as SQLite's).
@@ -184,5 +214,34 @@ CREATE TABLE report_rows (
     auth_results JSONB NOT NULL DEFAULT '{}'
 );
 CREATE INDEX report_rows_report ON report_rows (report);
+"#,
+    // 2: failure reports received, as SQLite's 5 (the same columns, BIGINT for integers).
+    r#"
+CREATE TABLE failure_reports (
+    id BIGSERIAL PRIMARY KEY,
+    received_at BIGINT NOT NULL,
+    reporter TEXT NOT NULL,
+    report_message_id TEXT UNIQUE,
+    format TEXT NOT NULL,
+    feedback_type TEXT NOT NULL,
+    auth_failure TEXT,
+    domain TEXT,
+    source_ip TEXT,
+    arrival BIGINT,
+    mail_from TEXT,
+    rcpt_to TEXT,
+    header_from TEXT,
+    subject TEXT,
+    original_message_id TEXT,
+    delivery_result TEXT,
+    identity_alignment TEXT,
+    dkim_domain TEXT,
+    dkim_selector TEXT,
+    authentication_results TEXT NOT NULL DEFAULT '[]',
+    incidents BIGINT NOT NULL DEFAULT 1,
+    headers TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX failure_reports_domain ON failure_reports (domain, received_at);
+CREATE INDEX failure_reports_source_ip ON failure_reports (source_ip);
 "#,
 ];

@@ -18,6 +18,7 @@
 
 pub mod copy;
 mod dispatch;
+mod failures_in;
 mod journal;
 mod migrations;
 mod model;
@@ -33,6 +34,7 @@ pub use crate::check::{
 };
 pub use crate::config::{Location, PgTarget, SslMode};
 pub use dispatch::{Handle, Store};
+pub use failures_in::{FailureFilter, FailureInserted, NewFailureReport};
 pub use journal::Journal;
 pub use model::{
     Failing, Filter, GroupBy, HourCount, Inserted, Lease, MethodCounts, NewReport, NewRow,

@@ -151,6 +151,14 @@ pub fn conformance_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"))
 }
 
+/// Where the published reference artefacts are (read-only; never copied into the repository):
+/// `$AUTHMILTER_REFERENCE`, default `../shared/reference` (RFC 9990's schema, Appendix A).
+pub fn reference_dir() -> PathBuf {
+    std::env::var_os("AUTHMILTER_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"))
+}
+
 /// The example.com test keys (selectors `rsa` and `ed`) as signing configuration, copied into
 /// `dir` with mode 0600: a checkout does not keep modes, and the daemon refuses keys others
 /// can read.

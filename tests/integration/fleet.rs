@@ -519,10 +519,18 @@ async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
     let url = pg.url("moved");
     let (ok, out, err) = authmilter(&["store", "migrate", "--store", &url]);
     assert!(ok, "{err}");
-    assert!(out.contains("postgres schema version 1"), "{out}");
+    let pg_version = format!(
+        "postgres schema version {}",
+        authmilter::store::PG_SCHEMA_VERSION
+    );
+    assert!(out.contains(&pg_version), "{out}");
     let (ok, out, err) = authmilter(&["store", "migrate", "--store", &from]);
     assert!(ok, "{err}");
-    assert!(out.contains("sqlite schema version 4"), "{out}");
+    let lite_version = format!(
+        "sqlite schema version {}",
+        authmilter::store::SCHEMA_VERSION
+    );
+    assert!(out.contains(&lite_version), "{out}");
 
     let copy = [
         "store",

@@ -4,10 +4,13 @@
 //! `testdata/reports/`; duplicates; the hostile corpus (`testdata/reports/hostile/`, plus gzip
 //! and zip bombs of 1 GiB built here); foreign domains kept or dropped. [`doors`]: report
 //! mail imported automatically through the milter and the SMTP front end, delivered or not;
-//! [`api`]: the HTTP routes over what was stored.
+//! [`api`]: the HTTP routes over what was stored; [`quirks`]: what real receivers get wrong,
+//! imported as parsedmarc reads it.
 
 mod api;
 mod doors;
+mod failures;
+mod quirks;
 
 use crate::common::*;
 use authmilter::config::{Config, ForeignReports};

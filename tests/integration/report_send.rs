@@ -152,15 +152,23 @@ fn attachment(eml: &[u8]) -> (String, Vec<u8>) {
     )
 }
 
-fn validate(xml_path: &Path) {
+/// Validates a report against RFC 9990's schema as published (Appendix A), read from
+/// `$AUTHMILTER_REFERENCE/rfc9990-aggregate-report.xsd`.
+pub fn validate(xml_path: &Path) {
     let Some(xmllint) = find_program("xmllint") else {
         skip::<()>("xmllint (libxml2-utils) not installed");
         return;
     };
+    let schema = reference_dir().join("rfc9990-aggregate-report.xsd");
+    assert!(
+        schema.is_file(),
+        "{} missing: set AUTHMILTER_REFERENCE to the shared reference directory",
+        schema.display()
+    );
     let out = Command::new(xmllint)
         .arg("--noout")
         .arg("--schema")
-        .arg(testdata("dmarc/aggregate-report.xsd"))
+        .arg(&schema)
         .arg(xml_path)
         .output()
         .unwrap();
@@ -173,6 +181,14 @@ fn validate(xml_path: &Path) {
 
 /// parsedmarc's reading of a report message: source IP -> (count, disposition, dkim, spf).
 fn parsedmarc(eml: &Path) -> Option<BTreeMap<String, (u64, String, String, String)>> {
+    parsedmarc_for(eml, "reports.example")
+}
+
+/// As [`parsedmarc`], for a report about `domain`.
+fn parsedmarc_for(
+    eml: &Path,
+    domain: &str,
+) -> Option<BTreeMap<String, (u64, String, String, String)>> {
     let program = std::env::var("AUTHMILTER_PARSEDMARC").unwrap_or(PARSEDMARC.into());
     if !Path::new(&program).is_file() {
         return skip("parsedmarc not installed (.ci/run makes its virtualenv)");
@@ -190,7 +206,7 @@ fn parsedmarc(eml: &Path) -> Option<BTreeMap<String, (u64, String, String, Strin
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     let report = &json["aggregate_reports"][0];
-    assert_eq!(report["policy_published"]["domain"], "reports.example");
+    assert_eq!(report["policy_published"]["domain"], domain);
     let mut rows = BTreeMap::new();
     for r in report["records"].as_array().unwrap() {
         let ip = r["source"]["ip_address"].as_str().unwrap().to_string();
@@ -318,6 +334,83 @@ async fn aggregate_report_from_real_traffic_validates_and_parses_back() {
     let again = run(&config, &store, &selection, now).await;
     assert!(again.is_empty(), "{again:?}");
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+}
+
+// RFC 9990 Appendix A as published: a null-sender message (SPF checked on the HELO name) for a
+// domain whose record has sp= and np= gives a report that validates against the published
+// schema (scope `mfrom` only: the null sender's MAIL FROM identity is postmaster@<HELO>,
+// RFC 7208 §2.4), carries generator, np, discovery_method and testing, and parsedmarc reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_sender_report_validates_against_rfc9990_as_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("Maildir")).await;
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("192.0.2.20", "mx.bounces.example").await;
+    let raw = message(
+        "Mail Delivery System <MAILER-DAEMON@bounces.example>",
+        "Undelivered Mail Returned to Sender",
+        "Your message could not be delivered.\r\n",
+    );
+    mta.message("B1", "", None, &raw).await;
+    let store = d.store_dir.as_ref().unwrap().path().join("verdicts.sqlite");
+    let started = Instant::now();
+    while Store::open(&store)
+        .unwrap()
+        .list(&Filter::default(), 10)
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "no record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outbox = dir.path().join("outbox");
+    let config = report_config(&d, ReportDelivery::Outbox(outbox.clone()));
+    let (day, now) = today();
+    let sent = run(
+        &config,
+        &store,
+        &Selection {
+            ending: day,
+            ..Selection::default()
+        },
+        now,
+    )
+    .await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].state, State::Sent, "{sent:?}");
+    let file = std::fs::read_dir(&outbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (_, gz) = attachment(&std::fs::read(&file).unwrap());
+    let xml = gunzip(&gz);
+    let xml_path = dir.path().join("null-sender.xml");
+    std::fs::write(&xml_path, &xml).unwrap();
+    validate(&xml_path);
+    let flat: String = xml.split_whitespace().collect();
+    for want in [
+        "<spf><domain>mx.bounces.example</domain><scope>mfrom</scope><result>pass</result></spf>",
+        "<envelope_from>mx.bounces.example</envelope_from>",
+        "<sp>quarantine</sp>",
+        "<np>reject</np>",
+        "<discovery_method>treewalk</discovery_method>",
+        "<testing>n</testing>",
+        concat!(
+            "<generator>authmilter",
+            env!("CARGO_PKG_VERSION"),
+            "</generator>"
+        ),
+    ] {
+        assert!(flat.contains(want), "{want}: {xml}");
+    }
+    if let Some(rows) = parsedmarc_for(&file, "bounces.example") {
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows["192.0.2.20"].0, 1, "{rows:?}");
+    }
 }
 
 // A next hop that is down: the report waits (pending, its attempt counted) and is not tried

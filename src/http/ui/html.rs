@@ -86,11 +86,12 @@ pub fn percent(part: u64, whole: u64) -> String {
 }
 
 /// The navigation entries: (path, label).
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/ui/", "Overview"),
     ("/ui/verdicts", "Verdicts"),
     ("/ui/reports", "Reports received"),
     ("/ui/reports/sent", "Reports sent"),
+    ("/ui/reports/failures", "Failure reports"),
     ("/ui/keys", "Signing keys"),
 ];
 

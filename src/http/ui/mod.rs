@@ -18,6 +18,7 @@
 //! `keys.rs`), the SVG charts in `chart.rs`, the access check and the login in `login.rs`.
 
 mod chart;
+mod failures;
 mod html;
 mod keys;
 mod login;
@@ -50,6 +51,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/verdicts/{id}", get(verdicts::verdict))
         .route("/ui/reports", get(reports::received))
         .route("/ui/reports/sent", get(reports::sent))
+        .route("/ui/reports/failures", get(failures::list))
+        .route("/ui/reports/failures/{id}", get(failures::one))
         .route("/ui/reports/{id}", get(reports::one))
         .route("/ui/keys", get(keys::keys))
         .route_layer(middleware::from_fn_with_state(state, login::require_read));

@@ -119,10 +119,12 @@ fn rows_group_by_ip_and_results_within_the_period_and_domain() {
     assert_eq!(xml.matches("<record>").count(), 3);
 }
 
-// RFC 9990 §3.1.3 (and its schema): every record has at least one SPF result. mail-auth
-// 0.13.3's writer keeps only a non-HELO one, so the null sender's record had none.
+// RFC 9990 §3.1.3 and Appendix A: the SPF result reported is the MAIL FROM identity's, scope
+// `mfrom` only; for the null sender that identity is postmaster@<HELO> (RFC 7208 §2.4), so the
+// row keeps its SPF result with the HELO domain and scope `mfrom`, also for events stored with
+// the older `helo` scope. mail-auth 0.13.3's writer drops a HELO-scope result altogether.
 #[test]
-fn dmarc_report_null_sender_keeps_its_helo_spf_result() {
+fn dmarc_report_null_sender_reports_its_spf_result_as_mfrom() {
     let mut e = event("example.com", false);
     e.envelope_from = "mail.example.com".into();
     e.spf = ("mail.example.com".into(), "helo".into(), "pass".into());
@@ -136,9 +138,20 @@ fn dmarc_report_null_sender_keeps_its_helo_spf_result() {
     };
     let xml: String = a.to_xml(&reporter()).split_whitespace().collect();
     assert!(
-        xml.contains("<spf><domain>mail.example.com</domain><scope>helo</scope>"),
+        xml.contains(
+            "<spf><domain>mail.example.com</domain><scope>mfrom</scope><result>pass</result>"
+        ),
         "{xml}"
     );
+    assert!(!xml.contains("helo"), "{xml}");
+    // RFC 9990 Appendix A: generator, np, discovery_method and testing are reported.
+    assert!(xml.contains("<generator>authmilter"), "{xml}");
+    assert!(xml.contains("<np>reject</np>"), "{xml}");
+    assert!(
+        xml.contains("<discovery_method>treewalk</discovery_method>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<testing>n</testing>"), "{xml}");
     // The library's writer, for the same row: no <spf> at all.
     use mail_auth::report::{Record as MaRecord, Report, SPFAuthResult, SPFDomainScope};
     let theirs = Report::new()
