@@ -163,34 +163,42 @@ pub fn serve(config: Config, loader: Loader) -> Result<(), ServeError> {
     })
 }
 
-/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once.
-async fn forward_signals(tx: tokio::sync::mpsc::Sender<Signal>) {
+/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once. The
+/// handlers are installed when this is called, not when the returned task first runs, so a
+/// signal sent as soon as READY=1 is out is never lost to its default action (a SIGHUP would
+/// end the process).
+fn forward_signals(
+    tx: tokio::sync::mpsc::Sender<Signal>,
+) -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let mut stopping = false;
-    loop {
-        let sig = tokio::select! {
-            _ = hup.recv() => Signal::Reload,
-            _ = term.recv() => Signal::Graceful,
-            _ = int.recv() => Signal::Graceful,
-        };
-        let sig = match sig {
-            Signal::Graceful if stopping => Signal::Immediate,
-            Signal::Graceful => {
-                stopping = true;
-                Signal::Graceful
-            }
-            other => other,
-        };
-        if tx.send(sig).await.is_err() {
+    );
+    async move {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers");
             return;
+        };
+        let mut stopping = false;
+        loop {
+            let sig = tokio::select! {
+                _ = hup.recv() => Signal::Reload,
+                _ = term.recv() => Signal::Graceful,
+                _ = int.recv() => Signal::Graceful,
+            };
+            let sig = match sig {
+                Signal::Graceful if stopping => Signal::Immediate,
+                Signal::Graceful => {
+                    stopping = true;
+                    Signal::Graceful
+                }
+                other => other,
+            };
+            if tx.send(sig).await.is_err() {
+                return;
+            }
         }
     }
 }
