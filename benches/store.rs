@@ -8,9 +8,9 @@
 //! AUTHMILTER_BENCH_RECORDS changes the writer's record count (default 100,000).
 
 use authmilter::auth::{Outcome, Published};
+use authmilter::check::metrics::Metrics;
 use authmilter::check::{DkimRow, DmarcEvent};
 use authmilter::config::StoreConfig;
-use authmilter::metrics::Metrics;
 use authmilter::store::{spawn_writer, Location, PgTarget, Record, Store, Transport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

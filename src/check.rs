@@ -9,6 +9,7 @@ use crate::policy::{decide, Action, Policy};
 
 mod decision;
 mod event;
+pub mod metrics;
 mod outbound;
 mod record;
 mod seal;

@@ -18,10 +18,11 @@ use crate::identity::passwd::PasswdFile;
 use crate::identity::Backend;
 use crate::milter::listener::MilterStream;
 use crate::policy::Policy;
+use crate::runtime::smtp_service::SmtpSettings;
 use crate::runtime::Snapshot;
 use crate::smtp::auth::{self as sasl, Exchange, Mechanism as SaslMechanism, Step};
 use crate::smtp::stress::Load;
-use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply, SmtpSettings};
+use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply};
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::{ResolverCache, Txt};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -86,11 +87,11 @@ pub fn spf_record(data: &[u8]) {
 /// sealer (instance numbers, chain state) over a message.
 pub fn tag_lists(data: &[u8]) {
     let _ = crate::auth::arc::parse_tag_list(data);
-    let _ = crate::sign::seal::instance(data);
+    let _ = crate::auth::arc_canon::instance(data);
     let (fields, body) = crate::sign::seal::split_message(data);
-    let _ = crate::sign::seal::ChainState::of(&fields, None);
+    let _ = crate::auth::arc_canon::ChainState::of(&fields, None);
     let _ = crate::sign::seal::signed_names(&fields, &["From".into(), "Subject".into()]);
-    let _ = crate::sign::seal::body_hash_as(body, true, None);
+    let _ = crate::auth::arc_canon::body_hash_as(body, true, None);
 }
 
 /// DKIM key records (`v=DKIM1; k=…; p=…`) compared with a key, as `dns-check` does.

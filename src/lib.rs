@@ -25,6 +25,7 @@ pub mod milter;
 pub mod notify;
 pub mod policy;
 pub mod progress;
+pub mod relay;
 pub mod report;
 pub mod runtime;
 pub mod server;

@@ -8,7 +8,7 @@ use authmilter::config::{parse_network, Config, ListenAddr};
 use authmilter::log_sink::LogSink;
 use authmilter::policy::Policy;
 use authmilter::runtime::Snapshot;
-use authmilter::server::{run_with as run_server, Loader, MilterListener, Services, Signal};
+use authmilter::server::Loader;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -361,123 +361,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         Ok(config)
     };
     let config = build(&args.common)?;
-    let snapshot = Snapshot::new(config.clone()).map_err(anyhow::Error::msg)?;
-    // A configured store that cannot be opened (permissions, a newer schema) is a
-    // configuration error: refuse to start rather than run without the records the operator
-    // asked for. (Once running, a store failure never stops mail; it is logged and counted.)
-    // A PostgreSQL database that cannot be reached may instead be waited for
-    // (`on_unavailable = "buffer"`): the writer connects in the background.
-    if let Some(location) = config.store.location() {
-        match authmilter::store::Store::connect(&location) {
-            Ok(_) => {}
-            Err(e)
-                if e.is_connection()
-                    && config.store.on_unavailable == authmilter::config::OnUnavailable::Buffer =>
-            {
-                tracing::warn!(error = %e, "verdict store unreachable; starting anyway (on_unavailable = \"buffer\")");
-            }
-            Err(e) => {
-                let hint = if e.is_connection() {
-                    " (or set [store] on_unavailable = \"buffer\" to start and wait for it)"
-                } else {
-                    ""
-                };
-                return Err(anyhow::Error::new(e))
-                    .with_context(|| format!("verdict store {location}{hint}"));
-            }
-        }
-    }
-    // The spool (PostgreSQL only) must open now too: without it an outage loses verdicts.
-    if let (Some(path), Some(_)) = (&config.store.spool_path, &config.store.url) {
-        authmilter::store::Spool::open(path, config.store.spool_max_bytes)
-            .context("store.spool_path")?;
-    }
     let common = Arc::new(args.common);
     let loader: Loader = Arc::new(move || {
         let config = build(&common).map_err(|e| format!("{e:#}"))?;
         Snapshot::new(config)
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let served = runtime.block_on(async move {
-        let listener = MilterListener::bind(&config.milter.listen, config.milter.socket_mode)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.milter.listen))?;
-        tracing::info!(milter = %listener.local_addr(), authserv_id = %config.authserv_id, "listening");
-        let http = match config.http.listen {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (HTTP API)"))?,
-            ),
-            None => None,
-        };
-        let mut smtp = Vec::new();
-        for endpoint in config.smtp.all_listeners() {
-            let addr = endpoint.address;
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (SMTP)"))?;
-            let role = format!("{:?}", endpoint.role).to_ascii_lowercase();
-            let tls = format!("{:?}", endpoint.tls).to_ascii_lowercase();
-            match &config.smtp.delivery {
-                authmilter::config::Delivery::Relay(to) => {
-                    tracing::info!(smtp = %addr, %role, %tls, relay = %to, "SMTP front end listening")
-                }
-                authmilter::config::Delivery::Maildir(dir) => {
-                    tracing::info!(smtp = %addr, %role, %tls, maildir = %dir.display(), "SMTP front end listening")
-                }
-            }
-            smtp.push(authmilter::smtp::listener::SmtpListener { tcp, config: endpoint });
-        }
-        let mx = config.smtp.all_listeners().iter().any(|l| l.role == authmilter::config::Role::Mx);
-        if mx && config.smtp.local_domains.is_empty() {
-            tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(forward_signals(tx).context("installing the signal handlers")?);
-        run_server(snapshot, loader, listener, rx, Services { http, smtp }).await;
-        Ok(())
-    });
-    // The stop is bounded in the server; a store call still stuck on the blocking pool (a
-    // database that does not answer) would hold the runtime's drop without end: leave it.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    served
-}
-
-/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once. The
-/// handlers are installed before this returns, so before READY: a signal that came before
-/// them would end the process (SIGHUP's default action).
-fn forward_signals(
-    tx: tokio::sync::mpsc::Sender<Signal>,
-) -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        let mut stopping = false;
-        loop {
-            let sig = tokio::select! {
-                _ = hup.recv() => Signal::Reload,
-                _ = term.recv() => Signal::Graceful,
-                _ = int.recv() => Signal::Graceful,
-            };
-            let sig = match sig {
-                Signal::Graceful if stopping => Signal::Immediate,
-                Signal::Graceful => {
-                    stopping = true;
-                    Signal::Graceful
-                }
-                other => other,
-            };
-            if tx.send(sig).await.is_err() {
-                return;
-            }
-        }
-    })
+    Ok(authmilter::server::serve(config, loader)?)
 }
 
 fn load_config(common: &Common) -> Result<Config> {

@@ -3,20 +3,24 @@
 //! [`Current`], the snapshot in force, which a reload swaps. The milter, SMTP and HTTP doors
 //! and the periodic jobs read these; `server.rs` only starts and stops things.
 
+use crate::auth::arc_canon::NotSealed;
 use crate::auth::budget::Budget;
 use crate::auth::{Connection, Transaction, Verifier};
 use crate::bimi::Bimi;
+use crate::check::metrics::Metrics;
 use crate::check::{add_bimi, conclude, seal_inbound, Decision};
 use crate::config::{Config, SealMode};
-use crate::metrics::Metrics;
 use crate::policy::{Action, Policy};
 use crate::report::failure::{FailureCase, FailureReports};
-use crate::report::inbox::Inbox;
-use crate::sign::seal::{NotSealed, Sealer};
+use crate::report::inbox::{is_report_address, Inbox};
+use crate::sign::seal::Sealer;
 use crate::sign::Signer;
-use crate::smtp::setup::SmtpService;
 use crate::store::{Envelope, Journal, Record, Transport};
+use smtp_service::SmtpService;
 use std::sync::{Arc, RwLock};
+
+pub mod smtp_service;
+pub mod tls;
 
 /// What a session needs, fixed for its lifetime.
 pub struct Snapshot {
@@ -50,7 +54,7 @@ impl Snapshot {
         };
         let signer = Signer::new(&config.signing).map_err(|e| e.to_string())?;
         let sealer = Sealer::new(&config.arc_seal).map_err(|e| e.to_string())?;
-        let smtp = crate::smtp::setup::service(&config)?.map(Arc::new);
+        let smtp = smtp_service::service(&config)?.map(Arc::new);
         let config = Arc::new(config);
         let verifier = Verifier::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
         let bimi = Bimi::new(&config.bimi, Arc::clone(verifier.dns()))
@@ -142,6 +146,13 @@ impl Snapshot {
         decision
     }
 
+    /// Whether an envelope recipient is one of our report addresses (`reports.rua_addresses`):
+    /// the doors count these at end of message and hand such mail over with
+    /// [`Snapshot::hand_over_report`], without knowing the report importer themselves.
+    pub fn is_report_address(&self, rcpt: &str) -> bool {
+        is_report_address(&self.config.reports, rcpt)
+    }
+
     /// A door's end of message for mail with `report_rcpts` of its `rcpts` recipients at
     /// report addresses: the message (as received, `raw`) is handed to the report importer
     /// when its verdict keeps it. Returns true when the door must drop it instead of
@@ -185,7 +196,7 @@ pub type Current = Arc<RwLock<Arc<Snapshot>>>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::ReportIn;
+    use crate::check::metrics::ReportIn;
     use crate::report::inbox::ReportMail;
     use tokio::sync::mpsc;
 

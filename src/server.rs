@@ -1,4 +1,5 @@
-//! `authmilter serve`: listeners, configuration reloads and shutdown.
+//! `authmilter serve`: listeners, signals, configuration reloads and shutdown. [`serve`] is
+//! the command once `main` has built its configuration.
 //!
 //! Each connection takes the current [`Snapshot`] (configuration, resolver, policy; defined
 //! in [`crate::runtime`], below the transports) when it starts and keeps it to the end, so a
@@ -12,8 +13,8 @@
 //! [`Journal`] and report [`Inbox`], so recording survives reloads and the metrics keep
 //! counting.
 
-use crate::config::ListenAddr;
-use crate::metrics::Metrics;
+use crate::check::metrics::Metrics;
+use crate::config::{Config, ListenAddr};
 use crate::milter::listener::serve_connection;
 use crate::report::failure;
 use crate::report::inbox::{spawn_importer, Importer, Inbox};
@@ -83,6 +84,161 @@ pub struct Services {
     pub http: Option<TcpListener>,
     /// The SMTP front end's bound listeners, each with its role (empty: milter only).
     pub smtp: Vec<crate::smtp::listener::SmtpListener>,
+}
+
+/// `authmilter serve` once its configuration is built: checks that the configured store
+/// opens, binds the listeners, installs the signal handlers and serves until stopped.
+/// `loader` builds the configuration again on each reload.
+pub fn serve(config: Config, loader: Loader) -> Result<(), ServeError> {
+    let snapshot = Snapshot::new(config.clone()).map_err(ServeError::msg)?;
+    // A configured store that cannot be opened (permissions, a newer schema) is a
+    // configuration error: refuse to start rather than run without the records the operator
+    // asked for. (Once running, a store failure never stops mail; it is logged and counted.)
+    // A PostgreSQL database that cannot be reached may instead be waited for
+    // (`on_unavailable = "buffer"`): the writer connects in the background.
+    if let Some(location) = config.store.location() {
+        match crate::store::Store::connect(&location) {
+            Ok(_) => {}
+            Err(e)
+                if e.is_connection()
+                    && config.store.on_unavailable == crate::config::OnUnavailable::Buffer =>
+            {
+                tracing::warn!(error = %e, "verdict store unreachable; starting anyway (on_unavailable = \"buffer\")");
+            }
+            Err(e) => {
+                let hint = if e.is_connection() {
+                    " (or set [store] on_unavailable = \"buffer\" to start and wait for it)"
+                } else {
+                    ""
+                };
+                return Err(ServeError::new(
+                    format!("verdict store {location}{hint}"),
+                    e,
+                ));
+            }
+        }
+    }
+    // The spool (PostgreSQL only) must open now too: without it an outage loses verdicts.
+    if let (Some(path), Some(_)) = (&config.store.spool_path, &config.store.url) {
+        crate::store::Spool::open(path, config.store.spool_max_bytes)
+            .map_err(|e| ServeError::new("store.spool_path", e))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::new("starting the async runtime", e))?;
+    let served = runtime.block_on(async move {
+        let listener = MilterListener::bind(&config.milter.listen, config.milter.socket_mode)
+            .await
+            .map_err(|e| ServeError::new(format!("cannot listen on {}", config.milter.listen), e))?;
+        tracing::info!(milter = %listener.local_addr(), authserv_id = %config.authserv_id, "listening");
+        let http = match config.http.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServeError::new(format!("cannot listen on {addr} (HTTP API)"), e))?,
+            ),
+            None => None,
+        };
+        let mut smtp = Vec::new();
+        for endpoint in config.smtp.all_listeners() {
+            let addr = endpoint.address;
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServeError::new(format!("cannot listen on {addr} (SMTP)"), e))?;
+            let role = format!("{:?}", endpoint.role).to_ascii_lowercase();
+            let tls = format!("{:?}", endpoint.tls).to_ascii_lowercase();
+            match &config.smtp.delivery {
+                crate::config::Delivery::Relay(to) => {
+                    tracing::info!(smtp = %addr, %role, %tls, relay = %to, "SMTP front end listening")
+                }
+                crate::config::Delivery::Maildir(dir) => {
+                    tracing::info!(smtp = %addr, %role, %tls, maildir = %dir.display(), "SMTP front end listening")
+                }
+            }
+            smtp.push(crate::smtp::listener::SmtpListener { tcp, config: endpoint });
+        }
+        let mx = config.smtp.all_listeners().iter().any(|l| l.role == crate::config::Role::Mx);
+        if mx && config.smtp.local_domains.is_empty() {
+            tracing::warn!("no smtp.local_domains: only trusted clients can send mail through SMTP");
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(forward_signals(tx));
+        run_with(snapshot, loader, listener, rx, Services { http, smtp }).await;
+        Ok(())
+    });
+    // The stop is bounded in the server; a store call still stuck on the blocking pool (a
+    // database that does not answer) would hold the runtime's drop without end: leave it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    served
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop gracefully, a second one stops at once. The
+/// handlers are installed when this is called, not when the returned task first runs, so a
+/// signal sent as soon as READY=1 is out is never lost to its default action (a SIGHUP would
+/// end the process).
+fn forward_signals(
+    tx: tokio::sync::mpsc::Sender<Signal>,
+) -> impl std::future::Future<Output = ()> + Send {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handlers = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        let mut stopping = false;
+        loop {
+            let sig = tokio::select! {
+                _ = hup.recv() => Signal::Reload,
+                _ = term.recv() => Signal::Graceful,
+                _ = int.recv() => Signal::Graceful,
+            };
+            let sig = match sig {
+                Signal::Graceful if stopping => Signal::Immediate,
+                Signal::Graceful => {
+                    stopping = true;
+                    Signal::Graceful
+                }
+                other => other,
+            };
+            if tx.send(sig).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Why `serve` could not start: what it was doing, and the error that stopped it.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct ServeError {
+    context: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ServeError {
+    fn new(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ServeError {
+        ServeError {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    fn msg(message: String) -> ServeError {
+        ServeError {
+            context: message,
+            source: None,
+        }
+    }
 }
 
 /// Serves milter connections until told to stop.

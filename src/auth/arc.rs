@@ -5,7 +5,8 @@
 //! tag, `a=rsa-sha1` or no `a=`, an AMS that signs ARC-Seal) and reports a set with no AMS as
 //! "no chain". Those are checked here first: any of them makes the chain fail (§5.2).
 
-use super::{arc_chain, ArcOutcome, AuthResult};
+use super::arc_chain;
+use super::outcome::{ArcOutcome, AuthResult};
 use crate::dns::Dns;
 use mail_auth::{AuthenticatedMessage, DkimResult};
 

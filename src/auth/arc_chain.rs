@@ -6,19 +6,15 @@
 //! - it validates only the newest AMS; §5.2 step 7's `oldest-pass` needs the older ones.
 //!
 //! Keys come through the same resolver and caches as every other lookup; signatures are
-//! checked with mail-auth's ring-backed verifying key; canonicalization is the sealer's.
+//! checked with mail-auth's ring-backed verifying key; the bytes signed come from
+//! [`super::arc_canon`], which the sealer signs over too.
 
+use super::arc_canon::{ams_signed_data_as, arc_kind, body_hash_as, instance, seal_signed_data};
+use super::arc_canon::{tag, ChainState, Field, ARC_FIELDS};
+use super::base64::base64_decode;
 use crate::dns::Dns;
-use crate::sign::seal::{ams_signed_data_as, body_hash_as, instance, seal_signed_data};
-use crate::sign::seal::{ChainState, Field};
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::common::verify::DomainKey;
-
-const KINDS: [&str; 3] = [
-    "ARC-Authentication-Results",
-    "ARC-Message-Signature",
-    "ARC-Seal",
-];
 
 /// The ARC fields of a message by instance: `sets[i - 1] = [AAR, AMS, AS]`.
 struct Sets<'a> {
@@ -30,10 +26,7 @@ impl<'a> Sets<'a> {
     fn collect(fields: &[Field<'a>]) -> Result<Sets<'a>, String> {
         let mut found: Vec<[Option<Field<'a>>; 3]> = Vec::new();
         for &(name, value) in fields {
-            let Some(kind) = KINDS
-                .iter()
-                .position(|k| name.trim_ascii().eq_ignore_ascii_case(k.as_bytes()))
-            else {
+            let Some(kind) = arc_kind(name) else {
                 continue;
             };
             let i = instance(value).ok_or("an ARC field has no valid i= tag")? as usize;
@@ -44,7 +37,7 @@ impl<'a> Sets<'a> {
                 found.resize(i, [None, None, None]);
             }
             if found[i - 1][kind].replace((name, value)).is_some() {
-                return Err(format!("two {} fields with i={i}", KINDS[kind]));
+                return Err(format!("two {} fields with i={i}", ARC_FIELDS[kind]));
             }
         }
         let mut sets = Vec::with_capacity(found.len());
@@ -129,9 +122,7 @@ async fn verify_ams(
         Some(l) => Some(l.parse::<usize>().map_err(|_| "bad l= tag")?),
         None => None,
     };
-    if crate::sign::der::base64_decode(bh.as_bytes()).as_deref()
-        != Some(body_hash_as(body, cb, length).as_slice())
-    {
+    if base64_decode(bh.as_bytes()).as_deref() != Some(body_hash_as(body, cb, length).as_slice()) {
         return Err("AMS body hash mismatch".into());
     }
     let h: Vec<String> = tag(ams, "h")
@@ -161,19 +152,10 @@ async fn verify(dns: &Dns, field: &[u8], data: &[u8], b: &[u8]) -> Result<(), St
     if key.p.public_key_bits() < 1024 {
         return Err("key shorter than 1024 bits".into());
     }
-    let signature = crate::sign::der::base64_decode(b).ok_or("b= is not base64")?;
+    let signature = base64_decode(b).ok_or("b= is not base64")?;
     key.p
         .verify_bytes(data, &signature, Algorithm::RsaSha256)
         .map_err(|_| "signature verification failed".to_string())
-}
-
-/// The value of a tag (white space removed), if present.
-fn tag(value: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(value);
-    text.split(';').find_map(|t| {
-        let (n, v) = t.split_once('=')?;
-        (n.trim() == name).then(|| v.chars().filter(|c| !c.is_whitespace()).collect())
-    })
 }
 
 /// The field with its `b=` value removed (RFC 6376 §3.7; the rest byte for byte), and the

@@ -128,9 +128,6 @@ impl Drop for Charge {
     }
 }
 
-/// The default budget (a configuration default, so defined with the others).
-pub use crate::config::default_max_inflight_bytes;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +151,6 @@ mod tests {
         assert_eq!((budget.used(), a.held()), (0, 0));
         budget.set_max(5);
         assert!(!a.grow(6));
-        assert!(default_max_inflight_bytes() >= 1 << 20);
+        assert!(crate::config::default_max_inflight_bytes() >= 1 << 20);
     }
 }

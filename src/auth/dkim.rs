@@ -16,7 +16,7 @@
 use super::dkim_fields::{self, Check, Field};
 use super::dkim_key::{self, KeyCache};
 use super::message::b_tag_prefix;
-use super::{AuthResult, DkimOutcome};
+use super::outcome::{AuthResult, DkimOutcome};
 use crate::dns::Dns;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::{Canonicalization, DkimError, Signature};

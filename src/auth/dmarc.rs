@@ -5,7 +5,7 @@
 //! messages as `none` with a reason and let the policy decide (reject by default), so they can
 //! never pass.
 
-use super::{AuthResult, DmarcOutcome, FromInfo, Published, SpfOutcome};
+use super::outcome::{AuthResult, DmarcOutcome, FromInfo, Published, SpfOutcome};
 use crate::dns::Dns;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Alignment, Dmarc, Policy, Report};

@@ -1,7 +1,7 @@
 //! Header fields the filter adds: RFC 8601 `Authentication-Results` and RFC 7208 §9.1
 //! `Received-SPF`. Values are returned without the field name, folded with CRLF + TAB.
 
-use super::{AuthResult, Outcome, SpfCheck};
+use super::outcome::{AuthResult, Outcome, SpfCheck};
 use std::net::IpAddr;
 
 const FOLD_WIDTH: usize = 76;

@@ -1,7 +1,7 @@
 //! Reading what the core needs from the raw message: header fields, the From field(s),
 //! Authentication-Results fields that claim our authserv-id.
 
-use super::FromInfo;
+use super::outcome::FromInfo;
 use mail_auth::AuthenticatedMessage;
 
 /// The From field(s) as mail-auth parsed them, plus how many fields there were (mail-auth

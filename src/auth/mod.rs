@@ -6,7 +6,9 @@
 //! [`headers`] renders Authentication-Results. No I/O here beyond DNS.
 
 pub(crate) mod arc;
+pub mod arc_canon;
 mod arc_chain;
+pub mod base64;
 pub mod budget;
 mod dkim;
 mod dkim_fields;
@@ -20,7 +22,7 @@ pub(crate) mod spf_record;
 mod transaction;
 
 pub use outcome::{
-    ArcOutcome, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, Published,
+    ArcOutcome, AuthResult, DkimOutcome, DmarcOutcome, FromInfo, IprevOutcome, Outcome, Published,
     ResourceLimit, SpfCheck, SpfOutcome,
 };
 pub use transaction::{normalize_mail_from, Connection, Transaction, Transport, Verifier};
@@ -36,39 +38,3 @@ pub fn claimed_results(raw: &[u8], authserv_id: &str) -> Vec<usize> {
 
 /// Shared with the signer, which works around the same mail-auth defect (DESIGN.md item 1).
 pub(crate) use dkim::trim_trailing_blank_lines;
-
-use serde::Serialize;
-use std::fmt;
-
-/// An RFC 8601 result token, shared by all methods (each uses a subset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthResult {
-    Pass,
-    Fail,
-    Softfail,
-    Neutral,
-    None,
-    Temperror,
-    Permerror,
-}
-
-impl AuthResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthResult::Pass => "pass",
-            AuthResult::Fail => "fail",
-            AuthResult::Softfail => "softfail",
-            AuthResult::Neutral => "neutral",
-            AuthResult::None => "none",
-            AuthResult::Temperror => "temperror",
-            AuthResult::Permerror => "permerror",
-        }
-    }
-}
-
-impl fmt::Display for AuthResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}

@@ -5,29 +5,27 @@
 //! parser and macro expander are too lenient in places and wrong in others, so our
 //! `spf_record` module replaces them. This module runs the algorithm: record
 //! selection, the ten DNS-term limit, the void-lookup limit, the per-mechanism address-record
-//! limits, include and redirect, macro expansion and `exp=`.
+//! limits, include and redirect, macro expansion and `exp=`; [`lookup`] fetches records and
+//! classifies each DNS answer as SPF counts it (answer, void, error).
 
+use super::outcome::AuthResult;
 use super::spf_record::{
     Letter, MacroContext, MacroString, MacroVars, Mechanism, Qualifier, Record,
 };
-use super::AuthResult;
-use crate::dns::empty_rdata::{self, is_empty_rdata_error};
-use crate::dns::stats::{Ending, QueryType, STATS};
-use crate::dns::{Dns, TtlCache};
-use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
-use mail_auth::hickory_resolver::proto::op::ResponseCode;
+use crate::dns::Dns;
+use lookup::{dns_name, Lookup, SpfDns, SpfRecord, MAX_ADDRESS_LOOKUPS};
 use mail_auth::hickory_resolver::proto::rr::{Name, RData, RecordType};
-use mail_auth::ResolverCache;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+mod lookup;
+
+pub(crate) use lookup::SpfCache;
 
 /// RFC 7208 §4.6.4: at most 10 terms that cause DNS queries.
 const MAX_DNS_TERMS: u32 = 10;
 /// RFC 7208 §4.6.4: more than two void lookups is a permerror.
 const MAX_VOID_LOOKUPS: u32 = 2;
-/// RFC 7208 §4.6.4: address records looked up per `mx` or `ptr` term.
-const MAX_ADDRESS_LOOKUPS: usize = 10;
 
 /// The result of one `check_host()` evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,42 +60,9 @@ pub struct SpfQuery<'a> {
     pub receiver: &'a str,
 }
 
-/// What fetching a domain's SPF record gave (cached, since every message asks again).
-#[derive(Clone)]
-pub(crate) enum SpfRecord {
-    Found(Arc<Record>),
-    /// No `v=spf1` record (or NXDOMAIN).
-    NotFound,
-    /// Several `v=spf1` records (§4.5).
-    Multiple,
-    /// A `v=spf1` record that does not parse (§4.6).
-    Invalid,
-}
-
-/// Outcome of an address or name lookup as SPF needs it: an answer, a void (§4.6.4), or an error.
-enum Lookup<T> {
-    Answer(T),
-    Void,
-    Error,
-}
-
-impl<T> Lookup<T> {
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
-        match self {
-            Lookup::Answer(t) => Lookup::Answer(f(t)),
-            Lookup::Void => Lookup::Void,
-            Lookup::Error => Lookup::Error,
-        }
-    }
-}
-
-/// Selected SPF records by domain name, kept for their answers' TTLs. The SPF side owns it
-/// (the [`super::Verifier`] holds one beside its resolver), so the DNS layer knows no SPF.
-pub(crate) type SpfCache = TtlCache<Box<str>, SpfRecord>;
-
 struct Evaluator<'a> {
-    dns: &'a Dns,
-    cache: &'a SpfCache,
+    /// The lookups, classified as SPF counts them.
+    dns: SpfDns<'a>,
     ip: IpAddr,
     sender: &'a str,
     local: &'a str,
@@ -119,11 +84,11 @@ pub(crate) async fn check_host(dns: &Dns, cache: &SpfCache, query: SpfQuery<'_>)
         Some(parts) => parts,
         None => ("postmaster", query.sender),
     };
+    // §5: an IPv4-mapped IPv6 client is an IPv4 client (ip4, A records, in-addr macros).
+    let ip = query.ip.to_canonical();
     let mut eval = Evaluator {
-        dns,
-        cache,
-        // §5: an IPv4-mapped IPv6 client is an IPv4 client (ip4, A records, in-addr macros).
-        ip: query.ip.to_canonical(),
+        dns: SpfDns { dns, cache, ip },
+        ip,
         sender: query.sender,
         local,
         sender_domain,
@@ -169,7 +134,7 @@ impl Evaluator<'_> {
                     "include/redirect nesting too deep",
                 );
             }
-            let record = match self.record(domain).await {
+            let record = match self.dns.record(domain).await {
                 Ok(SpfRecord::Found(r)) => r,
                 Ok(SpfRecord::NotFound) => {
                     return SpfEvaluation::new(
@@ -275,7 +240,7 @@ impl Evaluator<'_> {
             Mechanism::A { domain: spec, cidr } => {
                 self.count_dns_term()?;
                 let target = self.target_or(spec.as_ref(), domain).await;
-                match self.addresses(dns_name(&target)).await {
+                match self.dns.addresses(dns_name(&target)).await {
                     Lookup::Answer(addrs) => Ok(addrs.iter().any(|a| cidr.contains(*a, self.ip))),
                     Lookup::Void => self.count_void().map(|_| false),
                     Lookup::Error => Err(temperror(&target)),
@@ -284,7 +249,7 @@ impl Evaluator<'_> {
             Mechanism::Mx { domain: spec, cidr } => {
                 self.count_dns_term()?;
                 let target = self.target_or(spec.as_ref(), domain).await;
-                let exchanges = match self.mx(dns_name(&target)).await {
+                let exchanges = match self.dns.mx(dns_name(&target)).await {
                     Lookup::Answer(x) => x,
                     Lookup::Void => return self.count_void().map(|_| false),
                     Lookup::Error => return Err(temperror(&target)),
@@ -297,7 +262,7 @@ impl Evaluator<'_> {
                 }
                 // A null MX (RFC 7505, exchange ".") names no host to look up.
                 for exchange in exchanges.into_iter().filter(|x| !x.is_root()) {
-                    match self.addresses(Some(exchange.clone())).await {
+                    match self.dns.addresses(Some(exchange.clone())).await {
                         Lookup::Answer(addrs) => {
                             if addrs.iter().any(|a| cidr.contains(*a, self.ip)) {
                                 return Ok(true);
@@ -312,7 +277,7 @@ impl Evaluator<'_> {
             Mechanism::Ptr(spec) => {
                 self.count_dns_term()?;
                 let target = self.target_or(spec.as_ref(), domain).await;
-                let names = match self.ptr_names().await {
+                let names = match self.dns.ptr_names().await {
                     Lookup::Answer(names) => names,
                     Lookup::Void => return self.count_void().map(|_| false),
                     // §5.5: a DNS error on the PTR lookup means no match.
@@ -323,7 +288,7 @@ impl Evaluator<'_> {
                 };
                 // Only names within the target can match, so only they need validating.
                 for name in names.iter().filter(|n| target.zone_of(n)) {
-                    if self.resolves_to_client(name).await {
+                    if self.dns.resolves_to_client(name).await {
                         return Ok(true);
                     }
                 }
@@ -349,7 +314,7 @@ impl Evaluator<'_> {
                 self.count_dns_term()?;
                 let target = self.expand(spec, domain, true).await;
                 // §5.7: always an A query, whatever the client's address family.
-                match self.query(dns_name(&target), RecordType::A).await {
+                match self.dns.query(dns_name(&target), RecordType::A).await {
                     Lookup::Answer(_) => Ok(true),
                     Lookup::Void => self.count_void().map(|_| false),
                     Lookup::Error => Err(temperror(&target)),
@@ -391,161 +356,15 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Fetches and selects the domain's SPF record (§4.4, §4.5).
-    async fn record(&self, domain: &str) -> Result<SpfRecord, String> {
-        let key: Box<str> = fqdn(domain).into();
-        if let Some(hit) = self.cache.get(&key) {
-            STATS.cache_hit();
-            return Ok(hit);
-        }
-        let Some(name) = dns_name(&key) else {
-            return Ok(SpfRecord::NotFound);
-        };
-        let started = Instant::now();
-        let lookup = self
-            .dns
-            .authenticator()
-            .resolver()
-            .txt_lookup(name.clone())
-            .await;
-        STATS.observe(QueryType::Txt, started, ending(&lookup));
-        let lookup = match lookup {
-            Ok(l) => l,
-            // RFC 7208 §4.5 (suite "null-text", §3.3): a TXT record with empty RDATA beside
-            // the SPF record makes hickory refuse the answer; ask again tolerating it.
-            Err(e) if is_empty_rdata_error(&e) => {
-                let answer =
-                    empty_rdata::query(&self.dns.servers, &name, RecordType::TXT, self.dns.timeout)
-                        .await
-                        .map_err(|why| format!("{e} (and again: {why})"))?;
-                return match answer.code {
-                    ResponseCode::NoError | ResponseCode::NXDomain => {
-                        Ok(select(answer.records.iter().map(|r| &r.data)))
-                    }
-                    code => Err(format!("{e} (and again: {code})")),
-                };
-            }
-            Err(e) if is_void(&e) => {
-                // Cache the absence too: most HELO names publish no SPF, and every message
-                // from such a client would otherwise ask again (RFC 2308 negative TTL).
-                if let Some(ttl) = negative_ttl(&e) {
-                    let until =
-                        std::time::Instant::now() + std::time::Duration::from_secs(ttl.into());
-                    self.cache.insert(key, SpfRecord::NotFound, until);
-                }
-                return Ok(SpfRecord::NotFound);
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        let record = select(lookup.answers().iter().map(|r| &r.data));
-        self.cache.insert(key, record.clone(), lookup.valid_until());
-        Ok(record)
-    }
-
-    /// Records of type `rtype` at `name`. Goes to the resolver with a name built from raw
-    /// labels: domain-specs may hold any visible character (`foo:bar/baz.example.com`, or
-    /// spaces from `%_`), which DNS carries but a host-name parser refuses.
-    async fn query(&self, name: Option<Name>, rtype: RecordType) -> Lookup<Vec<RData>> {
-        // A name that cannot be put on the wire (empty or over-long label) cannot exist.
-        let Some(name) = name else {
-            return Lookup::Void;
-        };
-        let started = Instant::now();
-        let lookup = self
-            .dns
-            .authenticator()
-            .resolver()
-            .lookup(name, rtype)
-            .await;
-        let qtype = match rtype {
-            RecordType::A => QueryType::A,
-            RecordType::AAAA => QueryType::Aaaa,
-            RecordType::MX => QueryType::Mx,
-            RecordType::PTR => QueryType::Ptr,
-            _ => QueryType::Txt,
-        };
-        STATS.observe(qtype, started, ending(&lookup));
-        match lookup {
-            Ok(lookup) => {
-                let data: Vec<RData> = lookup
-                    .answers()
-                    .iter()
-                    .filter(|r| r.record_type() == rtype)
-                    .map(|r| r.data.clone())
-                    .collect();
-                if data.is_empty() {
-                    Lookup::Void
-                } else {
-                    Lookup::Answer(data)
-                }
-            }
-            Err(e) if is_void(&e) => Lookup::Void,
-            Err(_) => Lookup::Error,
-        }
-    }
-
-    /// A or AAAA records of `name`, as the client's address family needs (§5.3).
-    async fn addresses(&self, name: Option<Name>) -> Lookup<Vec<IpAddr>> {
-        let rtype = match self.ip {
-            IpAddr::V4(_) => RecordType::A,
-            IpAddr::V6(_) => RecordType::AAAA,
-        };
-        self.query(name, rtype).await.map(|data| {
-            data.into_iter()
-                .filter_map(|d| match d {
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
-                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                    _ => None,
-                })
-                .collect()
-        })
-    }
-
-    /// MX exchanges of `name`, most preferred first.
-    async fn mx(&self, name: Option<Name>) -> Lookup<Vec<Name>> {
-        self.query(name, RecordType::MX).await.map(|data| {
-            let mut mx: Vec<_> = data
-                .into_iter()
-                .filter_map(|d| match d {
-                    RData::MX(mx) => Some((mx.preference, mx.exchange)),
-                    _ => None,
-                })
-                .collect();
-            mx.sort_by_key(|(preference, _)| *preference);
-            mx.into_iter().map(|(_, exchange)| exchange).collect()
-        })
-    }
-
-    /// The client's PTR names (§5.5), at most the first ten.
-    async fn ptr_names(&self) -> Lookup<Vec<Name>> {
-        self.query(Some(Name::from(self.ip)), RecordType::PTR)
-            .await
-            .map(|data| {
-                data.into_iter()
-                    .filter_map(|d| match d {
-                        RData::PTR(ptr) => Some(ptr.0),
-                        _ => None,
-                    })
-                    .take(MAX_ADDRESS_LOOKUPS)
-                    .collect()
-            })
-    }
-
-    /// Does `name` have an address record that is the client's?
-    async fn resolves_to_client(&self, name: &Name) -> bool {
-        matches!(self.addresses(Some(name.clone())).await,
-            Lookup::Answer(addrs) if addrs.contains(&self.ip))
-    }
-
     /// Looks up, once, the client's PTR names that resolve back to it (§5.5), for `%{p}`.
     async fn validate_ptr(&mut self) {
         if self.validated.is_some() {
             return;
         }
         let mut validated = Vec::new();
-        if let Lookup::Answer(names) = self.ptr_names().await {
+        if let Lookup::Answer(names) = self.dns.ptr_names().await {
             for name in names {
-                if self.resolves_to_client(&name).await {
+                if self.dns.resolves_to_client(&name).await {
                     validated.push(name);
                 }
             }
@@ -579,7 +398,8 @@ impl Evaluator<'_> {
         let exp = record.exp.as_ref()?;
         let target = self.expand(exp, domain, true).await;
         // §6.2: exactly one TXT record, or no explanation.
-        let Lookup::Answer(records) = self.query(dns_name(&target), RecordType::TXT).await else {
+        let Lookup::Answer(records) = self.dns.query(dns_name(&target), RecordType::TXT).await
+        else {
             return None;
         };
         let [RData::TXT(txt)] = records.as_slice() else {
@@ -594,31 +414,6 @@ impl Evaluator<'_> {
     }
 }
 
-/// RFC 7208 §4.5: a record starts with exactly `v=spf1`, followed by a space or its end.
-fn is_spf_record(text: &[u8]) -> bool {
-    text.len() >= 6
-        && text[..6].eq_ignore_ascii_case(b"v=spf1")
-        && (text.len() == 6 || text[6] == b' ')
-}
-
-/// The DNS name for `text`, label by label as raw octets; `None` if it has an empty label or
-/// one over 63 octets, or is too long.
-fn dns_name(text: &str) -> Option<Name> {
-    let text = text.strip_suffix('.').unwrap_or(text);
-    if text.is_empty() {
-        return None;
-    }
-    Name::from_labels(text.split('.').map(str::as_bytes)).ok()
-}
-
-fn fqdn(domain: &str) -> String {
-    let mut d = domain.to_ascii_lowercase();
-    if !d.ends_with('.') {
-        d.push('.');
-    }
-    d
-}
-
 fn temperror(name: &str) -> SpfEvaluation {
     SpfEvaluation::new(
         AuthResult::Temperror,
@@ -626,61 +421,9 @@ fn temperror(name: &str) -> SpfEvaluation {
     )
 }
 
-/// NXDOMAIN and "no records of this type" are void lookups; everything else is an error.
-/// The negative-caching TTL of a void answer, when the server sent an SOA with it.
-fn negative_ttl(e: &NetError) -> Option<u32> {
-    match e {
-        NetError::Dns(HickoryDnsError::NoRecordsFound(nr)) => nr.negative_ttl,
-        _ => None,
-    }
-}
-
-/// How a resolver lookup ended, for the DNS metrics.
-fn ending<T>(result: &Result<T, NetError>) -> Ending {
-    match result {
-        Ok(_) => Ending::Answer,
-        Err(e) if is_void(e) => Ending::NoRecords,
-        Err(NetError::Dns(HickoryDnsError::NoRecordsFound(_))) => Ending::ServerFailure,
-        Err(e) => Ending::of_error_text(&e.to_string()),
-    }
-}
-
-/// The SPF record among a name's TXT records (§4.5): exactly one starting `v=spf1`.
-fn select<'a>(data: impl Iterator<Item = &'a RData>) -> SpfRecord {
-    let mut spf_records = data.filter_map(|d| match d {
-        RData::TXT(txt) => {
-            let joined: Vec<u8> = txt.txt_data.iter().flatten().copied().collect();
-            is_spf_record(&joined).then_some(joined)
-        }
-        _ => None,
-    });
-    match (spf_records.next(), spf_records.next()) {
-        (None, _) => SpfRecord::NotFound,
-        (Some(_), Some(_)) => SpfRecord::Multiple,
-        (Some(text), None) => match Record::parse(&text) {
-            Ok(spf) => SpfRecord::Found(Arc::new(spf)),
-            Err(_) => SpfRecord::Invalid,
-        },
-    }
-}
-
-fn is_void(e: &NetError) -> bool {
-    matches!(e, NetError::Dns(HickoryDnsError::NoRecordsFound(nr))
-        if matches!(nr.response_code.into(), 0u16 | 3u16))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_selection_is_exact() {
-        assert!(is_spf_record(b"v=spf1 -all"));
-        assert!(is_spf_record(b"V=SPF1"));
-        assert!(!is_spf_record(b"v=spf10 -all"));
-        assert!(!is_spf_record(b"v=spf1-all"));
-        assert!(!is_spf_record(b"spf2.0/pra"));
-    }
 
     #[test]
     fn domain_validity() {

@@ -7,29 +7,14 @@
 //! §4.6 makes any syntax error anywhere in the record a permerror, so a record is parsed
 //! whole before any of it is evaluated.
 
+mod error;
 mod macros;
 
+pub(crate) use error::SyntaxError;
 pub(crate) use macros::{Letter, MacroContext, MacroString, MacroVars};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-/// Why a record (or an explanation) does not parse.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SyntaxError(String);
-
-impl SyntaxError {
-    fn new(message: impl Into<String>) -> Self {
-        SyntaxError(message.into())
-    }
-}
-
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A parsed SPF record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,11 @@
 use super::budget::{Budget, Charge};
 use super::dkim_key::KeyCache;
 use super::message::{forged_ar, from_info};
-use super::spf::{check_host, is_valid_domain, SpfCache, SpfQuery};
-use super::{
-    arc, dkim, dmarc, ArcOutcome, AuthResult, IprevOutcome, Outcome, ResourceLimit, SpfCheck,
-    SpfOutcome,
+use super::outcome::{
+    ArcOutcome, AuthResult, IprevOutcome, Outcome, ResourceLimit, SpfCheck, SpfOutcome,
 };
+use super::spf::{check_host, is_valid_domain, SpfCache, SpfQuery};
+use super::{arc, dkim, dmarc};
 use crate::config::Config;
 use crate::dns::{Dns, DnsSetupError};
 use mail_auth::{AuthenticatedMessage, IprevResult};

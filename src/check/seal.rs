@@ -4,11 +4,12 @@
 
 use super::decision::{Decision, Edits};
 use super::outbound::{sign_outbound, Outbound};
+use crate::auth::arc_canon::{ChainState, Field, NotSealed};
 use crate::auth::headers::authentication_results;
 use crate::auth::{Connection, Outcome, Transaction, Verifier};
 use crate::config::SealMode;
 use crate::policy::Action;
-use crate::sign::seal::{split_message, ChainState, Field, NotSealed, Sealer};
+use crate::sign::seal::{split_message, Sealer};
 use crate::sign::Signer;
 
 /// Adds our ARC set on top of the edits of an inbound message we pass on (RFC 8617 §5.1),
@@ -35,7 +36,7 @@ pub fn seal_inbound(
     };
     let results = results.to_string();
     let set = seal_fields(sealer, &decision.edits, raw, &results, o)?;
-    let instance = crate::sign::seal::instance(set[0].1.as_bytes());
+    let instance = crate::auth::arc_canon::instance(set[0].1.as_bytes());
     decision
         .edits
         .add
@@ -58,24 +59,10 @@ fn seal_fields(
         .iter()
         .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
         .collect();
-    let mut seen: Vec<(&[u8], usize)> = Vec::new();
-    for (name, value) in &original {
-        let count = match seen.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            Some((_, c)) => {
-                *c += 1;
-                *c
-            }
-            None => {
-                seen.push((name, 1));
-                1
-            }
-        };
-        let removed = edits
-            .remove
-            .iter()
-            .any(|(n, i)| *i == count && n.as_bytes().eq_ignore_ascii_case(name));
+    let removed = removed_fields(&original, edits);
+    for (field, removed) in original.iter().zip(removed) {
         if !removed {
-            fields.push((name, value));
+            fields.push(*field);
         }
     }
     sealer.seal(&fields, body, results, chain, unix_now())
@@ -90,26 +77,12 @@ pub fn apply_edits(raw: &[u8], edits: &Edits) -> Vec<u8> {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     let header_end = raw.len() - body.len();
-    let mut seen: Vec<(&[u8], usize)> = Vec::new();
+    let removed = removed_fields(&original, edits);
     let mut end_of_fields = 0;
-    for (name, value) in &original {
+    for ((name, value), removed) in original.iter().zip(removed) {
         let start = name.as_ptr() as usize - raw.as_ptr() as usize;
         let end = value.as_ptr() as usize - raw.as_ptr() as usize + value.len();
         end_of_fields = end;
-        let count = match seen.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            Some((_, c)) => {
-                *c += 1;
-                *c
-            }
-            None => {
-                seen.push((name, 1));
-                1
-            }
-        };
-        let removed = edits
-            .remove
-            .iter()
-            .any(|(n, i)| *i == count && n.as_bytes().eq_ignore_ascii_case(name));
         if !removed {
             out.extend_from_slice(&raw[start..end]);
         }
@@ -117,6 +90,31 @@ pub fn apply_edits(raw: &[u8], edits: &Edits) -> Vec<u8> {
     // The empty line (or whatever ended the header) and the body.
     out.extend_from_slice(&raw[end_of_fields.min(header_end)..]);
     out
+}
+
+/// For each header field, whether `edits` remove it: removals name a field and its 1-based
+/// index among the fields of that name.
+fn removed_fields(fields: &[Field<'_>], edits: &Edits) -> Vec<bool> {
+    let mut seen: Vec<(&[u8], usize)> = Vec::new();
+    fields
+        .iter()
+        .map(|(name, _)| {
+            let count = match seen.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                Some((_, c)) => {
+                    *c += 1;
+                    *c
+                }
+                None => {
+                    seen.push((name, 1));
+                    1
+                }
+            };
+            edits
+                .remove
+                .iter()
+                .any(|(n, i)| *i == count && n.as_bytes().eq_ignore_ascii_case(name))
+        })
+        .collect()
 }
 
 fn unix_now() -> u64 {

@@ -5,9 +5,9 @@
 //! through [`super::milter::run`] and [`super::smtp::run`].
 
 use super::milter::{Captured, MilterOptions};
+use super::run::{from_address, to_crlf, Client, Limit, Target, HARD_TIME_LIMIT};
 use super::smtp::SmtpOptions;
 use super::stats::Report;
-use super::{from_address, to_crlf, Client, Limit, Target};
 use clap::{Args, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -252,7 +252,7 @@ fn write_edited(
 fn seconds(s: f64, flag: &str) -> Result<Duration, BenchError> {
     Duration::try_from_secs_f64(s)
         .ok()
-        .filter(|d| *d <= super::HARD_TIME_LIMIT)
+        .filter(|d| *d <= HARD_TIME_LIMIT)
         .ok_or_else(|| BenchError(format!("{flag}: 0 to 3600 seconds")))
 }
 

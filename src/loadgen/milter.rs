@@ -21,9 +21,9 @@
 //! [`Script`]; each message only patches the queue id into the `i` macros, so the generator
 //! spends its CPU on syscalls, not on re-encoding.
 
+use super::run::{Budget, Client, Limit, Pacer, Target, RECONNECT_PAUSE};
 use super::script::{split_message, Negotiated, Script, Stage, POSTFIX_MACROS};
 use super::stats::{Recorder, Report};
-use super::{Budget, Client, Limit, Pacer, Target, RECONNECT_PAUSE};
 use crate::milter::codec::{Decoded, Decoder, Frame};
 use crate::milter::command::Command;
 use crate::milter::consts::*;

@@ -6,7 +6,7 @@
 //! the command they precede. The `i` macro carries a placeholder that
 //! [`Script::set_queue_id`] overwrites in place for every message.
 
-use super::Client;
+use super::run::Client;
 use crate::milter::command::{Command, Family};
 use crate::milter::consts::*;
 

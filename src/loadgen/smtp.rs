@@ -7,8 +7,8 @@
 //! latency is what is measured: with before-queue milters, that is where they run. A refused
 //! message is followed by RSET; the session ends with QUIT.
 
+use super::run::{Budget, Client, Limit, Pacer, RECONNECT_PAUSE};
 use super::stats::{Recorder, Report};
-use super::{Budget, Client, Limit, Pacer, RECONNECT_PAUSE};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! The decision function. Pure: same outcome and policy, same verdict.
 
-use super::{Action, Policy, Verdict};
+use super::file::Policy;
+use super::verdict::{Action, Verdict};
 use crate::auth::{AuthResult, Outcome, SpfOutcome};
 
 /// A rule that fired: the action it asks for and how to say it over SMTP.

@@ -1,6 +1,6 @@
 //! Policy files: TOML, every key optional, unknown keys refused, errors naming file and line.
 
-use super::Action;
+use super::verdict::Action;
 use crate::config::ConfigError;
 use serde::Deserialize;
 use std::collections::BTreeMap;

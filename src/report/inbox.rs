@@ -17,9 +17,9 @@
 
 use super::received::{import, Fate, ImportSettings, Imported};
 use crate::auth::budget::{Budget, Charge};
+use crate::check::metrics::{Metrics, ReportIn};
 use crate::config::{Config, ReportsConfig};
 use crate::dates::now_ms;
-use crate::metrics::{Metrics, ReportIn};
 use crate::store::{Handle, Location, StoreError};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};

@@ -16,8 +16,8 @@ use crate::config::{Config, RelayTls, ReportDelivery};
 use crate::dates::{report_period, DAY_MS};
 use crate::dns::Dns;
 use crate::progress::Progress;
-use crate::smtp::relay::{RelayConfig, RelaySession};
-use crate::smtp::{ClientInfo, MailParams, NextHop};
+use crate::relay::{ClientInfo, MailParams, NextHop};
+use crate::relay::{RelayConfig, RelaySession};
 use crate::store::{SentReport, Store, StoreError};
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
@@ -399,7 +399,7 @@ impl Sender {
             helo: Some(self.helo_name.clone()),
             protocol: "ESMTP".into(),
         };
-        let text = |r: crate::smtp::SmtpReply| format!("{} {}", r.code, r.lines.join(" "));
+        let text = |r: crate::relay::SmtpReply| format!("{} {}", r.code, r.lines.join(" "));
         let result = async {
             hop.mail(&client, &self.reporter.email, &MailParams::default())
                 .await

@@ -1,37 +1,22 @@
 //! Key encodings, through RustCrypto's formats crates: PEM armour (`pem-rfc7468`), the
-//! PKCS#8 / PKCS#1 / SubjectPublicKeyInfo structures (`pkcs8`, `pkcs1`, `spki` over `der`) and
-//! base64 (`base64ct`, the one base64 of the program).
+//! PKCS#8 / PKCS#1 / SubjectPublicKeyInfo structures (`pkcs8`, `pkcs1`, `spki` over `der`); the
+//! base64 of key records and signatures is auth's (`auth::base64`).
 //!
 //! ring parses the keys themselves; this module only looks far enough into them to give good
 //! errors (a 1024-bit RSA key is "too short", not "invalid encoding") and writes the structures
 //! key files and DNS records use. Malformed input fails with an error or `None`, never a panic.
 
-use base64ct::{Base64, Encoding};
 use pkcs1::{RsaPrivateKey, RsaPublicKey};
 use pkcs8::der::asn1::{BitStringRef, OctetStringRef};
 use pkcs8::der::{Decode, Encode};
 use pkcs8::spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use pkcs8::{ObjectIdentifier, PrivateKeyInfo};
 
+/// DKIM's and PEM's base64 lives with the verification core; key code reaches it here too.
+pub use crate::auth::base64::{base64_decode, base64_encode};
+
 /// The Ed25519 algorithm (RFC 8410 §3).
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-
-/// Standard base64 with padding (RFC 4648 §4), as PEM and DKIM `p=`/`b=` use.
-pub fn base64_encode(data: &[u8]) -> String {
-    Base64::encode_string(data)
-}
-
-/// Decodes base64, ignoring white space (DNS records and header fields are folded). `None`
-/// for any other stray character, bad padding or non-zero fill bits.
-pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let compact = std::str::from_utf8(&compact).ok()?;
-    Base64::decode_vec(compact).ok()
-}
 
 /// One PEM block: its label (`PRIVATE KEY`, `RSA PRIVATE KEY`, ...) and decoded contents.
 #[derive(Debug, PartialEq, Eq)]
@@ -195,29 +180,6 @@ pub fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors_and_refuses_what_is_not_base64() {
-        // RFC 4648 §10.
-        for (plain, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(plain.as_bytes()), enc);
-            assert_eq!(base64_decode(enc.as_bytes()).unwrap(), plain.as_bytes());
-        }
-        assert_eq!(base64_decode(b"Zm9v\r\n YmFy").unwrap(), b"foobar");
-        assert_eq!(base64_decode(b"Zm9v!"), None);
-        assert_eq!(base64_decode(b"Zg==Zg=="), None);
-        assert_eq!(base64_decode(b"Zh=="), None, "non-zero fill bits");
-        assert_eq!(base64_decode(b"Zg="), None, "short padding");
-        assert_eq!(base64_decode(b"Zm9v\xff"), None, "not ASCII");
-    }
 
     #[test]
     fn pem_blocks() {

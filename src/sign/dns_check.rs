@@ -5,8 +5,7 @@
 use super::key::PrivateKey;
 use super::record::{self, RecordMatch};
 use crate::dns::Dns;
-use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
-use mail_auth::hickory_resolver::proto::rr::{Name, RData};
+use mail_auth::hickory_resolver::proto::rr::Name;
 
 /// What DNS says about `selector._domainkey.domain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,29 +49,9 @@ pub async fn check_published(
         name: name.clone(),
         reason,
     };
-    let query = Name::from_ascii(&name).map_err(|e| fail(e.to_string()))?;
-    let lookup = match dns.authenticator().resolver().txt_lookup(query).await {
-        Ok(l) => l,
-        Err(NetError::Dns(HickoryDnsError::NoRecordsFound(nr)))
-            if matches!(nr.response_code.into(), 0u16 | 3u16) =>
-        {
-            return Ok(DnsCheck::Missing)
-        }
-        Err(e) => return Err(fail(e.to_string())),
-    };
-    let records: Vec<String> = lookup
-        .answers()
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(s))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
+    Name::from_ascii(&name).map_err(|e| fail(e.to_string()))?;
+    // No record (NXDOMAIN or no TXT) is an empty list, which judge() calls missing.
+    let records = dns.txt_strings(&name).await.map_err(fail)?;
     Ok(judge(records, key))
 }
 

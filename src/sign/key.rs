@@ -357,5 +357,16 @@ impl SigningKey for KeyRef<'_> {
     }
 }
 
+/// A key with the name it signs under (`d=domain; s=selector`).
+#[derive(Debug)]
+pub struct DomainKey {
+    /// Lower case, no trailing dot; also the From domain it signs for.
+    pub domain: String,
+    pub selector: String,
+    /// A fixed `i=` for this key.
+    pub identity: Option<String>,
+    pub key: PrivateKey,
+}
+
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ pub mod record;
 pub mod rules;
 pub mod seal;
 
-pub use key::{KeyAlgorithm, KeyError, KeyErrorKind, KeyFormat, PrivateKey};
+pub use key::{DomainKey, KeyAlgorithm, KeyError, KeyErrorKind, KeyFormat, PrivateKey};
 pub use rules::{authorise, Authorisation};
 
 use crate::auth::trim_trailing_blank_lines;
@@ -29,17 +29,6 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-
-/// A key with the name it signs under (`d=domain; s=selector`).
-#[derive(Debug)]
-pub struct DomainKey {
-    /// Lower case, no trailing dot; also the From domain it signs for.
-    pub domain: String,
-    pub selector: String,
-    /// A fixed `i=` for this key.
-    pub identity: Option<String>,
-    pub key: PrivateKey,
-}
 
 /// Why a message was not signed.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Who may have mail signed, and which header fields a signature covers: pure functions, no
 //! I/O, so the milter, the HTTP API and the tests get the same answers.
 
-use super::DomainKey;
+use super::key::DomainKey;
 use std::collections::BTreeMap;
 
 /// The decision for one message: sign it with these keys, or why not.

@@ -4,8 +4,9 @@
 //! cannot be called through `dyn`, and two variants do not need more.
 
 use super::maildir::MaildirSession;
-use super::relay::RelaySession;
-use super::{ClientInfo, HopConfig, MailParams, NextHop, RcptDsn, SmtpReply};
+use super::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply};
+use crate::relay::RelaySession;
+use crate::runtime::smtp_service::HopConfig;
 
 /// Where one session's mail goes: a relay connection or a Maildir.
 pub enum Hop {
@@ -82,7 +83,7 @@ impl NextHop for Hop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::relay::RelayConfig;
+    use crate::relay::RelayConfig;
     use std::time::Duration;
 
     fn client() -> ClientInfo {

@@ -6,9 +6,9 @@
 use super::hop::Hop;
 use super::session::serve_connection;
 use super::stress::Load;
+use crate::check::metrics::SmtpRefusal;
 use crate::config::ListenerConfig;
 use crate::identity::limits::{network_of, Guard};
-use crate::metrics::SmtpRefusal;
 use crate::runtime::Current;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -167,9 +167,9 @@ pub async fn accept_loop(
                 }
             }
         };
-        if let crate::smtp::HopConfig::Relay(relay) = &service.hop {
+        if let crate::runtime::smtp_service::HopConfig::Relay(relay) = &service.hop {
             // Whether the next hop offers DSN, learnt once per configuration (RFC 3461).
-            crate::smtp::relay::probe_dsn(relay);
+            crate::relay::probe_dsn(relay);
         }
         let hop = Hop::new(&service.hop);
         let stop_rx = stop.clone();

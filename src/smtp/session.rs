@@ -17,24 +17,27 @@
 //! Shutdown: once `stop` is true, the transaction in progress runs to its end; the next
 //! command, or an idle wait, gets `421 4.3.2` and the connection closes.
 
+mod chunking;
 mod codec;
 mod compose;
 mod finish;
 mod machine;
+mod params;
 mod replies;
 mod submit;
 #[cfg(test)]
 mod tests;
 
 use crate::auth::budget::Charge;
+use crate::check::metrics::SmtpCut;
 use crate::config::TlsMode;
 use crate::identity::limits::Guard;
-use crate::metrics::SmtpCut;
+use crate::relay::Stream;
+use crate::runtime::smtp_service::SmtpSettings;
 use crate::runtime::Snapshot;
 use crate::smtp::data::{DataDecoder, DataEnd};
 use crate::smtp::stress::Load;
-use crate::smtp::tls::Stream;
-use crate::smtp::{NextHop, SmtpReply, SmtpSettings};
+use crate::smtp::{NextHop, SmtpReply};
 use codec::{Frame, LineDecoder};
 use machine::{Next, Session};
 use std::io;

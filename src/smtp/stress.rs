@@ -6,7 +6,7 @@
 //! forward. Slow clients are then let go within seconds, so a crowd of them cannot hold
 //! every slot; when the load falls back, the normal timeouts return.
 
-use crate::metrics::Metrics;
+use crate::check::metrics::Metrics;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 

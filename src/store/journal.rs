@@ -4,8 +4,8 @@
 
 use crate::auth::Outcome;
 use crate::auth::Transport;
+use crate::check::metrics::Metrics;
 use crate::check::Record;
-use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;

@@ -5,11 +5,12 @@
 
 use crate::common::*;
 use crate::milter_client::*;
+use authmilter::auth::arc_canon::NotSealed;
 use authmilter::auth::AuthResult;
 use authmilter::check::{apply_edits, seal_inbound};
 use authmilter::config::{ArcSealConfig, Config, Delivery, SealMode};
 use authmilter::milter::reply::Reply;
-use authmilter::sign::seal::{NotSealed, Sealer};
+use authmilter::sign::seal::Sealer;
 use authmilter::sign::PrivateKey;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -16,11 +16,10 @@ use crate::arc_suite::last_duplicate_wins;
 use crate::common::*;
 use crate::dns_server::DnsServer;
 use crate::dns_zone::Zone;
+use authmilter::auth::arc_canon::{ams_signed_data, body_hash, seal_signed_data, ChainState};
 use authmilter::auth::{Transaction, Verifier};
 use authmilter::sign::der::base64_decode;
-use authmilter::sign::seal::{
-    ams_signed_data, body_hash, seal_signed_data, split_message, ChainState,
-};
+use authmilter::sign::seal::split_message;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -4,9 +4,9 @@
 
 use crate::common::*;
 use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
+use authmilter::check::metrics::Metrics;
 use authmilter::config::{ApiToken, Config, Scope};
 use authmilter::http::auth::token_hash_hex;
-use authmilter::metrics::Metrics;
 use authmilter::runtime::{ReloadRequest, Snapshot};
 use authmilter::store::{NewReport, NewRow, Record, SentReport, Store, Transport};
 use serde_json::{json, Value};

@@ -5,9 +5,9 @@
 use crate::common::*;
 use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
 use authmilter::auth::Outcome;
+use authmilter::check::metrics::Metrics;
 use authmilter::config::{ApiToken, Config, Scope, StoreConfig};
 use authmilter::http::auth::token_hash_hex;
-use authmilter::metrics::Metrics;
 use authmilter::store::{spawn_writer, Filter, Record, Store, Transport, SCHEMA_VERSION};
 use serde_json::Value;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! names and explanation text. The syntax is checked when the record is parsed (a bad macro
 //! anywhere makes the record a permerror); expansion itself cannot fail.
 
-use super::SyntaxError;
+use super::error::SyntaxError;
 use std::net::IpAddr;
 
 /// Where a macro-string appears; that decides what it may contain.

@@ -2,7 +2,9 @@
 //! fields, and that nothing panics on garbage.
 
 use super::*;
-use crate::auth::ArcOutcome;
+use crate::auth::arc_canon::*;
+use crate::auth::{ArcOutcome, AuthResult};
+use mail_auth::dkim::Canonicalization;
 
 fn arc(result: AuthResult) -> ArcOutcome {
     ArcOutcome {

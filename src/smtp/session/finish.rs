@@ -9,7 +9,6 @@ use super::machine::{Message, Session, State};
 use super::replies::{no_memory, relayed, too_big};
 use crate::check::{sign_and_seal, Outbound};
 use crate::policy::{Action, Verdict};
-use crate::report::inbox::is_report_address;
 use crate::smtp::data::DataEnd;
 use crate::smtp::{NextHop, SmtpReply};
 use crate::store::{Envelope, Transport};
@@ -51,10 +50,9 @@ impl<H: NextHop> Session<H> {
             ..
         } = message;
         tx.message(&raw);
-        let reports = &self.snapshot.config.reports;
         let report_rcpts = rcpts
             .iter()
-            .filter(|r| is_report_address(reports, r))
+            .filter(|r| self.snapshot.is_report_address(r))
             .count();
         // Report mail goes to the importer as it was received, before our fields.
         let report = (report_rcpts > 0).then(|| raw.clone());

@@ -2,7 +2,9 @@
 //!
 //! [`Session`] owns no socket: it takes one command line and pushes the replies, and tells the
 //! driver what to do next (read DATA, start TLS, close). Whether a command is legal now is
-//! decided in one place, [`Session::accepts`].
+//! decided in one place, [`Session::accepts`]. The ESMTP parameters of MAIL and RCPT are
+//! read in [`super::params`], BDAT chunks gathered in [`super::chunking`], and the end of
+//! the message handled in [`super::finish`].
 
 use super::codec::names_postmaster;
 use super::compose::queue_id;
@@ -11,18 +13,17 @@ use super::replies::{
 };
 use crate::auth::budget::Charge;
 use crate::auth::{Connection, Transaction};
+use crate::check::metrics::SmtpCut;
+use crate::check::metrics::{SmtpAuthResult, SubmissionRefusal};
 use crate::identity::limits::Guard;
-use crate::metrics::SmtpCut;
-use crate::metrics::{SmtpAuthResult, SubmissionRefusal};
 use crate::policy::decide_at_mail;
+use crate::runtime::smtp_service::SmtpSettings;
 use crate::runtime::Snapshot;
 use crate::smtp::auth::{self as sasl, Exchange};
 use crate::smtp::data::DataEnd;
 use crate::smtp::stress::{Load, STRESS_JUNK_LIMIT};
-use crate::smtp::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply, SmtpSettings};
+use crate::smtp::{ClientInfo, MailParams, NextHop, SmtpReply};
 use smtp_proto::{MailFrom, RcptTo, Request};
-use smtp_proto::{MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8};
-use smtp_proto::{RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -91,9 +92,9 @@ pub(super) struct Session<H> {
     /// Bad commands so far.
     errors: usize,
     /// The reply a BDAT chunk being read gets instead of being kept.
-    chunk_refusal: Option<SmtpReply>,
+    pub(super) chunk_refusal: Option<SmtpReply>,
     /// DSN was offered in the EHLO reply (the next hop offers it).
-    dsn: bool,
+    pub(super) dsn: bool,
     /// Commands in a row that moved no transaction forward (NOOP, RSET, HELP, VRFY).
     junk: usize,
     load: Arc<Load>,
@@ -104,7 +105,7 @@ pub(super) struct Session<H> {
 }
 
 /// A handler's answer: `Err` is the client's fault and counts towards `max_errors`.
-type Handled = Result<SmtpReply, SmtpReply>;
+pub(super) type Handled = Result<SmtpReply, SmtpReply>;
 
 impl<H: NextHop> Session<H> {
     pub fn new(
@@ -367,29 +368,9 @@ impl<H: NextHop> Session<H> {
         if !esmtp {
             return SmtpReply::new(250, "", name);
         }
-        let mut lines = vec![
-            name,
-            "PIPELINING".into(),
-            // RFC 3030: we hold the whole message before it goes on, so chunks from the
-            // client do not depend on the next hop.
-            "CHUNKING".into(),
-            format!("SIZE {}", self.settings.max_message_size),
-            "8BITMIME".into(),
-            "SMTPUTF8".into(),
-            "ENHANCEDSTATUSCODES".into(),
-        ];
-        if self.settings.tls.is_some() && !self.tls {
-            lines.push("STARTTLS".into());
-        }
-        // Like Postfix's smtpd_tls_auth_only: no AUTH offered before TLS.
-        if self.offers_auth_here() && (self.tls || self.settings.listener.plaintext_auth) {
-            lines.push(sasl::MECHANISMS.into());
-        }
-        // RFC 3461: only when the next hop offers it too, so the parameters can go on.
+        // RFC 3461: DSN only when the next hop offers it too, so the parameters can go on.
         self.dsn = self.hop.offers_dsn();
-        if self.dsn {
-            lines.push("DSN".into());
-        }
+        let lines = self.extensions(name);
         // RFC 2034 §4: no enhanced status code in the EHLO reply.
         SmtpReply {
             code: 250,
@@ -434,62 +415,11 @@ impl<H: NextHop> Session<H> {
         Ok(SmtpReply::new(250, "2.1.0", "Ok"))
     }
 
-    /// The parameters we offer (RFC 1870, 6152, 6531); anything else `smtp-proto` knows is
-    /// an extension we did not advertise (RFC 5321 §4.1.1.11: 555).
-    fn mail_params(&self, from: &MailFrom<String>) -> Result<MailParams, SmtpReply> {
-        let mut offered = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
-        if self.dsn {
-            offered |= MAIL_RET_FULL | MAIL_RET_HDRS;
-        }
-        let any = from.flags != 0 || from.size != 0 || from.env_id.is_some();
-        let unoffered = from.flags & !offered != 0
-            || from.trans_id.is_some()
-            || from.by != 0
-            || (from.env_id.is_some() && !self.dsn)
-            || from.solicit.is_some()
-            || from.mtrk.is_some()
-            || from.auth.is_some()
-            || from.hold_for != 0
-            || from.hold_until != 0
-            || from.mt_priority != 0;
-        // After HELO no extension was offered at all.
-        if unoffered || (any && !self.esmtp) {
-            return Err(SmtpReply::new(555, "5.5.4", "Unsupported MAIL parameter"));
-        }
-        let params = MailParams {
-            size: (from.size != 0).then_some(from.size),
-            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
-            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
-            dsn_ret: if from.flags & MAIL_RET_FULL != 0 {
-                Some("FULL")
-            } else if from.flags & MAIL_RET_HDRS != 0 {
-                Some("HDRS")
-            } else {
-                None
-            },
-            dsn_envid: from.env_id.clone(),
-        };
-        if !params.smtputf8 && !from.address.is_ascii() {
-            return Err(needs_smtputf8());
-        }
-        Ok(params)
-    }
-
     async fn rcpt(&mut self, to: RcptTo<String>, line: &[u8]) -> Handled {
         let State::Mail(message) = &mut self.state else {
             return Err(SmtpReply::new(503, "5.5.1", "Need MAIL first"));
         };
-        // NOTIFY/ORCPT only when DSN was offered; RRVS and CONNEG never were.
-        let notify_flags =
-            RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER;
-        let dsn_params = to.flags != 0 || to.orcpt.is_some();
-        if to.flags & !notify_flags != 0 || to.rrvs != 0 || (dsn_params && !self.dsn) {
-            return Err(SmtpReply::new(555, "5.5.4", "Unsupported RCPT parameter"));
-        }
-        let dsn = RcptDsn {
-            notify: notify_list(to.flags),
-            orcpt: to.orcpt.clone(),
-        };
+        let dsn = Self::rcpt_params(&to, self.dsn)?;
         let address = match to.address {
             a if !a.is_empty() => a,
             _ if names_postmaster(line) => "postmaster".to_string(),
@@ -558,71 +488,6 @@ impl<H: NextHop> Session<H> {
         }
     }
 
-    /// Why a BDAT chunk arriving now is refused, if it is.
-    fn refuse_chunk(&self) -> Option<SmtpReply> {
-        match &self.state {
-            State::Mail(m) if m.rcpts.is_empty() => {
-                Some(SmtpReply::new(554, "5.5.1", "No valid recipients"))
-            }
-            State::Mail(m) if m.chunks.is_none() && !self.snapshot.budget().has_room() => {
-                self.snapshot.budget().refused();
-                Some(no_memory())
-            }
-            State::Mail(_) => None,
-            _ => Some(SmtpReply::new(503, "5.5.1", "Need MAIL first")),
-        }
-    }
-
-    /// Whether the next `size` octets of chunk are kept (not refused, within the size limit).
-    pub fn keeps_chunk(&self, size: usize) -> bool {
-        match &self.state {
-            State::Mail(m) if self.chunk_refusal.is_none() => {
-                let so_far = m.chunks.as_ref().map_or(0, |c| c.data.len());
-                so_far.saturating_add(size) <= self.settings.max_message_size
-            }
-            _ => false,
-        }
-    }
-
-    /// A BDAT chunk was read (`None`: thrown away as it came). The reply to the chunk; after
-    /// the last one, the message's end-of-data reply (RFC 3030 §2).
-    pub async fn chunk(&mut self, data: Option<Vec<u8>>, size: usize, last: bool) -> SmtpReply {
-        if let Some(refusal) = self.chunk_refusal.take() {
-            return refusal;
-        }
-        let budget = std::sync::Arc::clone(self.snapshot.budget());
-        let State::Mail(message) = &mut self.state else {
-            return SmtpReply::new(503, "5.5.1", "Need MAIL first");
-        };
-        let chunks = message.chunks.get_or_insert_with(|| Chunks {
-            data: Vec::new(),
-            charge: budget.charge(),
-            overflow: None,
-        });
-        match data {
-            _ if chunks.overflow.is_some() => {}
-            None => chunks.overflow = Some(DataEnd::TooLarge),
-            Some(bytes) if !chunks.charge.grow(bytes.len()) => {
-                chunks.overflow = Some(DataEnd::NoMemory);
-                chunks.data = Vec::new();
-                chunks.charge.release();
-            }
-            Some(bytes) => chunks.data.extend_from_slice(&bytes),
-        }
-        if !last {
-            return SmtpReply::new(250, "2.0.0", format!("{size} octets received"));
-        }
-        let mut chunks = message.chunks.take().expect("set above");
-        let end = match chunks.overflow.take() {
-            Some(end) => end,
-            None => DataEnd::Message(crlf_line_ends(std::mem::take(&mut chunks.data))),
-        };
-        // The message stays charged until its end-of-data work is done.
-        let reply = self.end_of_data(end).await;
-        drop(chunks);
-        reply
-    }
-
     async fn rset(&mut self) -> SmtpReply {
         self.abort().await;
         ok("2.0.0")
@@ -670,42 +535,4 @@ pub(super) fn is_local(local_domains: &[String], address: &str) -> bool {
     local_domains
         .iter()
         .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain))
-}
-
-/// A bare LF taken as a line end and stored as CRLF, as the DATA reader does, so what goes on
-/// to the next hop (with DATA) has no line a bare LF could make into an end marker there.
-fn crlf_line_ends(message: Vec<u8>) -> Vec<u8> {
-    let bare = message
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| b == b'\n' && (i == 0 || message[i - 1] != b'\r'))
-        .count();
-    if bare == 0 {
-        return message;
-    }
-    let mut out = Vec::with_capacity(message.len() + bare);
-    for (i, &b) in message.iter().enumerate() {
-        if b == b'\n' && (i == 0 || message[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
-}
-
-/// RFC 3461 §4.1: the NOTIFY list as the client gave it (NEVER alone, or the others).
-fn notify_list(flags: u64) -> Option<String> {
-    if flags & RCPT_NOTIFY_NEVER != 0 {
-        return Some("NEVER".into());
-    }
-    let words: Vec<&str> = [
-        (RCPT_NOTIFY_SUCCESS, "SUCCESS"),
-        (RCPT_NOTIFY_FAILURE, "FAILURE"),
-        (RCPT_NOTIFY_DELAY, "DELAY"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| flags & bit != 0)
-    .map(|(_, word)| word)
-    .collect();
-    (!words.is_empty()).then(|| words.join(","))
 }

@@ -3,10 +3,10 @@
 //! hourly limits), with the abuse limits that hold across connections.
 
 use super::machine::{Next, Session, State};
+use crate::check::metrics::{AuthBlockScope, SmtpAuthResult, SubmissionRefusal};
 use crate::config::Role;
 use crate::identity::limits::Blocked;
 use crate::identity::{may_send_as, Checked, Credentials};
-use crate::metrics::{AuthBlockScope, SmtpAuthResult, SubmissionRefusal};
 use crate::smtp::auth::{self as sasl, Failure, Mechanism, Step};
 use crate::smtp::{NextHop, SmtpReply};
 

@@ -1,8 +1,8 @@
 //! STARTTLS (RFC 3207) with a certificate made on the spot.
 
 use super::*;
-use crate::smtp::tls::server_config;
-use crate::smtp::tls::tests::write_test_cert;
+use crate::runtime::tls::server_config;
+use crate::runtime::tls::tests::write_test_cert;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};

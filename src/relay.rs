@@ -1,5 +1,6 @@
 //! The next hop as an SMTP relay: a small SMTP client speaking to one configured MTA (the
-//! usual set-up puts authmilter before Postfix, which hands the mail on).
+//! usual set-up puts authmilter before Postfix, which hands the mail on). The SMTP front end
+//! delivers through it, and the reports we send leave through it.
 //!
 //! Each SMTP session gets its own connection, opened lazily at the first MAIL and kept for
 //! the session's transactions. The client's MAIL and RCPTs are passed on as they arrive, so
@@ -18,24 +19,29 @@
 //! - [`command`]: EHLO keywords and the MAIL, RCPT and XFORWARD lines;
 //! - [`dot`]: the message as DATA sends it;
 //! - [`conn`]: the connection (greeting, EHLO, STARTTLS, timeouts);
-//! - [`tls`]: the rustls client configuration.
+//! - [`tls`]: the rustls client configuration;
+//! - [`next_hop`]: the [`NextHop`] trait and the words both ends of SMTP share;
+//! - [`stream`]: the byte stream before and after STARTTLS.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply};
-
 mod command;
 mod conn;
 mod dot;
+mod next_hop;
 mod reply;
+mod stream;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tls;
 
 use conn::{refusable, strict, Connection};
+
+pub use next_hop::{ClientInfo, MailParams, NextHop, RcptDsn, SmtpReply};
+pub use stream::Stream;
 
 pub use crate::config::RelayTls;
 

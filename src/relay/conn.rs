@@ -17,8 +17,7 @@ use super::command::Extensions;
 use super::dot::DotStuffer;
 use super::reply::ReplyDecoder;
 use super::{tls, RelayConfig, RelayError, RelayTls};
-use crate::smtp::tls::Stream;
-use crate::smtp::SmtpReply;
+use super::{SmtpReply, Stream};
 
 /// Message bytes handed to the socket per write (each bounded by `data_timeout`).
 const CHUNK: usize = 64 * 1024;

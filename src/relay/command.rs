@@ -1,7 +1,7 @@
 //! What the relay says to the next hop: the EHLO keywords it understood and the command
 //! lines it builds from them (MAIL, RCPT, XFORWARD). Pure functions, no I/O.
 
-use crate::smtp::{ClientInfo, MailParams, RcptDsn, SmtpReply};
+use super::{ClientInfo, MailParams, RcptDsn, SmtpReply};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, CRLF included.
 const MAX_COMMAND: usize = 512;

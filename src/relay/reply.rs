@@ -6,7 +6,7 @@
 //! garbage rather than a success) and bounded so that a hostile next hop cannot make us
 //! buffer without limit.
 
-use crate::smtp::SmtpReply;
+use super::SmtpReply;
 
 /// Largest reply we buffer, all lines included. RFC 5321 §4.5.3.1.5 allows 512 octets per
 /// line; real EHLO replies are a few hundred bytes.
