@@ -223,6 +223,21 @@ async fn a_second_sigterm_stops_at_once_with_a_message_in_flight() {
         value: b"alice@example.com".to_vec(),
     })
     .await;
+    // Every stage is no-reply: wait until the daemon holds the message (its header charged
+    // to the in-flight budget), or the first signal could find an idle session.
+    let mut held = false;
+    for _ in 0..200 {
+        if crate::fleet::metric(served.http, "authmilter_inflight_bytes").await > 0 {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        held,
+        "the message never reached the daemon: {}",
+        served.log()
+    );
     served.signal("-TERM");
     // The first signal waits for the message in flight.
     tokio::time::sleep(Duration::from_millis(700)).await;
