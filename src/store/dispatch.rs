@@ -5,11 +5,11 @@
 //! connection the long-lived users hold, made again after the database went away.
 
 use super::model::{
-    Filter, GroupBy, Inserted, Lease, NewReport, Overview, Page, ReportFilter, SentReport,
-    StoreError,
+    FailureFilter, Filter, GroupBy, Inserted, Lease, NewFailureReport, NewReport, Overview, Page,
+    ReportFilter, SentReport, StoreError,
 };
 use super::postgres::Postgres;
-use super::queries::{overview, received, sent, verdicts};
+use super::queries::{failures, overview, received, sent, verdicts};
 use super::sqlite::Sqlite;
 use crate::check::{DmarcEvent, Record};
 use crate::config::Location;
@@ -195,6 +195,25 @@ impl Store {
     /// What received reports say about `domain` (all when `None`) since `since` (seconds).
     pub fn received_summary(&self, domain: Option<&str>, since: i64) -> Result<Value, StoreError> {
         shared!(self, received::received_summary, domain, since)
+    }
+
+    /// Stores a failure report once per report message.
+    pub fn insert_failure_report(&mut self, r: &NewFailureReport) -> Result<Inserted, StoreError> {
+        shared!(self, failures::insert_failure_report, r)
+    }
+
+    /// A page of failure reports matching `filter`, the newest first (without headers).
+    pub fn failure_reports(
+        &self,
+        filter: &FailureFilter,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        shared!(self, failures::failure_reports, filter, limit)
+    }
+
+    /// One failure report with its header section.
+    pub fn failure_report(&self, id: i64) -> Result<Option<Value>, StoreError> {
+        shared!(self, failures::failure_report, id)
     }
 
     /// Takes the fleet-wide lease for `job` if no other host holds it: a PostgreSQL

@@ -18,7 +18,6 @@
 
 pub mod copy;
 mod dispatch;
-mod failures_in;
 mod journal;
 mod migrations;
 mod model;
@@ -35,11 +34,11 @@ pub use crate::check::{
 };
 pub use crate::config::{Location, PgTarget, SslMode};
 pub use dispatch::{Handle, Store};
-pub use failures_in::{FailureFilter, FailureInserted, NewFailureReport};
 pub use journal::Journal;
 pub use model::{
-    Failing, Filter, GroupBy, HourCount, Inserted, Lease, MethodCounts, NewReport, NewRow,
-    Overview, Page, ReportFilter, SentReport, StoreError,
+    Failing, FailureFilter, FailureInserted, Filter, GroupBy, HourCount, Inserted, Lease,
+    MethodCounts, NewFailureReport, NewReport, NewRow, Overview, Page, ReportFilter, SentReport,
+    StoreError,
 };
 pub use postgres::PG_SCHEMA_VERSION;
 pub use spool::{Spool, SpoolError};

@@ -392,15 +392,19 @@ pub struct NewRow {
     pub auth_results: Value,
 }
 
-/// What became of a report handed to the store: it is stored once per reporter address
-/// and report id; a second copy is a duplicate, not an error.
+/// What became of a report handed to the store: an aggregate report is stored once per
+/// reporter address and report id, a failure report once per report Message-ID; a second
+/// copy is a duplicate, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     /// Stored under this id.
     Stored(i64),
-    /// The same reporter sent this report id before; it is stored under this id.
+    /// The same report came before; it is stored under this id.
     Duplicate(i64),
 }
+
+/// What was done with a failure report.
+pub type FailureInserted = Inserted;
 
 /// Filters of `GET /v1/reports` (all optional, combined with AND).
 #[derive(Debug, Clone, Default)]
@@ -432,6 +436,93 @@ impl ReportFilter {
         let ints = [
             ("date_end > ?", self.since),
             ("date_begin < ?", self.until),
+            ("id < ?", self.before_id),
+        ];
+        for (cond, value) in ints {
+            if let Some(v) = value {
+                out.push((cond, Bound::Int(v)));
+            }
+        }
+        out
+    }
+}
+
+/// A failure report received (RFC 9991 / ARF `auth-failure`, or a plain-text notice) as the
+/// store keeps it (text already bounded by the reader).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewFailureReport {
+    /// Unix milliseconds.
+    pub received_at: i64,
+    /// The report message's From address and Message-ID.
+    pub reporter: String,
+    pub report_message_id: Option<String>,
+    /// `arf` or `text`.
+    pub format: String,
+    pub feedback_type: String,
+    /// ARF `Auth-Failure`: `dmarc`, `spf`, `signature`, `bodyhash`...
+    pub auth_failure: Option<String>,
+    /// The reported domain (ARF `Reported-Domain`, else the original From domain).
+    pub domain: Option<String>,
+    pub source_ip: Option<String>,
+    /// When the original message arrived, Unix seconds.
+    pub arrival: Option<i64>,
+    pub mail_from: Option<String>,
+    pub rcpt_to: Option<String>,
+    pub header_from: Option<String>,
+    pub subject: Option<String>,
+    pub original_message_id: Option<String>,
+    pub delivery_result: Option<String>,
+    pub identity_alignment: Option<String>,
+    pub dkim_domain: Option<String>,
+    pub dkim_selector: Option<String>,
+    pub authentication_results: Vec<String>,
+    /// The original header section as the reporter gave it (redactions kept).
+    pub headers: String,
+    pub incidents: u32,
+}
+
+/// Which failure reports to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureFilter {
+    pub domain: Option<String>,
+    pub source_ip: Option<String>,
+    /// Words looked for (case-insensitive) in the headers, the envelope sender, the From
+    /// domain, the subject and the reporter.
+    pub q: Option<String>,
+    /// Received at or after / before (Unix milliseconds).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only ids below this (the cursor).
+    pub before_id: Option<i64>,
+}
+
+impl FailureFilter {
+    /// As [`ReportFilter::conditions`]. `q` is a substring, with `%` and `_` taken literally.
+    pub fn conditions(&self) -> Vec<(&'static str, Bound)> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.domain {
+            out.push(("domain = ?", Bound::Text(d.to_ascii_lowercase())));
+        }
+        if let Some(ip) = &self.source_ip {
+            out.push(("source_ip = ?", Bound::Text(ip.clone())));
+        }
+        if let Some(q) = &self.q {
+            let escaped = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            out.push((
+                "(lower(headers) LIKE ? ESCAPE '\\' OR lower(coalesce(mail_from, '')) LIKE ? \
+                 ESCAPE '\\' OR lower(coalesce(header_from, '')) LIKE ? ESCAPE '\\' OR \
+                 lower(coalesce(subject, '')) LIKE ? ESCAPE '\\' OR lower(reporter) LIKE ? \
+                 ESCAPE '\\')",
+                Bound::Text(format!("%{escaped}%")),
+            ));
+        }
+        let ints = [
+            ("received_at >= ?", self.since),
+            ("received_at < ?", self.until),
             ("id < ?", self.before_id),
         ];
         for (cond, value) in ints {

@@ -5,6 +5,7 @@
 //!
 //! [`Sql`]: super::sql::Sql
 
+pub mod failures;
 pub mod overview;
 pub mod received;
 pub mod sent;
