@@ -329,7 +329,7 @@ pub async fn run_with(
     // this host's memory (issue 22).
     let guard = match &location {
         Some(crate::store::Location::Postgres(target)) => {
-            Guard::new(Box::new(crate::store::PgCounts::start(
+            Guard::new(Arc::new(crate::store::PgCounts::start(
                 target,
                 crate::store::LIMITS_DEADLINE,
                 Some(Arc::clone(&metrics)),
@@ -337,6 +337,7 @@ pub async fn run_with(
         }
         _ => Guard::default(),
     };
+    let counts = guard.counts();
     let smtp_shared = crate::smtp::listener::Shared::new(&current, Arc::new(guard));
     let smtp_accept: Vec<_> = services
         .smtp
@@ -367,7 +368,12 @@ pub async fn run_with(
             )
         }
     };
-    tokio::spawn(failure::run(failure_queue, running, stop_rx.clone()));
+    tokio::spawn(failure::run(
+        failure_queue,
+        running,
+        stop_rx.clone(),
+        counts,
+    ));
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
     crate::notify::ready();

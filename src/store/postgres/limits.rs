@@ -150,6 +150,7 @@ fn key_text(key: &Key) -> String {
         Key::User(u) => format!("user:{u}"),
         Key::Messages(u) => format!("msg:{u}"),
         Key::Recipients(u) => format!("rcpt:{u}"),
+        Key::Reports(d) => format!("ruf:{d}"),
     }
 }
 
