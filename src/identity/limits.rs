@@ -16,8 +16,9 @@
 //!   counted together in the table's one overflow window, which blocks them all once it
 //!   reaches the limit; a user at a known network is not held by an overflow block.
 //!
-//! Where the counts live is behind [`Counts`]: this host's memory ([`Memory`]) today; a
-//! store shared by a fleet can implement the same calls. The clock is injected
+//! Where the counts live is behind [`Counts`]: this host's memory ([`Memory`]), or with a
+//! PostgreSQL store the database every host of the fleet shares (`store::PgCounts`, handed
+//! in by the server). The clock is injected
 //! ([`Guard::blocked_at`] and friends) so tests need not wait for an hour.
 
 use crate::config::AuthConfig;
@@ -73,8 +74,8 @@ pub enum Held {
     Overflow,
 }
 
-/// Where the counts live: this host's memory ([`Memory`]), or (later) a store the hosts of
-/// a fleet share. `now` is the caller's clock; a shared store may keep its own.
+/// Where the counts live: this host's memory ([`Memory`]), or a store the hosts of a fleet
+/// share (`store::PgCounts`). `now` is the caller's clock; a shared store may keep its own.
 pub trait Counts: Send + Sync {
     /// Adds one to `key`'s count; returns whether that started a block.
     fn fail(&self, key: &Key, rule: Rule, now: Instant) -> bool;
