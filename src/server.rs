@@ -15,6 +15,7 @@
 
 use crate::check::metrics::Metrics;
 use crate::config::{Config, ListenAddr};
+use crate::identity::limits::Guard;
 use crate::milter::listener::serve_connection;
 use crate::report::failure;
 use crate::report::inbox::{spawn_importer, Importer, Inbox};
@@ -324,7 +325,20 @@ pub async fn run_with(
         );
         tokio::spawn(crate::http::serve(l, state, stop_rx.clone()))
     });
-    let smtp_shared = crate::smtp::listener::Shared::new(&current);
+    // The abuse limits: shared through a PostgreSQL store by every host using it, else in
+    // this host's memory (issue 22).
+    let guard = match &location {
+        Some(crate::store::Location::Postgres(target)) => {
+            Guard::new(Arc::new(crate::store::PgCounts::start(
+                target,
+                crate::store::LIMITS_DEADLINE,
+                Some(Arc::clone(&metrics)),
+            )))
+        }
+        _ => Guard::default(),
+    };
+    let counts = guard.counts();
+    let smtp_shared = crate::smtp::listener::Shared::new(&current, Arc::new(guard));
     let smtp_accept: Vec<_> = services
         .smtp
         .into_iter()
@@ -354,7 +368,12 @@ pub async fn run_with(
             )
         }
     };
-    tokio::spawn(failure::run(failure_queue, running, stop_rx.clone()));
+    tokio::spawn(failure::run(
+        failure_queue,
+        running,
+        stop_rx.clone(),
+        counts,
+    ));
     let accept = tokio::spawn(accept_loop(listener, Arc::clone(&current), stop_rx));
     tracing::info!("authmilter serving");
     crate::notify::ready();

@@ -62,6 +62,9 @@ pub struct Metrics {
     store_failed: AtomicU64,
     /// Times the writer lost its database connection (PostgreSQL) and began reconnecting.
     store_disconnects: AtomicU64,
+    /// Abuse-limit calls answered from this host's memory: the shared store was unreachable
+    /// or late.
+    limits_local: AtomicU64,
     /// Records put in the local spool while the database was unreachable, and taken out of
     /// it into the database; the spool's encoded size now.
     store_spooled: AtomicU64,
@@ -270,6 +273,16 @@ impl Metrics {
     /// The writer lost the database (or could not reach it) and will reconnect.
     pub fn store_disconnected(&self) {
         self.store_disconnects.fetch_add(1, Relaxed);
+    }
+
+    /// An abuse-limit call answered from this host's memory (the shared store unreachable or
+    /// past its deadline).
+    pub fn limits_local(&self) {
+        self.limits_local.fetch_add(1, Relaxed);
+    }
+
+    pub fn limits_local_count(&self) -> u64 {
+        self.limits_local.load(Relaxed)
     }
 
     /// Records spooled (the database unreachable).

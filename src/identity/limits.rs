@@ -16,19 +16,20 @@
 //!   counted together in the table's one overflow window, which blocks them all once it
 //!   reaches the limit; a user at a known network is not held by an overflow block.
 //!
-//! Where the counts live is behind [`Counts`]: this host's memory ([`Memory`]) today; a
-//! store shared by a fleet can implement the same calls. The clock is injected
+//! Where the counts live is behind [`Counts`]: this host's memory ([`Memory`]), or with a
+//! PostgreSQL store the database every host of the fleet shares (`store::PgCounts`, handed
+//! in by the server). The clock is injected
 //! ([`Guard::blocked_at`] and friends) so tests need not wait for an hour.
 
 use crate::config::AuthConfig;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One hour: the window of the per-user sending limits.
-const HOUR: Duration = Duration::from_secs(3600);
+pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// The network `ip` is counted in: its first `v4` or `v6` bits. The connection caps
 /// (`smtp.network_prefix_*`) and the AUTH failure counts (`smtp.auth.failure_prefix_*`)
@@ -50,6 +51,8 @@ pub enum Key {
     Messages(String),
     /// Recipients of an authenticated user this hour.
     Recipients(String),
+    /// Failure reports sent about a domain this hour (report/failure.rs).
+    Reports(String),
 }
 
 /// How a count is held: its window, the count that starts a block and for how long, and
@@ -71,8 +74,8 @@ pub enum Held {
     Overflow,
 }
 
-/// Where the counts live: this host's memory ([`Memory`]), or (later) a store the hosts of
-/// a fleet share. `now` is the caller's clock; a shared store may keep its own.
+/// Where the counts live: this host's memory ([`Memory`]), or a store the hosts of a fleet
+/// share (`store::PgCounts`). `now` is the caller's clock; a shared store may keep its own.
 pub trait Counts: Send + Sync {
     /// Adds one to `key`'s count; returns whether that started a block.
     fn fail(&self, key: &Key, rule: Rule, now: Instant) -> bool;
@@ -166,6 +169,7 @@ pub struct Memory {
     users: Mutex<Table>,
     messages: Mutex<Table>,
     recipients: Mutex<Table>,
+    reports: Mutex<Table>,
     /// `(user, network)` -> the last login from there.
     known: Mutex<HashMap<(String, IpAddr), Instant>>,
 }
@@ -177,6 +181,7 @@ impl Default for Memory {
             users: Mutex::new(Table::new()),
             messages: Mutex::new(Table::new()),
             recipients: Mutex::new(Table::new()),
+            reports: Mutex::new(Table::new()),
             known: Mutex::new(HashMap::new()),
         }
     }
@@ -193,6 +198,7 @@ impl Memory {
             Key::User(_) => &self.users,
             Key::Messages(_) => &self.messages,
             Key::Recipients(_) => &self.recipients,
+            Key::Reports(_) => &self.reports,
         }
     }
 }
@@ -255,12 +261,12 @@ pub enum Blocked {
 
 /// The limits as the SMTP door asks them: one per server, handed to every session.
 pub struct Guard {
-    counts: Box<dyn Counts>,
+    counts: Arc<dyn Counts>,
 }
 
 impl Default for Guard {
     fn default() -> Self {
-        Guard::new(Box::new(Memory::default()))
+        Guard::new(Arc::new(Memory::default()))
     }
 }
 
@@ -271,8 +277,13 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub fn new(counts: Box<dyn Counts>) -> Guard {
+    pub fn new(counts: Arc<dyn Counts>) -> Guard {
         Guard { counts }
+    }
+
+    /// Where the counts live, for the other limits kept there (failure reports per domain).
+    pub fn counts(&self) -> Arc<dyn Counts> {
+        Arc::clone(&self.counts)
     }
 
     /// Whether AUTH from `ip` (for `user`, once known) is blocked now.

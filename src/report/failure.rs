@@ -11,14 +11,15 @@ use super::send::Sender;
 use crate::auth::{AuthResult, Connection, Outcome};
 use crate::config::Config;
 use crate::dns::Dns;
+use crate::identity::limits::{Counts, Key, Rule, HOUR};
 use crate::policy::{Action, Verdict};
 use mail_auth::report::{
     AuthFailureType, DeliveryResult, Feedback, FeedbackType, IdentityAlignment,
 };
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// Reports waiting for the task; beyond, new ones are dropped and counted.
@@ -157,8 +158,8 @@ pub async fn run(
     mut rx: mpsc::Receiver<FailureCase>,
     running: impl Fn() -> (Arc<Config>, Arc<Dns>),
     mut stop: watch::Receiver<bool>,
+    counts: Arc<dyn Counts>,
 ) {
-    let mut limits = RateLimit::default();
     {
         loop {
             let case = tokio::select! {
@@ -173,8 +174,23 @@ pub async fn run(
             if !reports.failure {
                 continue;
             }
-            let hour = crate::dates::now_ms() / 3_600_000;
-            if !limits.allow(&case.domain, hour, reports.failure_per_hour) {
+            // Per domain per hour, in the counts the abuse limits use: this host's memory, or
+            // the fleet's PostgreSQL store (off the async threads: it may wait on it).
+            let (counts, key) = (
+                Arc::clone(&counts),
+                Key::Reports(case.domain.to_ascii_lowercase()),
+            );
+            let rule = Rule {
+                window: HOUR,
+                max: reports.failure_per_hour,
+                block: Duration::ZERO,
+                capacity: REPORT_DOMAINS,
+            };
+            let allowed =
+                tokio::task::spawn_blocking(move || counts.take(&key, rule, Instant::now()))
+                    .await
+                    .unwrap_or(false);
+            if !allowed {
                 tracing::info!(domain = %case.domain, "failure report over the hourly limit; not sent");
                 continue;
             }
@@ -184,19 +200,8 @@ pub async fn run(
     }
 }
 
-/// Reports per domain in the current hour.
-#[derive(Default)]
-struct RateLimit(HashMap<String, (i64, u32)>);
-
-impl RateLimit {
-    fn allow(&mut self, domain: &str, hour: i64, per_hour: u32) -> bool {
-        // Old hours are forgotten, so the map holds at most this hour's domains.
-        self.0.retain(|_, (h, _)| *h == hour);
-        let (_, n) = self.0.entry(domain.to_string()).or_insert((hour, 0));
-        *n += 1;
-        *n <= per_hour
-    }
-}
+/// Domains whose failure reports are counted apart in memory (the rest share one count).
+const REPORT_DOMAINS: usize = 10_000;
 
 async fn send(sender: &Sender, dns: &crate::dns::Dns, case: FailureCase, redact_parts: bool) {
     let addresses: Vec<String> = case.ruf.iter().map(|(a, _)| a.clone()).collect();
@@ -329,11 +334,23 @@ mod tests {
 
     #[test]
     fn the_hourly_limit_counts_per_domain_and_resets() {
-        let mut limit = RateLimit::default();
-        assert!(limit.allow("a.example", 1, 2));
-        assert!(limit.allow("a.example", 1, 2));
-        assert!(!limit.allow("a.example", 1, 2));
-        assert!(limit.allow("b.example", 1, 2));
-        assert!(limit.allow("a.example", 2, 2), "a new hour");
+        use crate::identity::limits::Memory;
+        let counts = Memory::default();
+        let rule = Rule {
+            window: HOUR,
+            max: 2,
+            block: Duration::ZERO,
+            capacity: REPORT_DOMAINS,
+        };
+        let key = |d: &str| Key::Reports(d.to_string());
+        let t0 = Instant::now();
+        assert!(counts.take(&key("a.example"), rule, t0));
+        assert!(counts.take(&key("a.example"), rule, t0));
+        assert!(!counts.take(&key("a.example"), rule, t0));
+        assert!(counts.take(&key("b.example"), rule, t0));
+        assert!(
+            counts.take(&key("a.example"), rule, t0 + HOUR),
+            "a new hour"
+        );
     }
 }

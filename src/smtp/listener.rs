@@ -72,7 +72,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(current: &Current) -> Arc<Shared> {
+    /// `guard`: the abuse limits, in this host's memory or shared by a fleet.
+    pub fn new(current: &Current, guard: Arc<Guard>) -> Arc<Shared> {
         let first = current.read().unwrap_or_else(|p| p.into_inner());
         let smtp = &first.config.smtp;
         let metrics = Arc::clone(first.journal.metrics());
@@ -81,7 +82,7 @@ impl Shared {
             per_address: Arc::default(),
             per_network: Arc::default(),
             load: Load::new(smtp.max_connections, smtp.stress_threshold_percent, metrics),
-            guard: Arc::default(),
+            guard,
         })
     }
 }

@@ -244,4 +244,22 @@ CREATE TABLE failure_reports (
 CREATE INDEX failure_reports_domain ON failure_reports (domain, received_at);
 CREATE INDEX failure_reports_source_ip ON failure_reports (source_ip);
 "#,
+    // 3: abuse limits shared by the hosts of a fleet (issue 22): AUTH failure counts and
+    // blocks, hourly per-user allowances (`key` says which: `net:`, `user:`, `msg:`, `rcpt:`),
+    // and the networks each user logged in from. SQLite keeps them in memory instead.
+    r#"
+CREATE TABLE auth_limits (
+    key TEXT PRIMARY KEY,
+    window_start TIMESTAMPTZ NOT NULL,
+    count INTEGER NOT NULL,
+    blocked_until TIMESTAMPTZ
+);
+CREATE INDEX auth_limits_window ON auth_limits (window_start);
+CREATE TABLE auth_known (
+    login TEXT NOT NULL,
+    network TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (login, network)
+);
+"#,
 ];

@@ -40,7 +40,7 @@ pub use model::{
     MethodCounts, NewFailureReport, NewReport, NewRow, Overview, Page, ReportFilter, SentReport,
     StoreError,
 };
-pub use postgres::PG_SCHEMA_VERSION;
+pub use postgres::{PgCounts, LIMITS_DEADLINE, PG_SCHEMA_VERSION};
 pub use spool::{Spool, SpoolError};
 pub use sqlite::SCHEMA_VERSION;
 pub use writer::{spawn_writer, Writer, BATCH, LAST_WORDS};

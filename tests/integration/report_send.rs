@@ -745,3 +745,53 @@ async fn report_send_dry_run_prints_what_would_go_to_whom() {
         .unwrap();
     assert_eq!(sent, None, "a dry run records nothing");
 }
+
+// Issue 22 §6: with a PostgreSQL store the hourly failure-report limit per domain is the
+// fleet's: two reports sent by one host use up the hour's allowance of two, and the second
+// host sends none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_share_one_hourly_failure_report_limit() {
+    let Some(pg) = crate::pg_cluster::PgCluster::start() else {
+        return;
+    };
+    pg.create_db("ruf");
+    let dir = tempfile::tempdir().unwrap();
+    let outboxes = [dir.path().join("one"), dir.path().join("two")];
+    let host = |i: usize| {
+        let o = outboxes[i].clone();
+        let pg = &pg;
+        move |c: &mut authmilter::config::Config| {
+            crate::fleet::use_pg(c, pg, "ruf", ["mx1", "mx2"][i]);
+            c.reports.failure = true;
+            c.reports.email = Some("dmarc-reports@mx.test.example".into());
+            c.reports.delivery = Some(ReportDelivery::Outbox(o));
+            c.reports.failure_per_hour = 2;
+        }
+    };
+    let (one, two) = tokio::join!(Daemon::start(host(0)), Daemon::start(host(1)));
+    let count = |o: &Path| std::fs::read_dir(o).map(|d| d.count()).unwrap_or(0);
+    for (d, n) in [(&one, 2), (&two, 1)] {
+        let mut mta = d.mta().await;
+        mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+        mta.connect_client("203.0.113.5", "spoofer.example").await;
+        for i in 0..n {
+            let raw = message(
+                "Mallory <ceo@reports.example>",
+                &format!("f{i}"),
+                "Pay.\r\n",
+            );
+            mta.message(&format!("F{i}"), "ceo@reports.example", None, &raw)
+                .await;
+        }
+        if n == 2 {
+            let started = Instant::now();
+            while count(&outboxes[0]) < 2 && started.elapsed() < Duration::from_secs(10) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(count(&outboxes[0]), 2);
+        }
+    }
+    // The second host's report is over the fleet's hourly limit: it never comes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count(&outboxes[1]), 0);
+}

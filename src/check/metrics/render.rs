@@ -118,6 +118,12 @@ impl Metrics {
                 self.store_disconnects.load(Relaxed),
             ),
             (
+                "authmilter_limits_local_total",
+                "counter",
+                "Abuse-limit checks answered from this host's memory because the shared store was unreachable or late.",
+                self.limits_local.load(Relaxed),
+            ),
+            (
                 "authmilter_store_spooled_total",
                 "counter",
                 "Verdict records put in the local spool while the database was unreachable.",

@@ -7,15 +7,18 @@
 //! SQLite. `conn.rs`: the connection and its migrations; `connect.rs`, the client settings from
 //! the configured URL; `tls.rs`, TLS through rustls with ring; `write.rs`, the writer's
 //! batches through one binary `COPY` each; `sql.rs`, the shared queries' side (parameters,
-//! rows); `lease.rs`, the fleet-wide advisory locks.
+//! rows); `lease.rs`, the fleet-wide advisory locks; `limits.rs`, the abuse limits
+//! the hosts share.
 
 mod conn;
 mod connect;
 mod lease;
+mod limits;
 mod sql;
 mod tls;
 mod write;
 
 pub use conn::{Postgres, PG_SCHEMA_VERSION};
+pub use limits::{PgCounts, LIMITS_DEADLINE};
 pub(super) use sql::{json_clean, text};
 pub(super) use write::{VERDICT_COPY, VERDICT_COPY_TYPES};

@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod binary;
+mod fleet;
 mod peers;
 
 /// Made by `doveadm pw -s SHA512-CRYPT -p 'correct horse'` (Dovecot 2.3).
