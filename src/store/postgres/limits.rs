@@ -83,7 +83,7 @@ impl PgCounts {
             .unwrap_or_else(|p| p.into_inner())
             .try_send(job);
         let answer = match sent {
-            Ok(()) => reply_rx.recv_timeout(self.deadline).ok(),
+            Ok(()) => off_the_runtime(|| reply_rx.recv_timeout(self.deadline).ok()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
         };
         let was_local = self.local.swap(answer.is_none(), Relaxed);
@@ -249,5 +249,18 @@ impl Counts for PgCounts {
             Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
         })
         .unwrap_or(local)
+    }
+}
+
+/// Waits for `wait`; on a worker of a multi-threaded tokio runtime through `block_in_place`,
+/// so the worker's other tasks (other SMTP sessions, milter sessions) move to another thread
+/// while this one waits for the database (the SMTP session checks the limits synchronously;
+/// the wait is bounded by the deadline).
+fn off_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
