@@ -110,7 +110,7 @@ impl Transport {
 }
 
 /// Bytes up to which a message's buffer grows by doubling, as any vector does; a larger
-/// message gets room for `limits.max_message_size` at once (see [`Transaction::append`]).
+/// message gets room for `limits.max_message_size` at once (see `Transaction::append`).
 const GROW_BY_DOUBLING: usize = 1024 * 1024;
 
 /// A message being verified.
