@@ -4,13 +4,13 @@
 
 use super::error::ApiError;
 use super::handlers::Params;
-use super::reports::mark_owned;
+use super::reports::{one_by_id, page_answer};
 use super::AppState;
 use crate::dates::now_ms;
 use crate::store::FailureFilter;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `GET /v1/reports/failures`: the newest first; `domain`, `source_ip`, `q` (words in the
 /// headers, envelope sender, From domain, subject or reporter), `since`/`until` (when
@@ -47,14 +47,10 @@ pub async fn list(
         before_id: params.cursor()?,
     };
     let limit = params.limit()?;
-    let mut page = state
+    let page = state
         .query(move |s| Ok(s.failure_reports(&filter, limit)?))
         .await?;
-    mark_owned(&state, &mut page.items);
-    Ok(Json(json!({
-        "items": page.items,
-        "next": page.next.map(|n| n.to_string()),
-    })))
+    Ok(page_answer(&state, page))
 }
 
 /// `GET /v1/reports/failures/{id}`: one failure report with its header section.
@@ -62,14 +58,5 @@ pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a failure report id")))?;
-    match state.query(move |s| Ok(s.failure_report(id)?)).await? {
-        Some(mut report) => {
-            mark_owned(&state, std::slice::from_mut(&mut report));
-            Ok(Json(report))
-        }
-        None => Err(ApiError::NotFound(format!("no failure report {id}"))),
-    }
+    one_by_id(&state, &id, "failure report", |s, id| s.failure_report(id)).await
 }

@@ -8,7 +8,7 @@ use super::handlers::Params;
 use super::AppState;
 use crate::dates::now_ms;
 use crate::report::received::ImportSettings;
-use crate::store::ReportFilter;
+use crate::store::{Page, ReportFilter, Store, StoreError};
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use serde_json::{json, Value};
@@ -22,6 +22,36 @@ pub(super) fn mark_owned(state: &AppState, items: &mut [Value]) {
     for item in items {
         let owned = item["domain"].as_str().is_some_and(|d| settings.owns(d));
         item["owned"] = owned.into();
+    }
+}
+
+/// A page of reports as the API answers it: each marked with whether its domain is ours, and
+/// the cursor of the following page.
+pub(super) fn page_answer(state: &AppState, mut page: Page) -> Json<Value> {
+    mark_owned(state, &mut page.items);
+    Json(json!({
+        "items": page.items,
+        "next": page.next.map(|n| n.to_string()),
+    }))
+}
+
+/// One report by the id in the path (`what` names its kind in errors), marked as the lists
+/// mark them.
+pub(super) async fn one_by_id(
+    state: &AppState,
+    id: &str,
+    what: &str,
+    fetch: impl FnOnce(&Store, i64) -> Result<Option<Value>, StoreError> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a {what} id")))?;
+    match state.query(move |s| Ok(fetch(s, id)?)).await? {
+        Some(mut report) => {
+            mark_owned(state, std::slice::from_mut(&mut report));
+            Ok(Json(report))
+        }
+        None => Err(ApiError::NotFound(format!("no {what} {id}"))),
     }
 }
 
@@ -49,14 +79,10 @@ pub async fn list(
         before_id: params.cursor()?,
     };
     let limit = params.limit()?;
-    let mut page = state
+    let page = state
         .query(move |s| Ok(s.received_reports(&filter, limit)?))
         .await?;
-    mark_owned(&state, &mut page.items);
-    Ok(Json(json!({
-        "items": page.items,
-        "next": page.next.map(|n| n.to_string()),
-    })))
+    Ok(page_answer(&state, page))
 }
 
 /// `GET /v1/reports/{id}`: one report with its rows.
@@ -64,16 +90,7 @@ pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a report id")))?;
-    match state.query(move |s| Ok(s.received_report(id)?)).await? {
-        Some(mut report) => {
-            mark_owned(&state, std::slice::from_mut(&mut report));
-            Ok(Json(report))
-        }
-        None => Err(ApiError::NotFound(format!("no report {id}"))),
-    }
+    one_by_id(&state, &id, "report", |s, id| s.received_report(id)).await
 }
 
 /// `GET /v1/reports/summary`: messages, DMARC pass rate, the source addresses failing most,
