@@ -336,6 +336,54 @@ impl Dns {
         }
     }
 
+    /// The DMARC record at `_dmarc.<domain>`, through the parsed-record cache; `Ok(None)`
+    /// when the name has none.
+    pub async fn dmarc_record(
+        &self,
+        domain: &str,
+    ) -> Result<Option<std::sync::Arc<mail_auth::dmarc::Dmarc>>, String> {
+        let name = format!("_dmarc.{}.", domain.trim_end_matches('.'));
+        match self.prefetch_txt::<mail_auth::dmarc::Dmarc>(&name).await {
+            Ok(record) => Ok(Some(record)),
+            Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_)))
+            | Err(mail_auth::Error::Dns(mail_auth::DnsError::InvalidRecordType)) => Ok(None),
+            Err(mail_auth::Error::Dns(e)) => Err(format!("DMARC lookup for {domain}: {e}")),
+            // A record that does not parse is no record (RFC 9989 §4.10).
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The Organizational Domain of `domain` by RFC 9989 §4.10.2's tree walk, as DMARC
+    /// alignment uses it: from the domain up (at most 8 names, as the discovery walk), the
+    /// first with a `psd=n` record; the name just below the first with `psd=y`; else the
+    /// shortest name with a record; else `domain` itself. `Err` on a DNS failure.
+    pub async fn organizational_domain(&self, domain: &str) -> Result<String, String> {
+        use mail_auth::dmarc::Psd;
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = domain.split('.').filter(|l| !l.is_empty()).collect();
+        let mut shortest = None;
+        let mut start = 0;
+        // Names of at least two labels; past eight labels the walk jumps to seven.
+        while start + 1 < labels.len() {
+            let name = labels[start..].join(".");
+            if let Some(record) = self.dmarc_record(&name).await? {
+                match record.psd {
+                    Psd::No => return Ok(name),
+                    Psd::Yes if start > 0 => return Ok(labels[start - 1..].join(".")),
+                    Psd::Yes => return Ok(name),
+                    Psd::Default => shortest = Some(name),
+                }
+            }
+            let left = labels.len() - start;
+            start = if left > 8 {
+                labels.len() - 7
+            } else {
+                start + 1
+            };
+        }
+        Ok(shortest.unwrap_or(domain))
+    }
+
     /// Which of `addresses` may receive reports about `domain` (RFC 7489 §7.1, RFC 9990
     /// §5.1): those inside the domain, and those whose domain publishes
     /// `<domain>._report._dmarc.<their domain>` with `v=DMARC1`. `None` on a DNS failure

@@ -1,14 +1,21 @@
-//! DMARC failure reports (RFC 6591 ARF, `ruf=` with `fo=`; RFC 7489 §7.3): off unless
-//! `reports.failure` is on.
+//! DMARC failure reports (RFC 6591 ARF as RFC 9991 §5 augments it, `ruf=` with `fo=`): off
+//! unless `reports.failure` is on.
 //!
 //! At the end of a message the door only checks whether a report is due and, if so, hands
 //! the message's header section (capped) to a bounded queue: a task off the hot path
 //! applies the per-domain hourly limit, verifies the destinations like aggregate reports,
 //! redacts the local parts of addresses (RFC 6590) when configured, composes the ARF message
 //! with mail-auth's generator and sends it the way aggregate reports go.
+//!
+//! RFC 9991 against RFC 7489 §7.3, as the task applies it:
+//! - `Identity-Alignment` lists the mechanisms that *failed* to authenticate an aligned
+//!   identifier (RFC 7489: those that produced one), `none` if none did;
+//! - `DKIM-Domain`, `DKIM-Identity` and `DKIM-Selector` are required for a DKIM failure of an
+//!   aligned identifier, `SPF-DNS` for an SPF failure of one;
+//! - `ruf=` in a record with `psd=y` is not considered (§2).
 
 use super::send::Sender;
-use crate::auth::{AuthResult, Connection, Outcome};
+use crate::auth::{AuthResult, Connection, DkimOutcome, Outcome, SpfCheck};
 use crate::config::Config;
 use crate::dns::Dns;
 use crate::identity::limits::{Counts, Key, Rule, HOUR};
@@ -40,7 +47,16 @@ pub struct FailureCase {
     pub authentication_results: Option<String>,
     pub arrival: i64,
     pub delivery: DeliveryResult,
-    pub alignment: IdentityAlignment,
+    /// Where the DMARC record (and its `ruf=`) was found.
+    pub record_domain: String,
+    /// `adkim=s` / `aspf=s`.
+    pub strict_dkim: bool,
+    pub strict_spf: bool,
+    /// Every DKIM signature's evaluation.
+    pub dkim: Vec<DkimOutcome>,
+    /// SPF on the MAIL FROM identity (none for the null sender: DMARC has no SPF identifier
+    /// to align then).
+    pub spf: Option<SpfCheck>,
 }
 
 impl FailureCase {
@@ -102,12 +118,15 @@ impl FailureCase {
                 Action::Reject => DeliveryResult::Reject,
                 Action::Tempfail => DeliveryResult::Other,
             },
-            alignment: match (dmarc.dkim_aligned, dmarc.spf_aligned) {
-                (true, true) => IdentityAlignment::DkimSpf,
-                (true, false) => IdentityAlignment::Dkim,
-                (false, true) => IdentityAlignment::Spf,
-                (false, false) => IdentityAlignment::None,
-            },
+            record_domain: policy.domain.clone(),
+            strict_dkim: policy.adkim == "s",
+            strict_spf: policy.aspf == "s",
+            dkim: outcome.dkim.clone(),
+            spf: outcome
+                .spf
+                .as_ref()
+                .filter(|s| !s.null_sender)
+                .map(|s| s.mail_from.clone()),
         })
     }
 }
@@ -204,6 +223,25 @@ pub async fn run(
 const REPORT_DOMAINS: usize = 10_000;
 
 async fn send(sender: &Sender, dns: &crate::dns::Dns, case: FailureCase, redact_parts: bool) {
+    // RFC 9991 §2: `ruf=` in a Public Suffix Domain's record (`psd=y`) is not considered.
+    match dns.dmarc_record(&case.record_domain).await {
+        Ok(Some(record)) if record.psd == mail_auth::dmarc::Psd::Yes => {
+            tracing::info!(domain = %case.domain, record = %case.record_domain, "failure report not sent: ruf= of a psd=y record");
+            return;
+        }
+        Ok(_) => {}
+        Err(why) => {
+            tracing::warn!(domain = %case.domain, reason = %why, "failure report not sent: DNS failure reading the DMARC record");
+            return;
+        }
+    }
+    let findings = match Findings::of(dns, &case).await {
+        Ok(f) => f,
+        Err(why) => {
+            tracing::warn!(domain = %case.domain, reason = %why, "failure report not sent: DNS failure checking alignment");
+            return;
+        }
+    };
     let addresses: Vec<String> = case.ruf.iter().map(|(a, _)| a.clone()).collect();
     let Some(authorised) = dns
         .authorised_report_addresses(&case.domain, &addresses)
@@ -212,7 +250,7 @@ async fn send(sender: &Sender, dns: &crate::dns::Dns, case: FailureCase, redact_
         tracing::warn!(domain = %case.domain, "failure report not sent: DNS failure verifying destinations");
         return;
     };
-    let message = compose(sender, &case, redact_parts);
+    let message = compose(sender, &case, &findings, redact_parts);
     let to: Vec<String> = case
         .ruf
         .iter()
@@ -238,8 +276,90 @@ async fn send(sender: &Sender, dns: &crate::dns::Dns, case: FailureCase, redact_
     }
 }
 
-/// The ARF message (RFC 5965 / RFC 6591) through mail-auth's generator.
-fn compose(sender: &Sender, case: &FailureCase, redact_parts: bool) -> Vec<u8> {
+/// What RFC 9991 §5 asks a report to say about the aligned identifiers that failed.
+struct Findings {
+    alignment: IdentityAlignment,
+    /// The first failed DKIM signature of an aligned domain.
+    dkim: Option<DkimOutcome>,
+    /// `SPF-DNS` (RFC 6591 §3.2) for a failed SPF identifier that is aligned.
+    spf_dns: Option<String>,
+}
+
+impl Findings {
+    async fn of(dns: &crate::dns::Dns, case: &FailureCase) -> Result<Findings, String> {
+        let from = case.domain.to_ascii_lowercase();
+        let mut from_org: Option<String> = None;
+        // Identifier alignment (RFC 9989 §4.4): the same name when strict, the same
+        // Organizational Domain when relaxed.
+        let mut aligned = async |domain: &str, strict: bool| -> Result<bool, String> {
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if domain == from {
+                return Ok(true);
+            }
+            if strict {
+                return Ok(false);
+            }
+            if from_org.is_none() {
+                from_org = Some(dns.organizational_domain(&from).await?);
+            }
+            Ok(from_org.as_deref() == Some(dns.organizational_domain(&domain).await?.as_str()))
+        };
+        let mut dkim = None;
+        for signature in &case.dkim {
+            if signature.result != AuthResult::Pass
+                && aligned(&signature.domain, case.strict_dkim).await?
+            {
+                dkim = Some(signature.clone());
+                break;
+            }
+        }
+        let mut spf_failed = None;
+        if let Some(spf) = case.spf.as_ref().filter(|s| s.result != AuthResult::Pass) {
+            if aligned(&spf.domain, case.strict_spf).await? {
+                spf_failed = Some(spf.domain.clone());
+            }
+        }
+        let spf_dns = match spf_failed {
+            Some(domain) => Some(spf_dns(dns, &domain).await),
+            None => None,
+        };
+        let alignment = match (dkim.is_some(), spf_dns.is_some()) {
+            (true, true) => IdentityAlignment::DkimSpf,
+            (true, false) => IdentityAlignment::Dkim,
+            (false, true) => IdentityAlignment::Spf,
+            (false, false) => IdentityAlignment::None,
+        };
+        Ok(Findings {
+            alignment,
+            dkim,
+            spf_dns,
+        })
+    }
+}
+
+/// RFC 6591 §3.2's `SPF-DNS` value: `txt : <domain> : <record>`, the SPF record as
+/// retrieved now (the one evaluated is not kept); what DNS said when there is none.
+async fn spf_dns(dns: &crate::dns::Dns, domain: &str) -> String {
+    let record = match dns.txt_strings(domain).await {
+        Ok(found) => found
+            .into_iter()
+            .find(|t| {
+                let t = t.trim_start();
+                t.len() >= 6 && t[..6].eq_ignore_ascii_case("v=spf1")
+            })
+            .unwrap_or_else(|| "(no SPF record)".to_string()),
+        Err(why) => format!("(lookup failed: {why})"),
+    };
+    format!("txt : {domain} : {}", record.replace(['\r', '\n'], " "))
+}
+
+/// The ARF message (RFC 5965 / RFC 6591, RFC 9991 §5) through mail-auth's generator.
+fn compose(
+    sender: &Sender,
+    case: &FailureCase,
+    findings: &Findings,
+    redact_parts: bool,
+) -> Vec<u8> {
     let hide = |text: &str| {
         if redact_parts {
             redact(text)
@@ -257,12 +377,26 @@ fn compose(sender: &Sender, case: &FailureCase, redact_parts: bool) -> Vec<u8> {
         .with_reported_domain(case.domain.clone())
         .with_original_mail_from(mail_from)
         .with_delivery_result(case.delivery)
-        .with_identity_alignment(case.alignment)
+        .with_identity_alignment(findings.alignment)
         .with_user_agent(concat!("authmilter/", env!("CARGO_PKG_VERSION")))
         .with_reporting_mta(sender.reporter.org_name.clone())
         .with_headers(headers);
     if let Some(rcpt) = rcpt {
         feedback = feedback.with_original_rcpt_to(rcpt);
+    }
+    if let Some(dkim) = &findings.dkim {
+        let identity = dkim
+            .identity
+            .as_deref()
+            .map(hide)
+            .unwrap_or_else(|| format!("@{}", dkim.domain));
+        feedback = feedback
+            .with_dkim_domain(dkim.domain.clone())
+            .with_dkim_identity(identity)
+            .with_dkim_selector(dkim.selector.clone());
+    }
+    if let Some(spf_dns) = &findings.spf_dns {
+        feedback = feedback.with_spf_dns(spf_dns.clone());
     }
     // RFC 6591 §3.1 (kept by RFC 9991): Authentication-Results appears in every auth-failure
     // report; without the door's own, the DMARC result it is about.

@@ -586,10 +586,78 @@ async fn failure_reports_are_arf_redacted_and_rate_limited() {
         "Source-IP: 203.0.113.5",
         "To: fail@reports.example",
         "From: Mallory <redacted@reports.example>",
+        // RFC 9991 §5: SPF failed for the aligned MAIL FROM domain; no DKIM signature.
+        "Identity-Alignment: spf",
+        "SPF-DNS: txt : reports.example : v=spf1 ip4:192.0.2.0/24 -all",
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
+    assert!(!text.contains("DKIM-Domain:"), "{text}");
     assert!(!text.contains("ceo@"), "{text}");
+}
+
+// RFC 9991 §5 and §2: Identity-Alignment names the mechanisms that failed for an aligned
+// identifier, with DKIM-Domain/-Identity/-Selector for the aligned signature that failed (a
+// third party's failed signature is not it); a psd=y record's ruf= gets no report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_reports_name_the_aligned_identifiers_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let o = outbox.clone();
+    let d = Daemon::start(move |c| {
+        c.reports.failure = true;
+        c.reports.email = Some("dmarc-reports@mx.test.example".into());
+        c.reports.delivery = Some(ReportDelivery::Outbox(o));
+        c.reports.failure_per_hour = 10;
+    })
+    .await;
+    let mut mta = d.mta().await;
+    mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
+    mta.connect_client("203.0.113.5", "relay.example.net").await;
+    // First: a Public Suffix Domain's own record asks for failure reports.
+    let raw = message("Eve <eve@psd-ruf.example>", "psd", "Hello.\r\n");
+    mta.message("S0", "eve@psd-ruf.example", None, &raw).await;
+    // Then: signed by the author's domain and by a third party, altered on the way; MAIL
+    // FROM in another organisation (SPF has no aligned identifier).
+    let body = "Quarterly figures attached.\r\n";
+    let signed = sign_rsa(
+        "example.com",
+        &sign_rsa(
+            "reports.example",
+            &message("Alice <alice@reports.example>", "altered", body),
+        ),
+    );
+    let altered = String::from_utf8(signed)
+        .unwrap()
+        .replace("figures attached", "figures changed!");
+    mta.message("S1", "list@example.net", None, altered.as_bytes())
+        .await;
+
+    let started = Instant::now();
+    let files = loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(&outbox)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        if !files.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break files;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The task takes reports in order: the psd=y one was decided before this one was sent.
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = String::from_utf8_lossy(&std::fs::read(&files[0]).unwrap()).into_owned();
+    for want in [
+        "Reported-Domain: reports.example",
+        "Identity-Alignment: dkim\r\n",
+        "DKIM-Domain: reports.example",
+        "DKIM-Identity: @reports.example",
+        "DKIM-Selector: rsa",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert!(!text.contains("DKIM-Domain: example.com"), "{text}");
+    assert!(!text.contains("SPF-DNS:"), "{text}");
+    assert!(!text.contains("psd-ruf.example"), "{text}");
 }
 
 /// Yesterday's verdicts for reports.example, written straight into the store as the
