@@ -497,7 +497,8 @@ fn root(e: &quick_xml::events::BytesStart<'_>, root_done: bool) -> Result<(), Im
 /// with org_name, email, report_id and date_range; policy_published with the domain; each
 /// record with its source address).
 ///
-/// An empty `org_name` is taken from the `email` domain, as parsedmarc does.
+/// An empty `org_name` is taken from the `email` domain, as parsedmarc does; a record without
+/// a source address is skipped, as parsedmarc skips it.
 fn check(report: &mut Report, repairs: &mut Vec<String>) -> Result<(), ImportError> {
     let missing = |what: &str| Err(ImportError::Invalid(format!("no {what}")));
     let meta = &mut report.report_metadata;
@@ -529,11 +530,25 @@ fn check(report: &mut Report, repairs: &mut Vec<String>) -> Result<(), ImportErr
             range.begin, range.end
         )));
     }
-    if let Some(i) = report.record.iter().position(|r| r.row.source_ip.is_none()) {
-        return Err(ImportError::Invalid(format!(
-            "record {} has no valid source_ip",
-            i + 1
-        )));
+    // A record without a valid source address is skipped, as parsedmarc skips it, and named
+    // in the repairs; a report left with no record at all is refused.
+    let before = report.record.len();
+    let mut position = 0;
+    report.record.retain(|r| {
+        position += 1;
+        if r.row.source_ip.is_some() {
+            return true;
+        }
+        repairs.push(format!(
+            "record {position} has no valid source_ip: skipped ({} message(s) not counted)",
+            r.row.count
+        ));
+        false
+    });
+    if before > 0 && report.record.is_empty() {
+        return Err(ImportError::Invalid(
+            "no record has a valid source_ip".into(),
+        ));
     }
     Ok(())
 }

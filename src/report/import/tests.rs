@@ -167,10 +167,6 @@ fn missing_fields_and_bad_addresses_are_invalid() {
             "<report_id>mail.example.net-2024-05-01-0001</report_id>",
             "<report_id> </report_id>",
         ),
-        (
-            "<source_ip>192.0.2.10</source_ip>",
-            "<source_ip>not-an-ip</source_ip>",
-        ),
         ("<begin>1714521600</begin>", "<begin>1714700000</begin>"),
         (
             "<domain>example.com</domain>\n    <p>",
@@ -183,6 +179,42 @@ fn missing_fields_and_bad_addresses_are_invalid() {
         let e = parse_xml(bad.as_bytes()).unwrap_err();
         assert!(matches!(e, ImportError::Invalid(_)), "{to}: {e}");
     }
+}
+
+// As parsedmarc: a record without a valid source address is skipped (and named), the rest
+// of the report kept; a report with no valid record left is refused.
+#[test]
+fn records_without_a_source_address_are_skipped_and_named() {
+    let xml = String::from_utf8(fixture(
+        "mail.example.net!example.com!1714521600!1714608000.xml",
+    ))
+    .unwrap();
+    let one_bad = xml.replacen(
+        "<source_ip>192.0.2.10</source_ip>",
+        "<source_ip>not-an-ip</source_ip>",
+        1,
+    );
+    let mut repairs = Vec::new();
+    let report = parse_xml_repaired(one_bad.as_bytes(), &mut repairs).unwrap();
+    assert_eq!(report.record.len(), 1);
+    assert_eq!(
+        report.record[0].row.source_ip,
+        Some("2001:db8::25".parse().unwrap())
+    );
+    assert_eq!(
+        repairs,
+        ["record 1 has no valid source_ip: skipped (7 message(s) not counted)"]
+    );
+    let none_left = one_bad.replacen(
+        "<source_ip>2001:db8::25</source_ip>",
+        "<source_ip></source_ip>",
+        1,
+    );
+    let e = parse_xml(none_left.as_bytes()).unwrap_err();
+    assert!(
+        matches!(&e, ImportError::Invalid(why) if why.contains("no record has a valid source_ip")),
+        "{e}"
+    );
 }
 
 #[test]
