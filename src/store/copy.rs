@@ -1,5 +1,6 @@
 //! `authmilter store copy`: a single host's SQLite history moved into the fleet's PostgreSQL
-//! database — verdicts (with their DMARC events), reports sent, reports received.
+//! database — verdicts (with their DMARC events), reports sent, reports received (aggregate
+//! and failure reports).
 //!
 //! One transaction: all of it or nothing. Verdicts keep the host they were recorded by;
 //! rows from before hosts were recorded take the host given. The copy refuses (copying
@@ -27,6 +28,8 @@ pub struct Copied {
     pub received: u64,
     pub received_skipped: u64,
     pub rows: u64,
+    pub failures: u64,
+    pub failures_skipped: u64,
 }
 
 impl fmt::Display for Copied {
@@ -34,13 +37,15 @@ impl fmt::Display for Copied {
         write!(
             f,
             "{} verdicts, {} reports sent ({} already there), {} reports received with {} rows \
-             ({} already there)",
+             ({} already there), {} failure reports ({} already there)",
             self.verdicts,
             self.sent,
             self.sent_skipped,
             self.received,
             self.rows,
-            self.received_skipped
+            self.received_skipped,
+            self.failures,
+            self.failures_skipped
         )
     }
 }
@@ -254,6 +259,65 @@ fn sqlite_to_postgres(
             copied.rows += 1;
         }
     }
+
+    // Failure reports received: the same columns on both back ends. One already there (the
+    // same report message, or for one without a Message-ID the same reporter, arrival and
+    // header section) is skipped, so a copy can be run again.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {FAILURE_COLUMNS} FROM failure_reports ORDER BY id"
+    ))?;
+    let insert_failure = tx.prepare(&format!(
+        "INSERT INTO failure_reports ({FAILURE_COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8, \
+         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21 WHERE NOT EXISTS \
+         (SELECT 1 FROM failure_reports WHERE report_message_id = $3 OR ($3::TEXT IS NULL \
+         AND report_message_id IS NULL AND reporter = $2 AND received_at = $1 AND headers = $21)) \
+         ON CONFLICT (report_message_id) DO NOTHING"
+    ))?;
+    let mut failures = stmt.query([])?;
+    while let Some(r) = failures.next()? {
+        let t = |i| -> rusqlite::Result<String> { Ok(text(&r.get::<_, String>(i)?).into_owned()) };
+        let o = |i| -> rusqlite::Result<Option<String>> {
+            Ok(r.get::<_, Option<String>>(i)?
+                .map(|v| text(&v).into_owned()))
+        };
+        let n = tx.execute(
+            &insert_failure,
+            &[
+                &r.get::<_, i64>(0)?,
+                &t(1)?,
+                &o(2)?,
+                &t(3)?,
+                &t(4)?,
+                &o(5)?,
+                &o(6)?,
+                &o(7)?,
+                &r.get::<_, Option<i64>>(8)?,
+                &o(9)?,
+                &o(10)?,
+                &o(11)?,
+                &o(12)?,
+                &o(13)?,
+                &o(14)?,
+                &o(15)?,
+                &o(16)?,
+                &o(17)?,
+                &t(18)?,
+                &r.get::<_, i64>(19)?,
+                &t(20)?,
+            ],
+        )?;
+        if n == 1 {
+            copied.failures += 1;
+        } else {
+            copied.failures_skipped += 1;
+        }
+    }
     tx.commit()?;
     Ok(copied)
 }
+
+/// The columns of `failure_reports` a copy moves, in this order (all but `id`).
+const FAILURE_COLUMNS: &str = "received_at, reporter, report_message_id, format, feedback_type, \
+    auth_failure, domain, source_ip, arrival, mail_from, rcpt_to, header_from, subject, \
+    original_message_id, delivery_result, identity_alignment, dkim_domain, dkim_selector, \
+    authentication_results, incidents, headers";

@@ -492,6 +492,29 @@ async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
         tokio::task::spawn_blocking(move || {
             let mut s = Store::open(&path).unwrap();
             s.insert_received_report(&hostile_report()).unwrap();
+            // Two failure reports: one with a Message-ID, one without.
+            for (id, ip) in [
+                (Some("<f1@reporter.example>"), "203.0.113.9"),
+                (None, "203.0.113.10"),
+            ] {
+                s.insert_failure_report(&authmilter::store::NewFailureReport {
+                    received_at: authmilter::dates::now_ms() - 3_600_000,
+                    reporter: "noreply@reporter.example".into(),
+                    report_message_id: id.map(str::to_string),
+                    format: "arf".into(),
+                    feedback_type: "auth-failure".into(),
+                    auth_failure: Some("dmarc".into()),
+                    domain: Some("example.com".into()),
+                    source_ip: Some(ip.into()),
+                    arrival: Some(1_699_999_000),
+                    identity_alignment: Some("none".into()),
+                    authentication_results: vec!["mx.reporter.example; dmarc=fail".into()],
+                    headers: format!("From: x@example.com\r\nSubject: {ip}\r\n"),
+                    incidents: 1,
+                    ..Default::default()
+                })
+                .unwrap();
+            }
             s.save_sent_report(
                 &SentReport {
                     domain: "example.com".into(),
@@ -552,7 +575,8 @@ async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
     assert!(ok, "{err}");
     assert!(
         out.contains(
-            "copied 4 verdicts, 1 reports sent (0 already there), 1 reports received with 1 rows"
+            "copied 4 verdicts, 1 reports sent (0 already there), 1 reports received with 1 rows \
+             (0 already there), 2 failure reports (0 already there)"
         ),
         "{out}"
     );
@@ -583,6 +607,16 @@ async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
     );
     let received = json(b, "/v1/reports").await;
     assert_eq!(received["items"][0]["row_count"], 1);
+    let failures = |v: Value| -> Vec<Value> {
+        let mut items = v["items"].as_array().unwrap().clone();
+        for item in &mut items {
+            item["id"] = Value::Null;
+        }
+        items
+    };
+    let moved = failures(json(b, "/v1/reports/failures").await);
+    assert_eq!(moved.len(), 2);
+    assert_eq!(moved, failures(json(a, "/v1/reports/failures").await));
 
     // Copying again would double the history: refused, nothing copied.
     let (ok, _, err) = authmilter(&copy);

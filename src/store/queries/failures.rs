@@ -148,6 +148,24 @@ mod tests {
     }
 
     #[test]
+    fn failure_reports_are_pruned_with_the_verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let mut old = report(Some("<old@x>"), "example.com", "203.0.113.5", "");
+        old.received_at = 1_000;
+        store.insert_failure_report(&old).unwrap();
+        store
+            .insert_failure_report(&report(Some("<new@x>"), "example.com", "203.0.113.5", ""))
+            .unwrap();
+        store.prune(2_000).unwrap();
+        let left = store
+            .failure_reports(&FailureFilter::default(), 10)
+            .unwrap();
+        assert_eq!(left.items.len(), 1);
+        assert_eq!(left.items[0]["report_message_id"], "<new@x>");
+    }
+
+    #[test]
     fn failure_reports_are_stored_once_listed_and_searched() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();

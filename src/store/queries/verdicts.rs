@@ -125,6 +125,10 @@ pub fn prune(db: &mut dyn Sql, before_ms: i64) -> Result<usize, StoreError> {
             "DELETE FROM reports_received WHERE date_end < ?1",
             &before_secs,
         )?;
+        tx.execute(
+            "DELETE FROM failure_reports WHERE received_at < ?1",
+            &before,
+        )?;
         n
     };
     tx.commit()?;
