@@ -12,6 +12,7 @@ use crate::http::AppState;
 use crate::report::readiness::{Class, Readiness};
 use axum::extract::{RawQuery, State};
 use maud::{html, Markup};
+use std::collections::BTreeSet;
 
 const PATH: &str = "/ui/reports/readiness";
 
@@ -77,6 +78,14 @@ pub async fn readiness(State(state): State<AppState>, RawQuery(query): RawQuery)
     ok(&title, PATH, body)
 }
 
+/// The domains separated by commas, or `—` when there are none.
+fn domains(set: &BTreeSet<String>) -> Markup {
+    match set.is_empty() {
+        true => html! { "—" },
+        false => listed(set),
+    }
+}
+
 fn view_markup(v: &Readiness) -> Markup {
     let total = v.messages();
     let loss = v.loss();
@@ -117,11 +126,11 @@ fn view_markup(v: &Readiness) -> Markup {
                     tr { td colspan="10" class="muted" { "No mail seen for this domain in the period." } }
                 }
                 @for s in &v.sources {
-                    tr {
+                    tr id={ "source-" (s.ip) } {
                         td { code { (s.ip) } }
                         td { (s.reverse_name.as_deref().unwrap_or("—")) }
-                        td { (listed(&s.spf_domains)) }
-                        td { (listed(&s.dkim_domains)) }
+                        td { (domains(&s.spf_domains)) }
+                        td { (domains(&s.dkim_domains)) }
                         td class="num" { (s.messages()) }
                         td class="num" { (percent(s.aligned, s.messages())) }
                         td class="num" { (s.fixable) }
