@@ -2,7 +2,8 @@
 //! that are due, by hand; `authmilter report import` (in `authmilter::report::import_cmd`):
 //! store the reports other receivers sent. `serve` does the same on a schedule; both go through
 //! `authmilter::report::send`, and both record what was sent, so neither sends a report the
-//! other already sent.
+//! other already sent. `authmilter report readiness`: which senders of a domain would lose
+//! mail under `p=quarantine` or `p=reject` (`authmilter::report::readiness`).
 //!
 //! Exit status: 0 done (sent, skipped or nothing due); 1 some report failed or waits for a
 //! retry; 2 an error (arguments, configuration, store).
@@ -10,7 +11,8 @@
 use super::{load_config, Common};
 use anyhow::{bail, Context, Result};
 use authmilter::auth::Verifier;
-use authmilter::dates::{format_rfc3339, now_ms, parse_utc_day};
+use authmilter::dates::{format_rfc3339, now_ms, parse_time, parse_utc_day};
+use authmilter::report::readiness::Readiness;
 use authmilter::report::send::{Selection, Sender, State, LOOKBACK_MS};
 use authmilter::store::{Location, Store};
 use clap::{Args, Subcommand};
@@ -26,6 +28,29 @@ pub enum ReportCommand {
     /// Store the aggregate reports in a message, .xml, .xml.gz or .zip file, in every file
     /// of a directory, or on standard input (-); exit 1 if any was refused.
     Import(authmilter::report::import_cmd::ImportArgs),
+    /// Enforcement readiness of a domain: its sending sources (address, reverse name, SPF
+    /// and DKIM domains, volume, DMARC pass rate) classed aligned / fixable / failing, from
+    /// the aggregate reports received and this filter's verdicts, and the share of its mail
+    /// p=quarantine or p=reject would hold or refuse today.
+    Readiness(ReadinessArgs),
+}
+
+#[derive(Args)]
+pub struct ReadinessArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The verdict store (default: the configuration's [store] path or url).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// The policy domain (one of ours).
+    #[arg(long)]
+    domain: String,
+    /// The start of the period: a duration ago (30d, 12h), RFC 3339 or Unix seconds.
+    #[arg(long, default_value = "30d")]
+    since: String,
+    /// Print the JSON `GET /v1/reports/readiness` answers instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -49,6 +74,7 @@ pub struct SendArgs {
 pub fn report(command: ReportCommand) -> Result<ExitCode> {
     match command {
         ReportCommand::Send(args) => send(args),
+        ReportCommand::Readiness(args) => readiness(args),
         ReportCommand::Import(args) => {
             let tally = authmilter::report::import_cmd::run(&args, &mut std::io::stdout())?;
             Ok(if tally.clean() {
@@ -58,6 +84,41 @@ pub fn report(command: ReportCommand) -> Result<ExitCode> {
             })
         }
     }
+}
+
+fn readiness(args: ReadinessArgs) -> Result<ExitCode> {
+    let config = load_config(&args.common)?;
+    let location = args
+        .store
+        .map(Location::Sqlite)
+        .or_else(|| config.store.location())
+        .context("no verdict store: give --store or a configuration with [store] path or url")?;
+    let now = now_ms();
+    let Some(since) = parse_time(&args.since, now) else {
+        bail!(
+            "--since: `{}` is not a duration like 30d, RFC 3339 or Unix seconds",
+            args.since
+        );
+    };
+    let domain = args
+        .domain
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let store = Store::connect(&location).with_context(|| format!("opening {location}"))?;
+    let mut view = Readiness::gather(&store, &domain, since, now, config.reports.email.as_deref())?;
+    let verifier = Verifier::new(Arc::new(config)).context("DNS resolver")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(view.name_sources(verifier.dns()));
+    if args.json {
+        println!("{:#}", view.to_json());
+    } else {
+        print!("{}", view.table());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn send(args: SendArgs) -> Result<ExitCode> {

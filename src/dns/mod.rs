@@ -384,6 +384,24 @@ impl Dns {
         Ok(shortest.unwrap_or(domain))
     }
 
+    /// The first name the PTR records of `ip` give (trailing dot removed), counted in the
+    /// metrics and cached like mail-auth's own PTR lookups; `None` when there is none or
+    /// the lookup failed. Not forward-confirmed: for showing an operator who a sender is,
+    /// never for a decision about mail.
+    pub async fn reverse_name(&self, ip: IpAddr) -> Option<String> {
+        let started = Instant::now();
+        let lookup = self.auth.ptr_lookup(ip, Some(&self.ptr)).await;
+        let ending = match &lookup {
+            Ok(_) => Ending::Answer,
+            Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_))) => Ending::NoRecords,
+            Err(e) => Ending::of_error_text(&e.to_string()),
+        };
+        STATS.observe(QueryType::Ptr, started, ending);
+        let names = lookup.ok()?;
+        let name = names.rrset.first()?;
+        Some(name.trim_end_matches('.').to_ascii_lowercase())
+    }
+
     /// Which of `addresses` may receive reports about `domain` (RFC 7489 §7.1, RFC 9990
     /// §5.1): those inside the domain, and those whose domain publishes
     /// `<domain>._report._dmarc.<their domain>` with `v=DMARC1`. `None` on a DNS failure

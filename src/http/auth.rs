@@ -33,6 +33,7 @@ pub fn access(path: &str) -> Access {
         | "/v1/reports"
         | "/v1/reports/{id}"
         | "/v1/reports/summary"
+        | "/v1/reports/readiness"
         | "/metrics" => Access::Scoped(Scope::Read),
         "/v1/sign" => Access::Token(Scope::Sign),
         "/v1/reload" => Access::Token(Scope::Admin),

@@ -293,6 +293,7 @@ fn routes() -> Routes {
     .get("/v1/stats", handlers::stats)
     .get("/v1/reports", reports::list)
     .get("/v1/reports/summary", reports::summary)
+    .get("/v1/reports/readiness", reports::readiness)
     .get("/v1/reports/failures", failures::list)
     .get("/v1/reports/failures/{id}", failures::one)
     .get("/v1/reports/{id}", reports::one)

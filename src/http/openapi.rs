@@ -179,6 +179,17 @@ pub fn document() -> Value {
         ),
         op(
             "get",
+            "/v1/reports/readiness",
+            "Enforcement readiness of a domain: its sending sources classed aligned / fixable / failing, and the share of its mail p=quarantine or p=reject would hold or refuse today",
+            vec![
+                json!({"name": "domain", "in": "query", "required": true, "description": "the policy domain", "schema": {"type": "string"}}),
+                param("since", "the start of the period (RFC 3339, Unix seconds, or an age like 30d; default 30d)"),
+            ],
+            None,
+            json!({"description": "the view", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}}),
+        ),
+        op(
+            "get",
             "/v1/reports/failures",
             "DMARC failure reports received (ARF auth-failure, plain-text notices), newest first",
             vec![
@@ -277,6 +288,8 @@ pub fn document() -> Value {
                     "dkim": {"enum": ["pass", "fail", "unspecified"]}, "spf": {"enum": ["pass", "fail", "unspecified"]},
                     "header_from": {"type": "string"}, "envelope_from": {"type": ["string", "null"]}, "envelope_to": {"type": ["string", "null"]},
                     "reasons": {"type": "array", "items": {"type": "object"}}, "auth_results": {"type": "object"}}},
+                "Readiness": readiness_schema(),
+                "Loss": {"type": "object", "properties": {"messages": {"type": "integer"}, "share": {"type": ["number", "null"]}}},
                 "ReportSummary": {"type": "object", "properties": {
                     "domain": {"type": ["string", "null"]}, "since": {"type": "string", "format": "date-time"},
                     "reports": {"type": "integer"}, "messages": {"type": "integer"}, "dmarc_pass": {"type": "integer"},
@@ -286,6 +299,29 @@ pub fn document() -> Value {
             },
         },
     })
+}
+
+/// `GET /v1/reports/readiness`'s answer (apart: one `json!` this deep reaches the macro
+/// recursion limit).
+fn readiness_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "domain": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
+        "until": {"type": "string", "format": "date-time"},
+        "reports": {"type": "integer"}, "reported_messages": {"type": "integer"}, "seen_here": {"type": "integer"},
+        "messages": {"type": "integer"}, "dmarc_pass": {"type": "integer"}, "pass_rate": {"type": ["number", "null"]},
+        "projected": {"type": "object", "properties": {
+            "quarantine": {"$ref": "#/components/schemas/Loss"}, "reject": {"$ref": "#/components/schemas/Loss"}}},
+        "classes": {"type": "object", "additionalProperties": {"type": "object", "properties": {"sources": {"type": "integer"}, "messages": {"type": "integer"}}}},
+        "sources": {"type": "array", "items": {"type": "object", "properties": {
+            "source_ip": {"type": "string"}, "reverse_name": {"type": ["string", "null"]},
+            "spf_domains": {"type": "array", "items": {"type": "string"}},
+            "dkim_domains": {"type": "array", "items": {"type": "string"}},
+            "messages": {"type": "integer"}, "reported": {"type": "integer"}, "seen_here": {"type": "integer"},
+            "dmarc_pass": {"type": "integer"}, "pass_rate": {"type": ["number", "null"]},
+            "fixable": {"type": "integer"}, "failing": {"type": "integer"},
+            "class": {"type": "string", "enum": ["aligned", "fixable", "failing"]},
+            "loss_if_fixed": {"oneOf": [{"$ref": "#/components/schemas/Loss"}, {"type": "null"}]}}}},
+        "unreadable_verdicts": {"type": "integer"}}})
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
 //! The routes over DMARC aggregate reports other receivers sent us (read scope): the list,
 //! one report with its rows, and a summary per domain. Periods are the reports' own
 //! (`since`/`until` select reports whose period overlaps them); each report says whether its
-//! domain is one of `reports.owned_domains` (`owned`), as the configuration says now.
+//! domain is one of `reports.owned_domains` (`owned`), as the configuration says now. The
+//! enforcement-readiness view of one domain (`report::readiness`) is here too.
 
 use super::error::ApiError;
 use super::handlers::Params;
 use super::AppState;
 use crate::dates::now_ms;
+use crate::report::readiness::{Readiness, DEFAULT_PERIOD_MS};
 use crate::report::received::ImportSettings;
 use crate::store::{Page, ReportFilter, Store, StoreError};
 use axum::extract::{Path, RawQuery, State};
@@ -110,4 +112,37 @@ pub async fn summary(
         .query(move |s| Ok(s.received_summary(domain.as_deref(), since)?))
         .await?;
     Ok(Json(summary))
+}
+
+/// The readiness view of the domain the query names, over `[since, now)` (default 30 days),
+/// its sources' reverse names looked up: what the route and the dashboard page show.
+pub(super) async fn readiness_of(
+    state: &AppState,
+    domain: String,
+    since: Option<i64>,
+) -> Result<Readiness, ApiError> {
+    let now = now_ms();
+    let since = since.unwrap_or(now - DEFAULT_PERIOD_MS);
+    if domain.is_empty() {
+        return Err(ApiError::BadRequest("`domain` is required".into()));
+    }
+    let own = state.snapshot().config.reports.email.clone();
+    let mut view = state
+        .query(move |s| Ok(Readiness::gather(s, &domain, since, now, own.as_deref())?))
+        .await?;
+    view.name_sources(state.snapshot().verifier.dns()).await;
+    Ok(view)
+}
+
+/// `GET /v1/reports/readiness?domain=D[&since=30d]`: the domain's sending sources, classed
+/// aligned / fixable / failing, and the share of its mail `p=quarantine` or `p=reject` would
+/// quarantine or reject today (from the reports received and this filter's verdicts).
+pub async fn readiness(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(query, &["domain", "since"])?;
+    let since = params.time("since", now_ms())?;
+    let domain = domain(&params).unwrap_or_default();
+    Ok(Json(readiness_of(&state, domain, since).await?.to_json()))
 }

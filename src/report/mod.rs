@@ -7,6 +7,8 @@
 //!   hostile input refused; [`received`]: from there into the store; [`inbox`]: report
 //!   mail from the doors, imported by a task off the hot path; [`import_cmd`]:
 //!   `authmilter report import`.
+//! - [`readiness`]: per owned domain, which senders would lose mail under `p=quarantine` or
+//!   `p=reject`, from the reports received and our own verdicts.
 
 pub mod aggregate;
 pub mod failure;
@@ -15,5 +17,6 @@ pub mod import;
 pub mod import_cmd;
 pub mod inbox;
 pub mod message;
+pub mod readiness;
 pub mod received;
 pub mod send;

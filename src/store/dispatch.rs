@@ -9,6 +9,7 @@ use super::model::{
     ReportFilter, SentReport, StoreError,
 };
 use super::postgres::Postgres;
+use super::queries::readiness::{self, ReportedRow};
 use super::queries::{failures, overview, received, sent, verdicts};
 use super::sqlite::Sqlite;
 use crate::check::{DmarcEvent, Record};
@@ -195,6 +196,27 @@ impl Store {
     /// What received reports say about `domain` (all when `None`) since `since` (seconds).
     pub fn received_summary(&self, domain: Option<&str>, since: i64) -> Result<Value, StoreError> {
         shared!(self, received::received_summary, domain, since)
+    }
+
+    /// Calls `each` with every row of the received reports about `domain` whose period
+    /// overlaps `[since, until)` (Unix seconds), but those `skip_reporter` sent.
+    pub fn for_each_reported_row(
+        &self,
+        domain: &str,
+        since: i64,
+        until: i64,
+        skip_reporter: Option<&str>,
+        each: impl FnMut(ReportedRow),
+    ) -> Result<(), StoreError> {
+        shared!(
+            self,
+            readiness::for_each_reported_row,
+            domain,
+            since,
+            until,
+            skip_reporter,
+            each
+        )
     }
 
     /// Stores a failure report once per report message.

@@ -41,6 +41,7 @@ pub use model::{
     StoreError,
 };
 pub use postgres::{PgCounts, LIMITS_DEADLINE, PG_SCHEMA_VERSION};
+pub use queries::readiness::ReportedRow;
 pub use spool::{Spool, SpoolError};
 pub use sqlite::SCHEMA_VERSION;
 pub use writer::{spawn_writer, Writer, BATCH, LAST_WORDS};

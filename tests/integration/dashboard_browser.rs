@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Runs chromium headless with `args` and `url`; its stdout.
-fn chromium(program: &Path, profile: &Path, args: &[&str], url: &str) -> String {
+pub(crate) fn chromium(program: &Path, profile: &Path, args: &[&str], url: &str) -> String {
     let out = std::process::Command::new(program)
         .args([
             "--headless=new",

@@ -28,6 +28,7 @@ mod packaging;
 mod pg_cluster;
 mod pipeline;
 mod postfix;
+mod readiness;
 mod regressions;
 mod report_import;
 mod report_send;

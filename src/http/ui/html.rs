@@ -86,12 +86,13 @@ pub fn percent(part: u64, whole: u64) -> String {
 }
 
 /// The navigation entries: (path, label).
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/ui/", "Overview"),
     ("/ui/verdicts", "Verdicts"),
     ("/ui/reports", "Reports received"),
     ("/ui/reports/sent", "Reports sent"),
     ("/ui/reports/failures", "Failure reports"),
+    ("/ui/reports/readiness", "Readiness"),
     ("/ui/keys", "Signing keys"),
 ];
 

@@ -1,6 +1,7 @@
 //! The web dashboard at `/ui/`: server-rendered HTML pages over the same store queries as
-//! the API (overview, verdict search and detail, DMARC reports received and sent,
-//! signing keys with the check of their published records).
+//! the API (overview, verdict search and detail, DMARC reports received and sent, the
+//! enforcement readiness of a domain, signing keys with the check of their published
+//! records).
 //!
 //! Access follows the API's rule for read routes ([`auth::check`] with the `read` scope): a
 //! loopback listener lets tokenless requests through, any other needs a token. A browser
@@ -15,7 +16,7 @@
 //!
 //! Pages are maud templates (`html.rs`: the frame and shared pieces), which escape every value
 //! spliced into them; one file per group of pages (`overview.rs`, `verdicts.rs`, `reports.rs`,
-//! `keys.rs`), the SVG charts in `chart.rs`, the access check and the login in `login.rs`.
+//! `readiness.rs`, `keys.rs`), the SVG charts in `chart.rs`, the access check and the login in `login.rs`.
 
 mod chart;
 mod failures;
@@ -23,6 +24,7 @@ mod html;
 mod keys;
 mod login;
 mod overview;
+mod readiness;
 mod reports;
 mod verdicts;
 
@@ -51,6 +53,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/verdicts/{id}", get(verdicts::verdict))
         .route("/ui/reports", get(reports::received))
         .route("/ui/reports/sent", get(reports::sent))
+        .route("/ui/reports/readiness", get(readiness::readiness))
         .route("/ui/reports/failures", get(failures::list))
         .route("/ui/reports/failures/{id}", get(failures::one))
         .route("/ui/reports/{id}", get(reports::one))

@@ -70,6 +70,13 @@ pub async fn received(State(state): State<AppState>, RawQuery(query): RawQuery) 
                 div { button type="submit" class="primary" { "Show" } }
             }
         }
+        @if let Some(d) = &domain {
+            p id="readiness-link" {
+                a href={ "/ui/reports/readiness?domain=" (url_param(d)) } {
+                    "Enforcement readiness of " (d) " →"
+                }
+            }
+        }
         div class="figures" {
             div class="figure" {
                 div class="value" id="report-count" { (text(&summary["reports"])) }

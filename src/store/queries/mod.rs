@@ -7,6 +7,7 @@
 
 pub mod failures;
 pub mod overview;
+pub mod readiness;
 pub mod received;
 pub mod sent;
 pub mod verdicts;
