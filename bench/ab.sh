@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side A/B of two authmilter binaries (say, before and after a change): verify mode,
-# the message and DNS fixtures of bench/compare.sh (dnsmasq on 127.0.0.1:5399), each binary
+# the message and DNS fixtures of bench/compare.sh (dnsmasq on 127.0.0.1:PORT_BASE, the two
+# daemons on the next two ports; by default a base chosen from the script's PID), each binary
 # started fresh per run, 300 warm-up messages, then DURATION seconds of
 # `bench-milter -c C`; A and B alternate ROUNDS times so both see the same machine.
 # Prints one line per run: msgs/s, p99 ms, daemon CPU (user + system) per message in us, the
@@ -21,6 +22,8 @@
 set -euo pipefail
 A=$1; B=$2; ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-6}; C=${C:-16}
 ROOT=$(cd "$(dirname "$0")/.." && pwd); W=${W:-$(mktemp -d)}; mkdir -p $W
+# Loopback ports of this run (dnsmasq, A, B), apart from another ab.sh running at the same time.
+BASE=${PORT_BASE:-$((20000 + $$ % 4000 * 3))}
 GEN=$A
 FLOOR=
 for f in ${FLOOR_BIN:-} $B $A; do
@@ -40,7 +43,7 @@ mapfile -t TXT < <(awk '$1 ~ /(^|\.)example\.com$/ && toupper($2) == "TXT" {
     out = "--txt-record=" $1
     while (length(v) > 0) { out = out "," substr(v, 1, 255); v = substr(v, 256) }
     print out }' $ROOT/testdata/dns/main.zone)
-dnsmasq --keep-in-foreground --conf-file=/dev/null --port=5399 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts --pid-file= \
+dnsmasq --keep-in-foreground --conf-file=/dev/null --port=$BASE --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts --pid-file= \
     --auth-server=ns.bench.test,127.0.0.1 --auth-zone=com --auth-zone=net --auth-ttl=3600 --neg-ttl=3600 --local-ttl=3600 \
     "${TXT[@]}" > $W/dnsmasq.log 2>&1 &
 DNS=$!
@@ -54,7 +57,7 @@ run() {
         listen=unix:$W/$label.sock target=unix:$W/$label.sock
         rm -f $W/$label.sock
     fi
-    AUTHMILTER_LOG=info $bin serve $extra --milter $listen --nameserver 127.0.0.1:5399 --authserv-id mx.bench.example > /dev/null 2>$W/$label.log &
+    AUTHMILTER_LOG=info $bin serve $extra --milter $listen --nameserver 127.0.0.1:$BASE --authserv-id mx.bench.example > /dev/null 2>$W/$label.log &
     local pid=$!
     for _ in $(seq 100); do
         if [ -n "${UNIX:-}" ]; then [ -S $W/$label.sock ] && break
@@ -86,8 +89,8 @@ floor() {
     echo "floor cpu_us_per_op=$us" | tee -a $W/runs
 }
 for r in $(seq $ROUNDS); do
-    run A $A 18901 "${A_ARGS:-}"
-    run B $B 18902 "${B_ARGS:-}"
+    run A $A $((BASE + 1)) "${A_ARGS:-}"
+    run B $B $((BASE + 2)) "${B_ARGS:-}"
     floor
 done
 # Medians per binary, field by field.

@@ -845,7 +845,11 @@ row() { # LABEL VS: rows not measured in this run (ONLY) are left out
     if want postfix; then
         n=$E2E_NONE a=$E2E_AM p=$E2E_PEERS
         row "$n" ""
-        row "$a" "$(pct "${MPS[$a]}" "${MPS[$n]}") of no milter · OpenDKIM+OpenDMARC $(ratio "${MPS[$a]}" "${MPS[$p]}"); $(ratio "${CPU[$p]}" "${CPU[$a]}")"
+        if [ -n "${MPS[$p]:-}" ]; then
+            row "$a" "$(pct "${MPS[$a]}" "${MPS[$n]}") of no milter · OpenDKIM+OpenDMARC $(ratio "${MPS[$a]}" "${MPS[$p]}"); $(ratio "${CPU[$p]}" "${CPU[$a]}")"
+        else
+            row "$a" "$(pct "${MPS[$a]}" "${MPS[$n]}") of no milter"
+        fi
         row "$p" "$(pct "${MPS[$p]}" "${MPS[$n]}") of no milter"
         [ -z "${S_OLD:-}" ] || row "$E2E_OLD" "$(pct "${MPS[$E2E_OLD]}" "${MPS[$n]}") of no milter"
     fi
