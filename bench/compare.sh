@@ -53,7 +53,10 @@
 #          opendmarc, rspamd and postfix: only their rows and authmilter's rows next to them,
 #          without the Unix-socket, half-load, Ed25519 and openssl extras; e.g. ONLY=rspamd),
 #          RSPAMD_WORKERS (rspamd_proxy processes, default: one per core),
-#          SMTP_CONNS (8), E2E_ROUNDS (2), IDLE_CONNS (1000), AUTHMILTER (binary, default target/release),
+#          SMTP_CONNS (8), E2E_ROUNDS (2), PEERS_E2E=0 (no OpenDKIM + OpenDMARC row behind
+#          Postfix, and neither needs to be installed for ONLY=postfix), AUTHMILTER_OLD (a second authmilter binary, e.g.
+#          the previous commit's: one more Postfix row, its rounds alternating with the others,
+#          so a tuning step's end-to-end effect is measured side by side), IDLE_CONNS (1000), AUTHMILTER (binary, default target/release),
 #          OUT (also write the table and the raw JSON lines to this directory), KEEP=1 (keep
 #          the scratch directory).
 #
@@ -62,6 +65,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 AM=${AUTHMILTER:-$ROOT/target/release/authmilter}
+AM_OLD=${AUTHMILTER_OLD:-}
+PEERS_E2E=${PEERS_E2E:-1}
 DURATION=${DURATION:-8}
 CONNS=${CONNS:-"1 16 64"}
 SIGN_CONNS=${SIGN_CONNS:-16}
@@ -101,7 +106,8 @@ tools=(dnsmasq unshare mount awk sed)
 want opendkim && tools+=(opendkim)
 want opendmarc && tools+=(opendmarc)
 want rspamd && tools+=(rspamd)
-want postfix && tools+=(opendkim opendmarc postfix postconf)
+want postfix && tools+=(postfix postconf)
+if want postfix && [ "$PEERS_E2E" != 0 ]; then tools+=(opendkim opendmarc); fi
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin
     command -v "$tool" >/dev/null 2>&1 ||
@@ -385,6 +391,8 @@ start_filter() {
     case $kind in
     am-verify) start_bg "$kind" "$AM" serve --milter "127.0.0.1:$port" \
         --nameserver 127.0.0.1:53 --authserv-id "$AUTHSERV" ;;
+    am-verify-old) start_bg "$kind" "$AM_OLD" serve --milter "127.0.0.1:$port" \
+        --nameserver 127.0.0.1:53 --authserv-id "$AUTHSERV" ;;
     am-verify-unix) start_bg "$kind" "$AM" serve --milter "unix:$B/am-$port.sock" \
         --nameserver 127.0.0.1:53 --authserv-id "$AUTHSERV" ;;
     am-rsa) start_bg "$kind" "$AM" serve --milter "127.0.0.1:$port" \
@@ -609,6 +617,11 @@ if want postfix; then
     free_port; S_NONE=$PORT
     free_port; S_AM=$PORT
     free_port; S_PEERS=$PORT
+    S_OLD=
+    if [ -n "$AM_OLD" ]; then
+        free_port; P_OLD=$PORT
+        free_port; S_OLD=$PORT
+    fi
     # The instance lives in memory (/dev/shm) when it can: the rows compare what the filters cost
     # Postfix, and a virtual disk's fsync and discard latencies would drown that (measured here:
     # the same configuration varying by 40 % from one round to the next on ext4). PF_DIR overrides.
@@ -657,11 +670,12 @@ EOF
         echo "127.0.0.1:$S_NONE inet n - n - - smtpd"
         echo "127.0.0.1:$S_AM inet n - n - - smtpd -o smtpd_milters=inet:127.0.0.1:$P_AM"
         echo "127.0.0.1:$S_PEERS inet n - n - - smtpd -o smtpd_milters=inet:127.0.0.1:$P_DKIM,inet:127.0.0.1:$P_DMARC"
+        [ -z "$S_OLD" ] || echo "127.0.0.1:$S_OLD inet n - n - - smtpd -o smtpd_milters=inet:127.0.0.1:$P_OLD"
     } >>"$PF/etc/master.cf"
     postfix -c "$PF/etc" check || die "postfix check failed"
     postfix -c "$PF/etc" start >"$B/postfix-start.log" 2>&1 || die "postfix start: $(cat "$B/postfix-start.log") $(tail -3 "$PF/maillog" 2>/dev/null)"
     POSTFIX_UP=1
-    for p in $S_NONE $S_AM $S_PEERS; do
+    for p in $S_NONE $S_AM $S_PEERS $S_OLD; do
         for _ in $(seq 100); do
             port_open "$p" && break
             sleep 0.1
@@ -731,13 +745,20 @@ EOF
 
     start_filter am-verify "$P_AM"
     AMP=$FILTER_PID
-    start_filter dkim-verify "$P_DKIM"
-    DKP=$FILTER_PID
-    start_filter dmarc "$P_DMARC"
-    DMP=$FILTER_PID
+    if [ "$PEERS_E2E" != 0 ]; then
+        start_filter dkim-verify "$P_DKIM"
+        DKP=$FILTER_PID
+        start_filter dmarc "$P_DMARC"
+        DMP=$FILTER_PID
+    fi
     E2E_NONE="postfix no milter c=$SMTP_CONNS"
     E2E_AM="postfix + authmilter c=$SMTP_CONNS"
     E2E_PEERS="postfix + OpenDKIM + OpenDMARC c=$SMTP_CONNS"
+    E2E_OLD="postfix + authmilter (AUTHMILTER_OLD) c=$SMTP_CONNS"
+    if [ -n "$S_OLD" ]; then
+        start_filter am-verify-old "$P_OLD"
+        OLDP=$FILTER_PID
+    fi
     # Spin up Postfix's daemons (smtpd, cleanup, trivial-rewrite, qmgr, virtual) before measuring:
     # the first thousand messages through a fresh instance are much slower than the rest.
     "$AM" bench-smtp --target "127.0.0.1:$S_NONE" -c "$SMTP_CONNS" -n 1000 -d 30 --timeout 10 --xclient \
@@ -745,13 +766,22 @@ EOF
     drain
     for _ in $(seq "$E2E_ROUNDS"); do
         e2e "$E2E_NONE" "$S_NONE"
+        [ -z "$S_OLD" ] || e2e "$E2E_OLD" "$S_OLD" "$OLDP"
         e2e "$E2E_AM" "$S_AM" "$AMP"
-        e2e "$E2E_PEERS" "$S_PEERS" "$DKP" "$DMP"
+        [ "$PEERS_E2E" = 0 ] || e2e "$E2E_PEERS" "$S_PEERS" "$DKP" "$DMP"
     done
-    for l in "$E2E_NONE" "$E2E_AM" "$E2E_PEERS"; do e2e_combine "$l"; done
+    e2e_combine "$E2E_NONE"
+    e2e_combine "$E2E_AM"
+    [ "$PEERS_E2E" = 0 ] || e2e_combine "$E2E_PEERS"
+    if [ -n "$S_OLD" ]; then
+        e2e_combine "$E2E_OLD"
+        stop_pid "$OLDP"
+    fi
     stop_pid "$AMP"
-    stop_pid "$DKP"
-    stop_pid "$DMP"
+    if [ "$PEERS_E2E" != 0 ]; then
+        stop_pid "$DKP"
+        stop_pid "$DMP"
+    fi
     note "Postfix delivered $DELIVERED messages; held/deferred: $(find "$PF/spool/hold" "$PF/spool/deferred" -type f | wc -l)"
 fi
 
@@ -815,8 +845,13 @@ row() { # LABEL VS: rows not measured in this run (ONLY) are left out
     if want postfix; then
         n=$E2E_NONE a=$E2E_AM p=$E2E_PEERS
         row "$n" ""
-        row "$a" "$(pct "${MPS[$a]}" "${MPS[$n]}") of no milter · OpenDKIM+OpenDMARC $(ratio "${MPS[$a]}" "${MPS[$p]}"); $(ratio "${CPU[$p]}" "${CPU[$a]}")"
+        if [ -n "${MPS[$p]:-}" ]; then
+            row "$a" "$(pct "${MPS[$a]}" "${MPS[$n]}") of no milter · OpenDKIM+OpenDMARC $(ratio "${MPS[$a]}" "${MPS[$p]}"); $(ratio "${CPU[$p]}" "${CPU[$a]}")"
+        else
+            row "$a" "$(pct "${MPS[$a]}" "${MPS[$n]}") of no milter"
+        fi
         row "$p" "$(pct "${MPS[$p]}" "${MPS[$n]}") of no milter"
+        [ -z "${S_OLD:-}" ] || row "$E2E_OLD" "$(pct "${MPS[$E2E_OLD]}" "${MPS[$n]}") of no milter"
     fi
     a="idle authmilter c=$IDLE_CONNS" k="idle OpenDKIM c=$IDLE_CONNS" r="idle rspamd c=$IDLE_CONNS"
     cmp=

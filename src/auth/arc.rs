@@ -142,11 +142,11 @@ fn structural_problem(msg: &AuthenticatedMessage<'_>) -> Option<String> {
 /// case-sensitive, no duplicates, no empty element except after the last `;`.
 pub(crate) fn parse_tag_list(value: &[u8]) -> Result<Vec<(String, String)>, String> {
     let text = std::str::from_utf8(value).map_err(|_| "not UTF-8".to_string())?;
-    let specs: Vec<&str> = text.split(';').collect();
-    let mut tags: Vec<(String, String)> = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
+    let mut tags: Vec<(String, String)> = Vec::with_capacity(12);
+    let mut specs = text.split(';').peekable();
+    while let Some(spec) = specs.next() {
         if spec.trim().is_empty() {
-            if i + 1 == specs.len() {
+            if specs.peek().is_none() {
                 break;
             }
             return Err("empty tag".into());
@@ -154,17 +154,34 @@ pub(crate) fn parse_tag_list(value: &[u8]) -> Result<Vec<(String, String)>, Stri
         let (name, value) = spec.split_once('=').ok_or("tag without '='")?;
         let name = name.trim();
         let valid = name.starts_with(|c: char| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
         if !valid {
             return Err(format!("invalid tag name {name:?}"));
         }
         if tags.iter().any(|(k, _)| k == name) {
             return Err(format!("duplicate tag {name}"));
         }
-        let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();
-        tags.push((name.to_string(), value));
+        tags.push((name.to_string(), without_white_space(value)));
     }
     Ok(tags)
+}
+
+/// A tag value with its (folding) white space removed. Signature values are long (`b=`,
+/// `bh=`) and ASCII: those are filtered byte by byte, not char by char (profiled: collecting
+/// chars into a String was most of the tag-list parse, itself 4 % of a verified message).
+fn without_white_space(value: &str) -> String {
+    // `char::is_whitespace` on ASCII: HT, LF, VT, FF, CR and space.
+    let white = |b: u8| matches!(b, b'\t'..=b'\r' | b' ');
+    if !value.is_ascii() {
+        return value.chars().filter(|c| !c.is_whitespace()).collect();
+    }
+    if !value.bytes().any(white) {
+        return value.to_string();
+    }
+    let mut kept = Vec::with_capacity(value.len());
+    kept.extend(value.bytes().filter(|&b| !white(b)));
+    // ASCII in, a subset of it out.
+    String::from_utf8(kept).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -180,5 +197,9 @@ mod tests {
         assert!(parse_tag_list(b"a=1; b").is_err());
         let t = parse_tag_list(b" S=dummy").unwrap();
         assert_eq!(t[0].0, "S");
+        // White space inside values goes, ASCII or not (as `char::is_whitespace` says).
+        let t = parse_tag_list(b"b=ab\r\n\t c\x0bd\x0c; n=\xc3\xa9 \xc2\xa0x ;").unwrap();
+        assert_eq!(t[0].1, "abcd");
+        assert_eq!(t[1].1, "\u{e9}x");
     }
 }

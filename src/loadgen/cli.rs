@@ -18,7 +18,7 @@ use std::time::Duration;
 /// A bad argument, an unreadable message or a runtime that would not start.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct BenchError(String);
+pub struct BenchError(pub(super) String);
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -34,6 +34,12 @@ pub enum BenchCommand {
     /// messages/s, latency of the reply to the final dot, errors and replies by class.
     /// Exit status 1 if any message failed.
     BenchSmtp(SmtpArgs),
+    /// Measure the CPU floor of one verified message: RSA-2048 verify + SHA-256 (ring).
+    ///
+    /// One RSA-2048 PKCS#1 verification with ring plus SHA-256 over the whole message, in a
+    /// loop on one thread; reports the thread's CPU time per verification. bench/ab.sh
+    /// prints a filter's CPU per message next to it.
+    BenchFloor(FloorArgs),
 }
 
 /// What both generators take.
@@ -113,10 +119,27 @@ pub struct SmtpArgs {
     xclient: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct FloorArgs {
+    /// An RSA-2048 private key (PEM, PKCS#8 or PKCS#1): the signature verified is made with it.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The message hashed (RFC 5322; LF-only files are read as CRLF).
+    #[arg(long, value_name = "FILE")]
+    message: PathBuf,
+    /// Seconds to measure for.
+    #[arg(long, short = 'd', default_value_t = 2.0, value_name = "SECS")]
+    duration: f64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 impl BenchCommand {
     /// Runs the load, prints the report; exit status 1 if any message failed.
     pub fn run(self) -> Result<ExitCode, BenchError> {
         let (load, report) = match self {
+            BenchCommand::BenchFloor(args) => return floor(args),
             BenchCommand::BenchMilter(args) => {
                 let target = Target::parse(&args.target).map_err(BenchError)?;
                 let (limit, message, client) = common(&args.load, args.idle.is_some())?;
@@ -247,6 +270,25 @@ fn write_edited(
         path.display()
     );
     Ok(())
+}
+
+/// `bench-floor`: measure and print.
+fn floor(args: FloorArgs) -> Result<ExitCode, BenchError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| BenchError(format!("cannot read {}: {e}", path.display())))
+    };
+    let report = super::floor::measure(
+        &read(&args.key)?,
+        read(&args.message)?,
+        seconds(args.duration, "--duration")?,
+    )?;
+    if args.json {
+        let text = serde_json::to_string(&report).map_err(|e| BenchError(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn seconds(s: f64, flag: &str) -> Result<Duration, BenchError> {

@@ -9,11 +9,15 @@
 //! tokio and report throughput, end-of-message latency percentiles and answers by kind
 //! ([`stats::Report`]).
 //!
+//! [`floor`] measures what one verified message costs at the least (RSA-2048 verify plus
+//! SHA-256), so that benchmarks can print a filter's CPU per message as a ratio to it.
+//!
 //! Every run is bounded: by a message count, by a duration, or both, and always by
 //! [`HARD_TIME_LIMIT`]; every read and write has a timeout. Whatever the peer does (closes,
 //! stalls, sends garbage) becomes a counted error, never a panic or a hang.
 
 pub mod cli;
+pub mod floor;
 pub mod milter;
 mod run;
 mod script;
