@@ -21,34 +21,6 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// The result expression of each method over a verdict row's `document` (the stored
-    /// `check` document); DKIM is `pass` when any signature passed.
-    pub fn method_results(self) -> [(&'static str, &'static str); 3] {
-        match self {
-            Dialect::Sqlite => [
-                ("spf", "json_extract(document, '$.spf.result')"),
-                (
-                    "dkim",
-                    "CASE WHEN EXISTS (SELECT 1 FROM json_each(document, '$.dkim') \
-                     WHERE json_extract(value, '$.result') = 'pass') THEN 'pass' \
-                     ELSE json_extract(document, '$.dkim[0].result') END",
-                ),
-                ("dmarc", "dmarc"),
-            ],
-            Dialect::Postgres => [
-                ("spf", "document->'spf'->>'result'"),
-                (
-                    "dkim",
-                    "CASE WHEN jsonb_typeof(document->'dkim') = 'array' AND EXISTS \
-                     (SELECT 1 FROM jsonb_array_elements(document->'dkim') AS s \
-                     WHERE s->>'result' = 'pass') THEN 'pass' \
-                     ELSE document->'dkim'->0->>'result' END",
-                ),
-                ("dmarc", "dmarc"),
-            ],
-        }
-    }
-
     /// A verdict's recipient count: SQLite rows from before schema 2 have none, and count
     /// their list.
     pub fn rcpt_count(self) -> &'static str {
@@ -84,6 +56,9 @@ pub trait Row {
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
     /// A JSON column (text in SQLite, `jsonb` in PostgreSQL); `None` when NULL or not JSON.
     fn json(&self, i: usize) -> Result<Option<Value>, StoreError>;
+    /// A verdict's stored document (see `store/columns.rs`): text or BLOB in SQLite,
+    /// `bytea` in PostgreSQL; `None` when NULL or unreadable.
+    fn document(&self, i: usize) -> Result<Option<Value>, StoreError>;
 }
 
 /// What a row handler returns.

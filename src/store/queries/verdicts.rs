@@ -133,7 +133,7 @@ pub fn prune(db: &mut dyn Sql, before_ms: i64) -> Result<usize, StoreError> {
 
 /// A verdict row as the API returns it: the check document plus the record's own fields.
 fn item(r: &dyn Row) -> Result<Value, StoreError> {
-    let mut v = match r.json(11)? {
+    let mut v = match r.document(11)? {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
     };
