@@ -16,6 +16,7 @@ use super::sqlite::Sqlite;
 use crate::progress::Progress;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::ToSql;
+use rusqlite::types::ValueRef;
 use serde_json::Value;
 use std::fmt;
 
@@ -115,7 +116,8 @@ fn sqlite_to_postgres(
     let mut stmt = conn.prepare(
         "SELECT received_at, COALESCE(host, ?1), transport, queue_id, message_id, client_ip, \
          helo, mail_from, rcpts, COALESCE(rcpt_count, json_array_length(rcpts)), from_domain, \
-         verdict, dmarc, duration_us, document, dmarc_domain, dmarc_event \
+         verdict, dmarc, duration_us, document, dmarc_domain, dmarc_event, spf, spf_domain, \
+         dkim, dkim_domain, arc, policy, disposition \
          FROM verdicts ORDER BY id",
     )?;
     let mut rows = stmt.query([default_host])?;
@@ -126,7 +128,12 @@ fn sqlite_to_postgres(
             Ok(r.get::<_, Option<String>>(i)?
                 .map(|t| text(&t).into_owned()))
         };
-        let values: [&(dyn ToSql + Sync); 17] = [
+        // The document as stored (packed, or JSON text from before): readable either way.
+        let document: Vec<u8> = match r.get_ref(14)? {
+            ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
+            _ => b"{}".to_vec(),
+        };
+        let values: [&(dyn ToSql + Sync); 24] = [
             &r.get::<_, i64>(0)?,
             &s(1)?,
             &s(2)?,
@@ -141,11 +148,18 @@ fn sqlite_to_postgres(
             &s(11)?,
             &s(12)?,
             &r.get::<_, i64>(13)?,
-            &parse(r.get(14)?, Value::Object(Default::default())),
+            &document,
             &s(15)?,
             &r.get::<_, Option<String>>(16)?
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok())
                 .map(json_clean),
+            &s(17)?,
+            &s(18)?,
+            &s(19)?,
+            &s(20)?,
+            &s(21)?,
+            &s(22)?,
+            &s(23)?,
         ];
         writer.write(&values)?;
         copied.verdicts += 1;

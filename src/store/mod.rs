@@ -8,7 +8,8 @@
 //!
 //! Floors inside, lowest first (a file imports only from those below it):
 //! - `model.rs`: the vocabulary both back ends share (filters, pages, answers, errors);
-//!   `migrations.rs`: both back ends' schema steps;
+//!   `columns.rs`: a verdict's typed columns and packed document; `migrations.rs`: both
+//!   back ends' schema steps;
 //! - `sql.rs`: SQL written once for both (the [`Sql`](sql::Sql) trait, the dialect's
 //!   fragments); `queries/`: every operation the dialects agree on, defined once;
 //! - `sqlite/`, `postgres/`: each back end's connection, migrations, batch writes, and its
@@ -16,6 +17,7 @@
 //! - `dispatch.rs`: the [`Store`] every caller uses, and the reconnecting [`Handle`];
 //! - `journal.rs`, `writer.rs`, `copy.rs`: the hot path's queue, the writer task, `store copy`.
 
+mod columns;
 pub mod copy;
 mod dispatch;
 mod journal;
@@ -35,6 +37,9 @@ pub use crate::check::{
 pub use crate::config::{Location, PgTarget, SslMode};
 pub use dispatch::{Handle, Store};
 pub use journal::Journal;
+/// PostgreSQL's schema steps, for the tests that build a database of an earlier version.
+#[doc(hidden)]
+pub use migrations::POSTGRES as PG_MIGRATIONS;
 pub use model::{
     Failing, FailureFilter, FailureInserted, Filter, GroupBy, HourCount, Inserted, Lease,
     MethodCounts, NewFailureReport, NewReport, NewRow, Overview, Page, ReportFilter, SentReport,

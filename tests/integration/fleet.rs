@@ -1078,3 +1078,71 @@ async fn an_outage_longer_than_the_queue_with_a_restart_loses_nothing_to_the_spo
         "3070"
     );
 }
+
+// A database written before the typed columns (schema 3: the previous release's migrations
+// and row format, `jsonb` documents) is upgraded in place: the columns are filled from the
+// documents, the document becomes JSON text in `bytea`, and the rows read as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_3_database_gains_the_verdict_columns_in_place() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("old");
+    pg.sql(
+        "old",
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    );
+    for sql in &authmilter::store::PG_MIGRATIONS[..3] {
+        pg.sql("old", sql);
+    }
+    let event = r#"{"policy":{"domain":"old.example","adkim":"r","aspf":"r","p":"reject","sp":"reject","np":"reject","testing":false,"fo":"0","rua":[["mailto:d@old.example",0]],"ruf":[]},"header_from":"old.example","envelope_from":"old.example","envelope_to":"example.net","disposition":"none","dkim_aligned":true,"spf_aligned":false,"reasons":[],"dkim":[["old.example","s1","pass"]],"spf":["old.example","mfrom","fail"]}"#;
+    let doc = r#"{"verdict":"accept","spf":{"result":"fail","domain":"old.example"},"dkim":[{"result":"fail","domain":"x.example"},{"result":"pass","domain":"old.example"}],"arc":{"result":"none"},"dmarc":{"result":"pass","policy":"reject","disposition":"none"}}"#;
+    pg.sql(
+        "old",
+        &format!(
+            "INSERT INTO schema_version VALUES (3); \
+             INSERT INTO verdicts (received_at, host, transport, client_ip, rcpts, rcpt_count, \
+             from_domain, verdict, dmarc, duration_us, document, dmarc_domain, dmarc_event) \
+             VALUES (1000, 'mx-old', 'milter', '192.0.2.1', '[\"b@example.net\"]', 1, \
+             'old.example', 'accept', 'pass', 5, '{doc}', 'old.example', '{event}'), \
+             (1001, 'mx-old', 'smtp', '192.0.2.2', '[]', 0, NULL, 'accept', NULL, 5, \
+             '{{\"verdict\":\"accept\",\"dkim\":{{}}}}', NULL, NULL);"
+        ),
+    );
+    let url = pg.url("old");
+    let (columns, first, dkim, events) = tokio::task::spawn_blocking(move || {
+        let location = Location::Postgres(PgTarget::parse(&url, None).unwrap());
+        let store = Store::connect(&location).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            authmilter::store::PG_SCHEMA_VERSION
+        );
+        let page = store.list(&Filter::default(), 10).unwrap();
+        let o = store.overview(0, 10_000, 10).unwrap();
+        let mut events = Vec::new();
+        store
+            .for_each_dmarc_event("old.example", 0, 10_000, |_, e| {
+                events.push(serde_json::to_string(&e).unwrap())
+            })
+            .unwrap();
+        (
+            page.items.len(),
+            page.items[1].clone(),
+            (o.methods[1].count("pass"), o.methods[1].count("none")),
+            events,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(columns, 2);
+    assert_eq!(first["dmarc"]["policy"], "reject");
+    assert_eq!(first["rcpts"], serde_json::json!(["b@example.net"]));
+    assert_eq!(dkim, (1, 1));
+    assert_eq!(events, vec![event.to_string()]);
+    assert_eq!(
+        pg.sql(
+            "old",
+            "SELECT spf || ' ' || dkim || ' ' || dkim_domain || ' ' || arc || ' ' || policy \
+             || ' ' || disposition FROM verdicts WHERE received_at = 1000"
+        ),
+        "fail pass old.example none reject none"
+    );
+}

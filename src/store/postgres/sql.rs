@@ -4,6 +4,7 @@
 //! [`text`] and [`json_clean`] replace it.
 
 use super::lease;
+use crate::store::columns::unpack;
 use crate::store::model::{Bound, Lease, StoreError};
 use crate::store::sql::{Dialect, Each, Row, Sql, Transaction};
 use postgres::fallible_iterator::FallibleIterator;
@@ -146,6 +147,10 @@ impl Row for postgres::Row {
 
     fn json(&self, i: usize) -> Result<Option<Value>, StoreError> {
         Ok(self.try_get(i)?)
+    }
+
+    fn document(&self, i: usize) -> Result<Option<Value>, StoreError> {
+        Ok(self.try_get::<_, Option<&[u8]>>(i)?.and_then(unpack))
     }
 }
 

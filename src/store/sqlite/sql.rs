@@ -1,6 +1,7 @@
 //! SQLite's side of the shared queries: a connection (or transaction) as [`Sql`], its rows
 //! as [`Row`], and [`Bound`] values as SQLite parameters (JSON as text).
 
+use crate::store::columns::unpack;
 use crate::store::model::{Bound, Lease, StoreError};
 use crate::store::sql::{Dialect, Each, Row, Sql, Transaction};
 use rusqlite::types::{Null, ToSqlOutput};
@@ -99,6 +100,14 @@ impl Row for rusqlite::Row<'_> {
     fn json(&self, i: usize) -> Result<Option<Value>, StoreError> {
         let text: Option<String> = self.get(i)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    fn document(&self, i: usize) -> Result<Option<Value>, StoreError> {
+        use rusqlite::types::ValueRef;
+        Ok(match self.get_ref(i)? {
+            ValueRef::Text(b) | ValueRef::Blob(b) => unpack(b),
+            _ => None,
+        })
     }
 }
 
