@@ -162,27 +162,47 @@ impl Record {
     }
 }
 
-/// The Message-ID field's value, angle brackets kept, from the header section.
+/// The Message-ID field's value, angle brackets kept, from the header section. The header
+/// is read as bytes and only the value becomes text: converting the whole header would copy
+/// all of it as soon as one byte in it is not UTF-8.
 pub fn message_id(raw: &[u8]) -> Option<String> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or(raw.len());
-    let header = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = header.split("\r\n").peekable();
+    let mut lines = crlf_lines(&raw[..end]).peekable();
     while let Some(line) = lines.next() {
-        let Some((name, value)) = line.split_once(':') else {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        if name.trim().eq_ignore_ascii_case("Message-ID") {
-            let mut value = value.trim().to_string();
-            while let Some(fold) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
-                value.push_str(fold.trim());
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if std::str::from_utf8(name).is_ok_and(|n| n.trim().eq_ignore_ascii_case("Message-ID")) {
+            let mut value = String::from_utf8_lossy(value).trim().to_string();
+            while let Some(fold) = lines.next_if(|l| l.starts_with(b" ") || l.starts_with(b"\t")) {
+                value.push_str(String::from_utf8_lossy(fold).trim());
             }
             return (!value.is_empty()).then(|| cut(&value, MAX_FIELD_LEN).to_string());
         }
     }
     None
+}
+
+/// The lines of `text` split at CRLF; a bare CR or LF stays inside its line.
+fn crlf_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.windows(2).position(|w| w == b"\r\n") {
+            Some(i) => {
+                rest = Some(&text[i + 2..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -196,6 +216,11 @@ mod tests {
         assert_eq!(message_id(b"From: a@b\r\n\r\nMessage-ID: <b@z>\r\n"), None);
         let long = format!("Message-ID: <{}@x>\r\n\r\n", "m".repeat(5000));
         assert_eq!(message_id(long.as_bytes()).unwrap().len(), MAX_FIELD_LEN);
+        // A byte that is not UTF-8 elsewhere in the header changes nothing; in the value it
+        // becomes U+FFFD. A bare LF does not end a line.
+        let raw = b"X-8bit: caf\xe9\r\nMessage-ID:\r\n\t<\xff@y>\r\n\r\n";
+        assert_eq!(message_id(raw).as_deref(), Some("<\u{fffd}@y>"));
+        assert_eq!(message_id(b"X-A: 1\nMessage-ID: <x@y>\r\n\r\n"), None);
     }
 
     #[test]

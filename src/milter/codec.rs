@@ -20,6 +20,11 @@ pub const DEFAULT_MAX_FRAME_LEN: u32 = 1024 * 1024 + 64 * 1024;
 /// Bytes in the length prefix.
 const LEN_BYTES: usize = 4;
 
+/// Frame data up to this size is copied out of the read buffer; longer data takes the buffer
+/// (see [`Decoder::decode`]). The largest body chunk MTAs send by default (Postfix's and
+/// Sendmail's `MILTER_CHUNK_SIZE`) is copied: the buffer usually holds the next chunks too.
+const MAX_COPIED_DATA: usize = 65535;
+
 /// One packet: its code byte and the bytes after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -85,6 +90,10 @@ impl Decoder {
     /// Takes one frame off the front of `buf`, if a whole one is there. Whenever it answers
     /// anything but a frame, `buf` holds exactly the bytes not yet decoded (append more and
     /// call again); between frames it may still hold the ones already handed out.
+    ///
+    /// A frame longer than a body chunk (only a long header field gets there) takes the
+    /// allocation it was read into, and `buf` keeps only what follows it: copying it out would
+    /// hold the field twice, and a field may be as large as the cap.
     pub fn decode(&mut self, buf: &mut Vec<u8>) -> Decoded {
         match self.fault {
             Some(Fault::TooLarge(len)) => return Decoded::TooLarge(len),
@@ -99,8 +108,25 @@ impl Decoder {
         outcome
     }
 
-    fn next_frame(&mut self, buf: &[u8]) -> Decoded {
+    /// How many more bytes the frame at the front of `buf` needs to be whole: the rest of the
+    /// length prefix while that is incomplete, 0 when there is nothing to wait for (a whole
+    /// frame, or a fault). Lets the reader make room for a large frame once instead of
+    /// growing its buffer (and copying it) step by step; never more than the cap.
+    pub fn missing(&self, buf: &[u8]) -> usize {
         let rest = buf.get(self.consumed..).unwrap_or_default();
+        let Some(prefix) = rest.first_chunk::<LEN_BYTES>() else {
+            return LEN_BYTES - rest.len();
+        };
+        let len = u32::from_be_bytes(*prefix);
+        if self.fault.is_some() || len > self.max_len {
+            return 0;
+        }
+        (LEN_BYTES + len as usize).saturating_sub(rest.len())
+    }
+
+    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Decoded {
+        let start = self.consumed;
+        let rest = buf.get(start..).unwrap_or_default();
         let Some(prefix) = rest.first_chunk::<LEN_BYTES>() else {
             return Decoded::Incomplete;
         };
@@ -122,12 +148,19 @@ impl Decoder {
         let Some((&code, data)) = packet.split_first() else {
             return Decoded::Invalid; // unreachable: len >= 1 was checked above
         };
-        let frame = Frame {
-            code,
-            data: data.to_vec(),
+        let data = if data.len() > MAX_COPIED_DATA {
+            // The frame keeps the allocation; what follows it moves to a new one.
+            let after = buf.split_off(start + end);
+            let mut frame = std::mem::replace(buf, after);
+            frame.drain(..start + LEN_BYTES + 1);
+            self.consumed = 0;
+            frame
+        } else {
+            let data = data.to_vec();
+            self.consumed += end;
+            data
         };
-        self.consumed += end;
-        Decoded::Frame(frame)
+        Decoded::Frame(Frame { code, data })
     }
 }
 
@@ -372,6 +405,61 @@ mod tests {
         .collect();
         assert_eq!(codes, b"ODQ");
         assert_eq!(buf, [0, 0, 0, 9, b'B']);
+    }
+
+    #[test]
+    fn a_frame_longer_than_a_body_chunk_takes_the_buffer() {
+        let value = vec![b'v'; MAX_COPIED_DATA + 1];
+        let mut buf = frame(b'L', &value);
+        buf.extend(frame(b'E', b""));
+        buf.extend(&[0, 0, 0, 9, b'B']); // start of a third
+        let read_into = buf.as_ptr();
+        let mut d = Decoder::default();
+        let Decoded::Frame(long) = d.decode(&mut buf) else {
+            panic!("expected a frame");
+        };
+        assert_eq!((long.code, &long.data), (b'L', &value));
+        assert_eq!(long.data.as_ptr(), read_into, "the data was copied");
+        assert_eq!(
+            d.decode(&mut buf),
+            Decoded::Frame(Frame {
+                code: b'E',
+                data: vec![]
+            })
+        );
+        assert_eq!(d.decode(&mut buf), Decoded::Incomplete);
+        assert_eq!(buf, [0, 0, 0, 9, b'B']);
+
+        // Behind a short frame already handed out, too.
+        let mut buf = frame(b'E', b"");
+        buf.extend(frame(b'L', &value));
+        let mut d = Decoder::default();
+        assert!(matches!(d.decode(&mut buf), Decoded::Frame(f) if f.code == b'E'));
+        assert_eq!(
+            d.decode(&mut buf),
+            Decoded::Frame(Frame {
+                code: b'L',
+                data: value
+            })
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn missing_counts_what_the_front_frame_still_needs() {
+        let whole = frame(b'L', &[1; 100]);
+        let mut d = Decoder::new(200);
+        assert_eq!(d.missing(&[]), 4);
+        assert_eq!(d.missing(&whole[..3]), 1);
+        assert_eq!(d.missing(&whole[..4]), 101);
+        assert_eq!(d.missing(&whole[..50]), 55);
+        assert_eq!(d.missing(&whole), 0);
+        // Over the cap: nothing is worth waiting for, so nothing is reserved for it.
+        assert_eq!(d.missing(&201u32.to_be_bytes()), 0);
+        let mut buf = whole.clone();
+        buf.extend(&whole[..10]);
+        assert!(matches!(d.decode(&mut buf), Decoded::Frame(_)));
+        assert_eq!(d.missing(&buf), 95);
     }
 
     #[test]

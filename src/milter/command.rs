@@ -153,7 +153,7 @@ impl Command {
             SMFIC_RCPT => Command::Rcpt {
                 args: parse_args("rcpt", &data)?,
             },
-            SMFIC_HEADER => parse_header(&data)?,
+            SMFIC_HEADER => parse_header(data)?,
             SMFIC_BODY => Command::Body { chunk: data },
             SMFIC_BODYEOB => Command::EndOfMessage { chunk: data },
             // libmilter ignores any data on these; so do we.
@@ -321,18 +321,22 @@ fn parse_args(command: &'static str, data: &[u8]) -> Result<Vec<String>, Command
     Ok(args)
 }
 
-fn parse_header(data: &[u8]) -> Result<Command, CommandError> {
-    let mut f = Fields::new("header", data);
+/// The value keeps the frame's allocation (the name is cut off the front): a header field
+/// may be as large as a frame, and a copy of it would be held beside the frame.
+fn parse_header(mut data: Vec<u8>) -> Result<Command, CommandError> {
+    let mut f = Fields::new("header", &data);
     let name = f.cstr("name is not NUL-terminated")?;
     if name.is_empty() {
         return Err(f.bad("empty name").into());
     }
     let value = f.cstr("value is not NUL-terminated")?;
     f.end("data after the value")?;
-    Ok(Command::Header {
-        name: lossy(name),
-        value: value.to_vec(),
-    })
+    let value_start = name.len() + 1;
+    let value_end = value_start + value.len();
+    let name = lossy(name);
+    data.truncate(value_end);
+    data.drain(..value_start);
+    Ok(Command::Header { name, value: data })
 }
 
 #[cfg(test)]

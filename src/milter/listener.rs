@@ -11,7 +11,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// Largest packet accepted: a 64 KiB body chunk (we never negotiate bigger ones) or a long
-/// header line, with room to spare. A bigger length prefix ends the connection.
+/// header field, with room to spare. A bigger length prefix ends the connection, and the MTA
+/// applies its `milter_default_action`. Each header field is one packet, but MTAs cut or
+/// refuse headers long before this: Postfix's `header_size_limit` (100 KiB per field, the
+/// rest discarded) and Sendmail's `MaxHeadersLength` (32 KiB for all fields together).
 pub const MAX_PACKET: u32 = 1024 * 1024;
 
 /// A stream the listener can serve, with the socket tuning its transport needs.
@@ -102,7 +105,9 @@ pub async fn serve_connection<S: MilterStream>(
         if *stop.borrow() && !session.in_message() {
             return;
         }
-        buf.reserve(4 * 1024);
+        // Room for the rest of the frame at once: a header field of up to MAX_PACKET grows
+        // the buffer once instead of doubling it (each doubling holds the old and the new copy).
+        buf.reserve(decoder.missing(&buf).max(4 * 1024));
         stream.before_read();
         tokio::select! {
             read = tokio::time::timeout(timeout, stream.read_buf(&mut buf)) => match read {
