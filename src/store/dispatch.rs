@@ -6,7 +6,7 @@
 
 use super::model::{
     FailureFilter, Filter, GroupBy, Inserted, Lease, NewFailureReport, NewReport, Overview, Page,
-    ReportFilter, SentReport, StoreError,
+    Pruned, ReportFilter, SentReport, StoreError,
 };
 use super::postgres::Postgres;
 use super::queries::readiness::{self, ReportedRow};
@@ -16,6 +16,10 @@ use crate::check::{DmarcEvent, Record};
 use crate::config::Location;
 use serde_json::Value;
 use std::path::Path;
+
+/// Most verdicts one step of retention deletes (one transaction): a few tens of
+/// milliseconds of the writer's time on SQLite.
+pub const PRUNE_STEP: usize = 5_000;
 
 /// One connection to the verdict store.
 pub enum Store {
@@ -101,9 +105,22 @@ impl Store {
     }
 
     /// Deletes verdicts received before `before_ms` and the reports about periods that
-    /// ended before it; returns how many verdicts.
+    /// ended before it, step after step; returns how many verdicts.
     pub fn prune(&mut self, before_ms: i64) -> Result<usize, StoreError> {
-        shared!(self, verdicts::prune, before_ms)
+        let mut deleted = 0;
+        loop {
+            let step = self.prune_step(before_ms, PRUNE_STEP)?;
+            deleted += step.deleted;
+            if step.done {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// One step of [`Store::prune`]: at most `limit` verdicts, in one transaction (the
+    /// writer runs its batches between steps).
+    pub fn prune_step(&mut self, before_ms: i64, limit: usize) -> Result<Pruned, StoreError> {
+        shared!(self, verdicts::prune_step, before_ms, limit)
     }
 
     /// A page of verdicts matching `filter`, newest first.

@@ -35,15 +35,15 @@ pub use crate::check::{
     cut, message_id, DmarcEvent, Envelope, Recipients, Record, MAX_RCPT_LEN, MAX_STORED_RCPTS,
 };
 pub use crate::config::{Location, PgTarget, SslMode};
-pub use dispatch::{Handle, Store};
+pub use dispatch::{Handle, Store, PRUNE_STEP};
 pub use journal::Journal;
 /// PostgreSQL's schema steps, for the tests that build a database of an earlier version.
 #[doc(hidden)]
 pub use migrations::POSTGRES as PG_MIGRATIONS;
 pub use model::{
     Failing, FailureFilter, FailureInserted, Filter, GroupBy, HourCount, Inserted, Lease,
-    MethodCounts, NewFailureReport, NewReport, NewRow, Overview, Page, ReportFilter, SentReport,
-    StoreError,
+    MethodCounts, NewFailureReport, NewReport, NewRow, Overview, Page, Pruned, ReportFilter,
+    SentReport, StoreError,
 };
 pub use postgres::{PgCounts, LIMITS_DEADLINE, PG_SCHEMA_VERSION};
 pub use queries::readiness::ReportedRow;

@@ -87,6 +87,15 @@ pub enum Lease {
     Retention,
 }
 
+/// What one step of retention did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Verdicts deleted by the step.
+    pub deleted: usize,
+    /// Nothing older than the cutoff is left (or another host of the fleet prunes).
+    pub done: bool,
+}
+
 /// A value a query binds: each back end turns it into its own parameter type (never
 /// spliced into the SQL).
 #[derive(Debug, Clone, PartialEq)]

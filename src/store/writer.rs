@@ -1,5 +1,7 @@
 //! The writer task: drains the journal channel in batches (one transaction each) and prunes
-//! verdicts past the retention period.
+//! verdicts past the retention period, hourly and at start, in steps of at most
+//! [`PRUNE_STEP`] verdicts that take turns with the batches (a prune of a million rows never
+//! holds records back for more than one step).
 //!
 //! Store calls block, so each batch runs on the blocking pool; the channel keeps filling in
 //! the meantime and the next batch is simply larger. When the database is unreachable
@@ -15,7 +17,7 @@
 //!
 //! Mail never waits. A stop has a deadline ([`Writer::stop_by`]): every store call races it.
 
-use super::dispatch::{Handle, Store};
+use super::dispatch::{Handle, Store, PRUNE_STEP};
 use super::journal::Journal;
 use super::model::StoreError;
 use super::spool::{Spool, SpoolError};
@@ -180,11 +182,12 @@ async fn run(
 ) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Prune once before taking records (the interval's first tick is immediate, and select!
-    // would otherwise race it against the first batch or a quick shutdown).
+    // Start pruning before taking records (the interval's first tick is immediate, and
+    // select! would otherwise race it against the first batch or a quick shutdown).
     prune.tick().await;
+    let mut pruning = None;
     if retention_days > 0 {
-        by_deadline(&mut stop, prune_now(&writer.store, retention_days)).await;
+        pruning = prune_next(&writer.store, &mut stop, Pruning::start(retention_days)).await;
     }
     let mut buf = Vec::with_capacity(BATCH);
     loop {
@@ -200,9 +203,20 @@ async fn run(
                     break;
                 }
                 writer.write(std::mem::take(&mut buf), &mut stop).await;
+                // Batches and retention steps take turns: a long prune holds no record
+                // back for more than one step.
+                if let Some(p) = pruning.take() {
+                    pruning = prune_next(&writer.store, &mut stop, p).await;
+                }
             }
-            _ = prune.tick(), if retention_days > 0 => {
-                by_deadline(&mut stop, prune_now(&writer.store, retention_days)).await;
+            _ = prune.tick(), if retention_days > 0 && pruning.is_none() => {
+                pruning = prune_next(&writer.store, &mut stop, Pruning::start(retention_days)).await;
+            }
+            // No records waiting: the next step at once.
+            () = std::future::ready(()), if pruning.is_some() => {
+                if let Some(p) = pruning.take() {
+                    pruning = prune_next(&writer.store, &mut stop, p).await;
+                }
             }
         }
     }
@@ -252,14 +266,49 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StoreError::Config(format!("store task failed: {e}"))))
 }
 
-/// Deletes verdicts older than the retention period (on PostgreSQL, one host of the fleet
-/// at a time).
-async fn prune_now(store: &Arc<Handle>, retention_days: u32) {
-    let before = now_ms() - i64::from(retention_days) * DAY_MS;
-    match blocking(store, move |s| s.prune(before)).await {
-        Ok(n) if n > 0 => tracing::info!(deleted = n, retention_days, "old verdicts pruned"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "pruning the verdict store failed"),
+/// A prune under way: its cutoff and the verdicts its steps deleted so far.
+struct Pruning {
+    before: i64,
+    deleted: usize,
+    retention_days: u32,
+}
+
+impl Pruning {
+    /// A prune of the verdicts older than the retention period, from now.
+    fn start(retention_days: u32) -> Pruning {
+        Pruning {
+            before: now_ms() - i64::from(retention_days) * DAY_MS,
+            deleted: 0,
+            retention_days,
+        }
+    }
+}
+
+/// Runs one step of `p` (at most [`PRUNE_STEP`] verdicts; on PostgreSQL, one host of the
+/// fleet at a time); returns the prune while old verdicts are left. A step that fails ends
+/// the prune until the next hour's; the stop deadline ends it too.
+async fn prune_next(store: &Arc<Handle>, stop: &mut StopRx, mut p: Pruning) -> Option<Pruning> {
+    let before = p.before;
+    let step = blocking(store, move |s| s.prune_step(before, PRUNE_STEP));
+    match by_deadline(stop, step).await? {
+        Ok(step) => {
+            p.deleted += step.deleted;
+            if !step.done {
+                return Some(p);
+            }
+            if p.deleted > 0 {
+                tracing::info!(
+                    deleted = p.deleted,
+                    retention_days = p.retention_days,
+                    "old verdicts pruned"
+                );
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pruning the verdict store failed");
+            None
+        }
     }
 }
 

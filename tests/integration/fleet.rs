@@ -4,6 +4,7 @@
 //! load loses only what the metrics say was dropped; a SQLite file's history copied in.
 
 use crate::dashboard::{by_id, get, hostile_report, traffic};
+use crate::http::record;
 use crate::milter_client::{Daemon, POSTFIX_ACTIONS, POSTFIX_PROTOCOL};
 use crate::pg_cluster::PgCluster;
 use authmilter::config::{Config, ReportDelivery};
@@ -398,6 +399,54 @@ async fn the_report_lease_is_held_by_one_connection_at_a_time() {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(granted, "the lease outlived its connection");
+    })
+    .await
+    .unwrap();
+}
+
+// Issue 26: retention deletes the oldest verdicts in bounded steps on both back ends, and
+// on PostgreSQL a host that finds the retention lease taken leaves the prune to its holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_steps_are_bounded_and_leased_on_both_back_ends() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("prune");
+    let dir = tempfile::tempdir().unwrap();
+    let lite = Location::Sqlite(dir.path().join("p.sqlite"));
+    let fleet = Location::Postgres(PgTarget::parse(&pg.url("prune"), None).unwrap());
+    for location in [lite, fleet.clone()] {
+        let steps = with_store(location, |s| {
+            let mut records: Vec<_> = (0..10)
+                .map(|i| record(1_000 + i, &format!("old{i}")))
+                .collect();
+            records.push(record(50_000, "new"));
+            s.insert_batch(&records)?;
+            let mut steps = Vec::new();
+            loop {
+                let step = s.prune_step(10_000, 4)?;
+                steps.push((step.deleted, step.done));
+                if step.done || steps.len() > 5 {
+                    break;
+                }
+            }
+            let left: Vec<Value> = s.list(&Filter::default(), 20)?.items;
+            let left: Vec<&str> = left.iter().filter_map(|v| v["queue_id"].as_str()).collect();
+            assert_eq!(left, ["new"]);
+            Ok(steps)
+        })
+        .await;
+        assert_eq!(steps, [(4, false), (4, false), (2, true)]);
+    }
+    // Another host holds the lease: this one deletes nothing and is done.
+    tokio::task::spawn_blocking(move || {
+        let holder = Store::connect(&fleet).unwrap();
+        let mut other = Store::connect(&fleet).unwrap();
+        other.insert_batch(&[record(2_000, "old")]).unwrap();
+        assert!(holder.try_lease(Lease::Retention).unwrap());
+        let step = other.prune_step(10_000, 4).unwrap();
+        assert_eq!((step.deleted, step.done), (0, true));
+        holder.release(Lease::Retention).unwrap();
+        let step = other.prune_step(10_000, 4).unwrap();
+        assert_eq!((step.deleted, step.done), (1, true));
     })
     .await
     .unwrap();

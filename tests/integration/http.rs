@@ -8,7 +8,9 @@ use authmilter::auth::Outcome;
 use authmilter::check::metrics::Metrics;
 use authmilter::config::{ApiToken, Config, Scope, StoreConfig};
 use authmilter::http::auth::token_hash_hex;
-use authmilter::store::{spawn_writer, Filter, Record, Store, Transport, SCHEMA_VERSION};
+use authmilter::store::{
+    spawn_writer, Filter, Record, Store, Transport, PRUNE_STEP, SCHEMA_VERSION,
+};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -451,7 +453,7 @@ async fn non_loopback_listener_needs_a_token_for_everything() {
     );
 }
 
-fn record(at_ms: i64, queue_id: &str) -> Record {
+pub(crate) fn record(at_ms: i64, queue_id: &str) -> Record {
     Record {
         received_at: at_ms,
         transport: Transport::Smtp,
@@ -517,6 +519,74 @@ async fn writer_batches_records_and_prunes_old_ones() {
     };
     assert!(store.list(&old, 10).unwrap().items.is_empty());
     assert_eq!(metrics.dropped(), 0);
+}
+
+// Issue 26: retention deletes in steps of at most PRUNE_STEP verdicts, and the writer runs
+// its batches between steps. On this single-threaded runtime the writer cannot start before
+// the test yields, so the order is fixed: the first step (the oldest PRUNE_STEP rows), the
+// batch queued meanwhile, the next step. A record older than the cutoff written in that
+// batch is deleted by the later step: it was written before the prune finished (a writer
+// that pruned everything before taking records would keep it).
+#[tokio::test]
+async fn pruning_runs_in_steps_between_the_writers_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let now = authmilter::dates::now_ms();
+    let old_at = now - 10 * 86_400_000;
+    let old_rows = PRUNE_STEP + 1_000;
+    let mut store = Store::open(&path).unwrap();
+    let old: Vec<Record> = (0..old_rows)
+        .map(|i| record(old_at + i as i64, &format!("old{i}")))
+        .collect();
+    for chunk in old.chunks(1_000) {
+        store.insert_batch(chunk).unwrap();
+    }
+    let kept: Vec<Record> = (0..3)
+        .map(|i| record(now - 86_400_000, &format!("kept{i}")))
+        .collect();
+    store.insert_batch(&kept).unwrap();
+    drop(store);
+    let metrics = Arc::new(Metrics::default());
+    let config = StoreConfig {
+        path: None,
+        retention_days: 5,
+        queue_size: 1000,
+        ..StoreConfig::default()
+    };
+    let writer = spawn_writer(&path.clone().into(), &config, Arc::clone(&metrics)).unwrap();
+    let outcome = Outcome::empty_for_tests();
+    writer
+        .journal
+        .record(record(now - 6 * 86_400_000, "late-old"), &outcome);
+    writer.journal.record(record(now, "fresh"), &outcome);
+    // The batch is written (the step after it runs in the same turn of the writer).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metrics.store_counts().0 < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer stored nothing while pruning"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer.shutdown(Duration::from_secs(20)).await;
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let older: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM verdicts WHERE received_at < ?1",
+            [now - 5 * 86_400_000],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(older, 0, "every verdict past retention pruned");
+    let left: Vec<String> = db
+        .prepare("SELECT queue_id FROM verdicts ORDER BY queue_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, ["fresh", "kept0", "kept1", "kept2"]);
+    assert_eq!(metrics.store_counts().0, 2);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use crate::check::DmarcEvent;
 use crate::dates::format_rfc3339;
-use crate::store::model::{stats_answer, Filter, GroupBy, Lease, Page, StoreError};
+use crate::store::model::{stats_answer, Filter, GroupBy, Lease, Page, Pruned, StoreError};
 use crate::store::sql::{bind, Dialect, Row, Sql};
 use serde_json::{Map, Value};
 
@@ -104,42 +104,66 @@ pub fn for_each_dmarc_event(
     Ok(skipped)
 }
 
-/// Deletes verdicts received before `before_ms`, and the reports (sent and received) about
-/// periods that ended before it, in one transaction, on one host of the fleet at a time
-/// (the others find the lease taken and leave it to that one); returns how many verdicts.
-pub fn prune(db: &mut dyn Sql, before_ms: i64) -> Result<usize, StoreError> {
+/// One step of retention: deletes at most `limit` of the verdicts received before
+/// `before_ms` (oldest first) in one transaction, so a large prune never holds the writer
+/// (or SQLite's one write lock) for long; the step that finds fewer than `limit` left also
+/// deletes the reports (sent and received) about periods that ended before the cutoff and
+/// says the prune is done. On one host of the fleet at a time (the others find the lease
+/// taken and leave it to that one: done, for them).
+pub fn prune_step(db: &mut dyn Sql, before_ms: i64, limit: usize) -> Result<Pruned, StoreError> {
     let mut tx = db.transaction()?;
-    let n = {
+    let pruned = {
         let tx: &mut dyn Sql = &mut *tx;
         if !tx.try_xact_lease(Lease::Retention)? {
-            return Ok(0);
+            return Ok(Pruned {
+                deleted: 0,
+                done: true,
+            });
         }
         let before = [before_ms.into()];
-        let n = tx.execute("DELETE FROM verdicts WHERE received_at < ?1", &before)?;
-        if tx.dialect() == Dialect::Postgres {
-            // Only the fleet's writers remember their batches (SQLite commits locally).
-            tx.execute("DELETE FROM store_batches WHERE written_at < ?1", &before)?;
-        }
-        tx.execute("DELETE FROM reports_sent WHERE period_end < ?1", &before)?;
-        // Received reports date their periods in Unix seconds (RFC 9990 §3.1.1).
-        let before_secs = [(before_ms / 1000).into()];
-        tx.execute(
-            "DELETE FROM report_rows WHERE report IN \
-             (SELECT id FROM reports_received WHERE date_end < ?1)",
-            &before_secs,
-        )?;
-        tx.execute(
-            "DELETE FROM reports_received WHERE date_end < ?1",
-            &before_secs,
-        )?;
-        tx.execute(
-            "DELETE FROM failure_reports WHERE received_at < ?1",
+        // The window index (received_at first) finds the oldest rows without a scan.
+        let deleted = tx.execute(
+            &format!(
+                "DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts \
+                 WHERE received_at < ?1 ORDER BY received_at LIMIT {limit})"
+            ),
             &before,
-        )?;
-        n
+        )? as usize;
+        let done = deleted < limit;
+        if done {
+            prune_reports(tx, before_ms)?;
+        }
+        Pruned { deleted, done }
     };
     tx.commit()?;
-    Ok(n as usize)
+    Ok(pruned)
+}
+
+/// Deletes what retention keeps beside the verdicts: the fleet's batch tokens, the reports
+/// sent and received and the failure reports from before `before_ms`.
+fn prune_reports(tx: &mut dyn Sql, before_ms: i64) -> Result<(), StoreError> {
+    let before = [before_ms.into()];
+    if tx.dialect() == Dialect::Postgres {
+        // Only the fleet's writers remember their batches (SQLite commits locally).
+        tx.execute("DELETE FROM store_batches WHERE written_at < ?1", &before)?;
+    }
+    tx.execute("DELETE FROM reports_sent WHERE period_end < ?1", &before)?;
+    // Received reports date their periods in Unix seconds (RFC 9990 §3.1.1).
+    let before_secs = [(before_ms / 1000).into()];
+    tx.execute(
+        "DELETE FROM report_rows WHERE report IN \
+         (SELECT id FROM reports_received WHERE date_end < ?1)",
+        &before_secs,
+    )?;
+    tx.execute(
+        "DELETE FROM reports_received WHERE date_end < ?1",
+        &before_secs,
+    )?;
+    tx.execute(
+        "DELETE FROM failure_reports WHERE received_at < ?1",
+        &before,
+    )?;
+    Ok(())
 }
 
 /// A verdict row as the API returns it: the check document plus the record's own fields.
