@@ -336,4 +336,69 @@ DROP INDEX verdicts_received_at;
 CREATE INDEX verdicts_client_ip_at ON verdicts (client_ip, received_at);
 DROP INDEX verdicts_client_ip;
 "#,
+    // 6: verdicts partitioned by UTC day of `received_at` (`verdicts_dYYYYMMDD`, and a
+    // DEFAULT partition for a day without one), so that retention drops whole days
+    // (`verdicts_drop_days_before`) instead of deleting row by row. The rows move across;
+    // the key becomes (id, received_at), as a partitioned table's must hold the partition
+    // column. `verdicts_day_partition` creates a day's partition unless the DEFAULT
+    // partition already holds rows of that day (those stay there until pruned).
+    r#"
+ALTER TABLE verdicts RENAME TO verdicts_unpartitioned;
+ALTER SEQUENCE verdicts_id_seq OWNED BY NONE;
+CREATE TABLE verdicts (LIKE verdicts_unpartitioned INCLUDING DEFAULTS)
+    PARTITION BY RANGE (received_at);
+ALTER TABLE verdicts ADD PRIMARY KEY (id, received_at);
+CREATE TABLE verdicts_default PARTITION OF verdicts DEFAULT;
+CREATE FUNCTION verdicts_day_partition(at_ms BIGINT) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+DECLARE
+    day_ms BIGINT := at_ms - ((at_ms % 86400000) + 86400000) % 86400000;
+    name TEXT := 'verdicts_d'
+        || to_char(to_timestamp(day_ms / 1000) AT TIME ZONE 'UTC', 'YYYYMMDD');
+BEGIN
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN FALSE;
+    END IF;
+    IF EXISTS (SELECT 1 FROM verdicts_default
+               WHERE received_at >= day_ms AND received_at < day_ms + 86400000) THEN
+        RETURN FALSE;
+    END IF;
+    EXECUTE format('CREATE TABLE %I PARTITION OF verdicts FOR VALUES FROM (%s) TO (%s)',
+        name, day_ms, day_ms + 86400000);
+    RETURN TRUE;
+END $$;
+CREATE FUNCTION verdicts_drop_days_before(before_ms BIGINT) RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+DECLARE
+    part RECORD;
+    rows BIGINT;
+    dropped BIGINT := 0;
+BEGIN
+    FOR part IN
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'verdicts'::regclass AND c.relname ~ '^verdicts_d[0-9]{8}$'
+          AND extract(epoch FROM to_date(substr(c.relname, 11), 'YYYYMMDD'))::bigint
+              * 1000 + 86400000 <= before_ms
+    LOOP
+        EXECUTE format('SELECT count(*) FROM %I', part.relname) INTO rows;
+        EXECUTE format('DROP TABLE %I', part.relname);
+        dropped := dropped + rows;
+    END LOOP;
+    RETURN dropped;
+END $$;
+SELECT verdicts_day_partition(day) FROM
+    (SELECT DISTINCT received_at - ((received_at % 86400000) + 86400000) % 86400000 AS day
+     FROM verdicts_unpartitioned) AS days;
+INSERT INTO verdicts SELECT * FROM verdicts_unpartitioned;
+DROP TABLE verdicts_unpartitioned;
+ALTER SEQUENCE verdicts_id_seq OWNED BY verdicts.id;
+CREATE INDEX verdicts_queue_id ON verdicts (queue_id);
+CREATE INDEX verdicts_message_id ON verdicts (message_id);
+CREATE INDEX verdicts_from_domain ON verdicts (from_domain, received_at);
+CREATE INDEX verdicts_host ON verdicts (host, received_at);
+CREATE INDEX verdicts_dmarc_domain ON verdicts (dmarc_domain, received_at)
+    WHERE dmarc_domain IS NOT NULL;
+CREATE INDEX verdicts_window ON verdicts
+    (received_at, verdict, dmarc, spf, dkim, from_domain, client_ip, host);
+CREATE INDEX verdicts_client_ip_at ON verdicts (client_ip, received_at);
+"#,
 ];

@@ -34,7 +34,8 @@ use tokio::time::Instant;
 
 /// Most records written in one transaction.
 pub const BATCH: usize = 512;
-/// How often old verdicts are pruned (and once at start).
+/// How often old verdicts are pruned, and PostgreSQL's coming days' partitions made (and
+/// once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The first pause before connecting again, doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -185,10 +186,7 @@ async fn run(
     // Start pruning before taking records (the interval's first tick is immediate, and
     // select! would otherwise race it against the first batch or a quick shutdown).
     prune.tick().await;
-    let mut pruning = None;
-    if retention_days > 0 {
-        pruning = prune_next(&writer.store, &mut stop, Pruning::start(retention_days)).await;
-    }
+    let mut pruning = prune_next(&writer.store, &mut stop, Pruning::start(retention_days)).await;
     let mut buf = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
@@ -209,7 +207,7 @@ async fn run(
                     pruning = prune_next(&writer.store, &mut stop, p).await;
                 }
             }
-            _ = prune.tick(), if retention_days > 0 && pruning.is_none() => {
+            _ = prune.tick(), if pruning.is_none() => {
                 pruning = prune_next(&writer.store, &mut stop, Pruning::start(retention_days)).await;
             }
             // No records waiting: the next step at once.
@@ -274,10 +272,15 @@ struct Pruning {
 }
 
 impl Pruning {
-    /// A prune of the verdicts older than the retention period, from now.
+    /// A prune of the verdicts older than the retention period, from now (with none, a
+    /// step that deletes nothing: on PostgreSQL it still makes the coming days' partitions).
     fn start(retention_days: u32) -> Pruning {
+        let before = match retention_days {
+            0 => i64::MIN,
+            days => now_ms() - i64::from(days) * DAY_MS,
+        };
         Pruning {
-            before: now_ms() - i64::from(retention_days) * DAY_MS,
+            before,
             deleted: 0,
             retention_days,
         }

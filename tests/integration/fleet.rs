@@ -1195,3 +1195,76 @@ async fn schema_3_database_gains_the_verdict_columns_in_place() {
         "fail pass old.example none reject none"
     );
 }
+
+// Issue 26: a database of schema 5 with rows on two days gains its day partitions in
+// place (rows readable after); retention then drops the older day's partition whole, and
+// the coming days' partitions are made ahead.
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_5_database_is_partitioned_by_day_and_pruned_by_partition() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("days");
+    pg.sql(
+        "days",
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    );
+    for sql in &authmilter::store::PG_MIGRATIONS[..5] {
+        pg.sql("days", sql);
+    }
+    let day = 86_400_000_i64;
+    pg.sql(
+        "days",
+        &format!(
+            "INSERT INTO schema_version VALUES (5); \
+             INSERT INTO verdicts (received_at, host, transport, queue_id, client_ip, rcpts, \
+             rcpt_count, verdict, duration_us, document) VALUES \
+             (1000, 'mx', 'smtp', 'first-day', '192.0.2.1', '[]', 0, 'accept', 5, '\\x7b7d'), \
+             ({}, 'mx', 'smtp', 'third-day', '192.0.2.1', '[]', 0, 'accept', 5, '\\x7b7d');",
+            2 * day + 5
+        ),
+    );
+    let partitions = "SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_inherits i \
+                      JOIN pg_class c ON c.oid = i.inhrelid \
+                      WHERE i.inhparent = 'verdicts'::regclass AND c.relname LIKE 'verdicts_d1970%'";
+    let url = pg.url("days");
+    let (before, step, after) = tokio::task::spawn_blocking(move || {
+        let location = Location::Postgres(PgTarget::parse(&url, None).unwrap());
+        let mut store = Store::connect(&location).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            authmilter::store::PG_SCHEMA_VERSION
+        );
+        let ids = |s: &Store| -> Vec<String> {
+            s.list(&Filter::default(), 10)
+                .unwrap()
+                .items
+                .iter()
+                .map(|v| v["queue_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let before = ids(&store);
+        let step = store.prune_step(2 * day, 10).unwrap();
+        (before, step, ids(&store))
+    })
+    .await
+    .unwrap();
+    assert_eq!(before, ["third-day", "first-day"]);
+    assert_eq!((step.deleted, step.done), (1, true));
+    assert_eq!(after, ["third-day"]);
+    assert_eq!(pg.sql("days", partitions), "verdicts_d19700103");
+    let today = authmilter::dates::now_ms() / day * day;
+    let ahead = format!(
+        "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'verdicts'::regclass AND c.relname IN \
+         (SELECT 'verdicts_d' || to_char(to_timestamp(d / 1000) AT TIME ZONE 'UTC', 'YYYYMMDD') \
+          FROM (VALUES ({today}::bigint), ({}::bigint), ({}::bigint)) AS v(d))",
+        today + day,
+        today + 2 * day
+    );
+    assert_eq!(pg.sql("days", &ahead), "3");
+    // A new verdict lands in its day's partition, not the DEFAULT one.
+    let now = authmilter::dates::now_ms();
+    let location = Location::Postgres(PgTarget::parse(&pg.url("days"), None).unwrap());
+    with_store(location, move |s| s.insert_batch(&[record(now, "today")])).await;
+    assert_eq!(pg.sql("days", "SELECT count(*) FROM verdicts_default"), "0");
+    assert_eq!(pg.sql("days", "SELECT count(*) FROM verdicts"), "2");
+}

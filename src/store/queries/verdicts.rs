@@ -2,7 +2,7 @@
 //! aggregate reports are built from, and retention.
 
 use crate::check::DmarcEvent;
-use crate::dates::format_rfc3339;
+use crate::dates::{format_rfc3339, now_ms, DAY_MS};
 use crate::store::model::{stats_answer, Filter, GroupBy, Lease, Page, Pruned, StoreError};
 use crate::store::sql::{bind, Dialect, Row, Sql};
 use serde_json::{Map, Value};
@@ -121,15 +121,35 @@ pub fn prune_step(db: &mut dyn Sql, before_ms: i64, limit: usize) -> Result<Prun
             });
         }
         let before = [before_ms.into()];
-        // The window index (received_at first) finds the oldest rows without a scan.
+        let mut dropped = 0;
+        if tx.dialect() == Dialect::Postgres {
+            // Whole days past retention go at once; the days ahead are made ready.
+            dropped = tx
+                .first("SELECT verdicts_drop_days_before(?1)", &before, |r| {
+                    r.int(0)
+                })?
+                .unwrap_or(0) as usize;
+            let now = now_ms();
+            for day in 0..3 {
+                tx.first(
+                    "SELECT verdicts_day_partition(?1)",
+                    &[(now + day * DAY_MS).into()],
+                    |_| Ok(()),
+                )?;
+            }
+        }
+        // What is left before the cutoff (the cutoff's own day, PostgreSQL's DEFAULT
+        // partition, SQLite's one table), oldest first: the window index (received_at
+        // first) finds it without a scan.
         let deleted = tx.execute(
             &format!(
-                "DELETE FROM verdicts WHERE id IN (SELECT id FROM verdicts \
+                "DELETE FROM verdicts WHERE received_at < ?1 AND id IN (SELECT id FROM verdicts \
                  WHERE received_at < ?1 ORDER BY received_at LIMIT {limit})"
             ),
             &before,
         )? as usize;
         let done = deleted < limit;
+        let deleted = deleted + dropped;
         if done {
             prune_reports(tx, before_ms)?;
         }
