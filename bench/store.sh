@@ -5,7 +5,8 @@
 # default durability (fsync on), then runs `cargo bench --bench store` against it and a
 # SQLite file, and stops the cluster.
 #
-# Usage:   bench/store.sh            (AUTHMILTER_BENCH_RECORDS=N to change the record count)
+# Usage:   bench/store.sh            (AUTHMILTER_BENCH_RECORDS=N to change the record count;
+#          BENCH=reads runs benches/reads.rs against the same kind of cluster: bench/reads.sh)
 # Needs:   /usr/lib/postgresql/15/bin (Debian postgresql).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,4 @@ trap stop EXIT
 "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -c 'CREATE DATABASE bench'
 echo "PostgreSQL 15 on 127.0.0.1:$port (fsync on); SQLite in a temporary file (WAL, synchronous=NORMAL)"
 AUTHMILTER_BENCH_PG_URL="postgres://postgres@127.0.0.1:$port/bench?sslmode=disable" \
-    cargo bench --bench store
+    cargo bench --bench "${BENCH:-store}"

@@ -86,13 +86,17 @@ pub fn report(command: ReportCommand) -> Result<ExitCode> {
     }
 }
 
-fn readiness(args: ReadinessArgs) -> Result<ExitCode> {
-    let config = load_config(&args.common)?;
-    let location = args
-        .store
+/// The store `--store` names, else the configuration's.
+fn store_location(store: Option<PathBuf>, config: &authmilter::config::Config) -> Result<Location> {
+    store
         .map(Location::Sqlite)
         .or_else(|| config.store.location())
-        .context("no verdict store: give --store or a configuration with [store] path or url")?;
+        .context("no verdict store: give --store or a configuration with [store] path or url")
+}
+
+fn readiness(args: ReadinessArgs) -> Result<ExitCode> {
+    let config = load_config(&args.common)?;
+    let location = store_location(args.store, &config)?;
     let now = now_ms();
     let Some(since) = parse_time(&args.since, now) else {
         bail!(
@@ -123,11 +127,7 @@ fn readiness(args: ReadinessArgs) -> Result<ExitCode> {
 
 fn send(args: SendArgs) -> Result<ExitCode> {
     let config = load_config(&args.common)?;
-    let location = args
-        .store
-        .map(Location::Sqlite)
-        .or_else(|| config.store.location())
-        .context("no verdict store: give --store or a configuration with [store] path or url")?;
+    let location = store_location(args.store, &config)?;
     let now = now_ms();
     let ending = match &args.period {
         Some(day) => match parse_utc_day(day) {

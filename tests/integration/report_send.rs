@@ -523,21 +523,41 @@ async fn the_records_ri_sets_the_period() {
     assert_eq!((period.start - day.start) % (6 * 3_600_000), 0);
 }
 
+/// A daemon with failure reports on, written to `<dir>/outbox`, at most `per_hour` per domain.
+async fn failure_reporting(per_hour: u32) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("outbox");
+    let d = Daemon::start(move |c| {
+        c.reports.failure = true;
+        c.reports.email = Some("dmarc-reports@mx.test.example".into());
+        c.reports.delivery = Some(ReportDelivery::Outbox(o));
+        c.reports.failure_per_hour = per_hour;
+    })
+    .await;
+    (dir, d)
+}
+
+/// The files in `outbox` once there are `n` of them, or what is there after 10 s.
+async fn outbox_files(outbox: &Path, n: usize) -> Vec<PathBuf> {
+    let started = Instant::now();
+    loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(outbox)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        if files.len() >= n || started.elapsed() > Duration::from_secs(10) {
+            return files;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 // RFC 6591 / RFC 7489 §7.3: with failure reports on, a message failing DMARC for a domain
 // with ruf= and fo=1 gets an ARF auth-failure report, local parts redacted, at most
 // reports.failure_per_hour per domain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_reports_are_arf_redacted_and_rate_limited() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, d) = failure_reporting(2).await;
     let outbox = dir.path().join("outbox");
-    let o = outbox.clone();
-    let d = Daemon::start(move |c| {
-        c.reports.failure = true;
-        c.reports.email = Some("dmarc-reports@mx.test.example".into());
-        c.reports.delivery = Some(ReportDelivery::Outbox(o));
-        c.reports.failure_per_hour = 2;
-    })
-    .await;
     let mut mta = d.mta().await;
     mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
     mta.connect_client("203.0.113.5", "spoofer.example").await;
@@ -558,16 +578,7 @@ async fn failure_reports_are_arf_redacted_and_rate_limited() {
     let raw = signed_from("alice", "pass");
     mta.message("P0", "alice@reports.example", None, &raw).await;
 
-    let started = Instant::now();
-    let files = loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(&outbox)
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        if files.len() >= 2 || started.elapsed() > Duration::from_secs(10) {
-            break files;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let files = outbox_files(&outbox, 2).await;
     // The third one is over the hourly limit: it never comes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 2);
@@ -601,16 +612,8 @@ async fn failure_reports_are_arf_redacted_and_rate_limited() {
 // third party's failed signature is not it); a psd=y record's ruf= gets no report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_reports_name_the_aligned_identifiers_that_failed() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, d) = failure_reporting(10).await;
     let outbox = dir.path().join("outbox");
-    let o = outbox.clone();
-    let d = Daemon::start(move |c| {
-        c.reports.failure = true;
-        c.reports.email = Some("dmarc-reports@mx.test.example".into());
-        c.reports.delivery = Some(ReportDelivery::Outbox(o));
-        c.reports.failure_per_hour = 10;
-    })
-    .await;
     let mut mta = d.mta().await;
     mta.negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL).await;
     mta.connect_client("203.0.113.5", "relay.example.net").await;
@@ -633,16 +636,7 @@ async fn failure_reports_name_the_aligned_identifiers_that_failed() {
     mta.message("S1", "list@example.net", None, altered.as_bytes())
         .await;
 
-    let started = Instant::now();
-    let files = loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(&outbox)
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        if !files.is_empty() || started.elapsed() > Duration::from_secs(10) {
-            break files;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let files = outbox_files(&outbox, 1).await;
     // The task takes reports in order: the psd=y one was decided before this one was sent.
     assert_eq!(files.len(), 1, "{files:?}");
     let text = String::from_utf8_lossy(&std::fs::read(&files[0]).unwrap()).into_owned();
