@@ -11,7 +11,8 @@
 
 use super::model::clamp;
 use super::model::StoreError;
-use super::postgres::{json_clean, text, Postgres, VERDICT_COPY, VERDICT_COPY_TYPES};
+use super::postgres::{json_clean, text, Pg, Postgres, VERDICT_COPY, VERDICT_COPY_TYPES};
+use super::queries::rollup::{self, Counts};
 use super::sqlite::Sqlite;
 use crate::progress::Progress;
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -166,6 +167,9 @@ fn sqlite_to_postgres(
         progress.advance(1);
     }
     writer.finish()?;
+    // Their hour counts, added to the fleet's.
+    let counts = source.with_sql(Counts::stored)?;
+    rollup::add(&mut Pg::new(&mut tx), &counts)?;
 
     // Reports sent: the fleet's row for the same domain and period wins.
     let mut stmt = conn.prepare(

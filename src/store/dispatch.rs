@@ -10,7 +10,7 @@ use super::model::{
 };
 use super::postgres::Postgres;
 use super::queries::readiness::{self, ReportedRow};
-use super::queries::{failures, overview, received, sent, verdicts};
+use super::queries::{failures, overview, received, rollup, sent, verdicts};
 use super::sqlite::Sqlite;
 use crate::check::{DmarcEvent, Record};
 use crate::config::Location;
@@ -146,6 +146,12 @@ impl Store {
     /// The dashboard's summary of `[since, until)`.
     pub fn overview(&self, since: i64, until: i64, top: usize) -> Result<Overview, StoreError> {
         shared!(self, overview::overview, since, until, top)
+    }
+
+    /// Counts the stored verdicts by hour afresh (after rows were written around the
+    /// writer: a benchmark's fill).
+    pub fn recount_hours(&self) -> Result<(), StoreError> {
+        shared!(self, rollup::rebuild)
     }
 
     /// The policy domains with DMARC events received in `[begin, end)`.

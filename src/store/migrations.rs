@@ -162,6 +162,29 @@ DROP INDEX verdicts_received_at;
 CREATE INDEX verdicts_client_ip_at ON verdicts (client_ip, received_at);
 DROP INDEX verdicts_client_ip;
 "#,
+    // 8: the verdicts counted by hour, for the overview (`store/queries/rollup.rs`),
+    // counting the rows already stored.
+    concat!(
+        r#"
+CREATE TABLE verdict_hours (
+    hour INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    dmarc TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    PRIMARY KEY (hour, verdict, spf, dkim, dmarc)
+) WITHOUT ROWID;
+CREATE TABLE failing_hours (
+    kind TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    failed INTEGER NOT NULL,
+    PRIMARY KEY (kind, hour, name)
+) WITHOUT ROWID;
+"#,
+        crate::rollup_backfill!()
+    ),
 ];
 
 /// PostgreSQL's migrations, in order (same bookkeeping as SQLite's).
@@ -401,4 +424,26 @@ CREATE INDEX verdicts_window ON verdicts
     (received_at, verdict, dmarc, spf, dkim, from_domain, client_ip, host);
 CREATE INDEX verdicts_client_ip_at ON verdicts (client_ip, received_at);
 "#,
+    // 7: as SQLite's 8.
+    concat!(
+        r#"
+CREATE TABLE verdict_hours (
+    hour BIGINT NOT NULL,
+    verdict TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    dmarc TEXT NOT NULL,
+    messages BIGINT NOT NULL,
+    PRIMARY KEY (hour, verdict, spf, dkim, dmarc)
+);
+CREATE TABLE failing_hours (
+    kind TEXT NOT NULL,
+    hour BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    failed BIGINT NOT NULL,
+    PRIMARY KEY (kind, hour, name)
+);
+"#,
+        crate::rollup_backfill!()
+    ),
 ];

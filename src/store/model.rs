@@ -317,7 +317,7 @@ pub struct Failing {
     pub messages: u64,
 }
 
-/// The dashboard's summary of the window `[since, until)`: messages per hour by verdict,
+/// The dashboard's summary of the whole hours `[since, until)`: messages per hour by verdict,
 /// each method's results, and the From domains and client addresses failing DMARC most.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overview {

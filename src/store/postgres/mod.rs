@@ -20,5 +20,5 @@ mod write;
 
 pub use conn::{Postgres, PG_SCHEMA_VERSION};
 pub use limits::{PgCounts, LIMITS_DEADLINE};
-pub(super) use sql::{json_clean, text};
+pub(super) use sql::{json_clean, text, Pg};
 pub(super) use write::{VERDICT_COPY, VERDICT_COPY_TYPES};

@@ -4,10 +4,11 @@
 //! written as text (no `Value` built for it).
 
 use super::conn::Postgres;
-use super::sql::{json_clean, text};
+use super::sql::{json_clean, text, Pg};
 use crate::check::Record;
 use crate::store::columns::{json_text, pack, Columns};
 use crate::store::model::{clamp, StoreError};
+use crate::store::queries::rollup::{self, Counts};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::private::BytesMut;
 use postgres::types::Type;
@@ -76,6 +77,7 @@ impl Postgres {
             ])?;
         }
         writer.finish()?;
+        rollup::add(&mut Pg::new(&mut tx), &Counts::of(records))?;
         tx.commit()?;
         Ok(())
     }

@@ -9,5 +9,6 @@ pub mod failures;
 pub mod overview;
 pub mod readiness;
 pub mod received;
+pub mod rollup;
 pub mod sent;
 pub mod verdicts;

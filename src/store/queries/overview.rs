@@ -1,39 +1,39 @@
 //! The dashboard's summary of a time window: messages per hour by verdict, each method's
 //! results, and the From domains and client addresses failing DMARC most. Typed
-//! ([`Overview`]), so the dashboard (`http::ui`) only draws it.
+//! ([`Overview`]), so the dashboard (`http::ui`) only draws it. Read from the hour counts
+//! (`rollup.rs`), not from the verdicts: a day is a few hundred rows of those.
 
+use super::rollup::{hour_of, KINDS};
 use crate::store::model::{Failing, HourCount, MethodCounts, Overview, StoreError, HOUR_MS};
 use crate::store::sql::Sql;
 use std::collections::{BTreeMap, HashMap};
 
-/// The summary of `[since, until)` (Unix ms); `top`: how many failing domains and addresses
-/// to list.
+/// The summary of the hours from the one `since` falls in to the one `until` (exclusive)
+/// falls in, or ends at (Unix ms); `top`: how many failing domains and addresses to list.
+/// Whole hours, as they are counted: [`Overview::since`] and [`Overview::until`] say which.
 pub fn overview(
     db: &mut dyn Sql,
     since: i64,
     until: i64,
     top: usize,
 ) -> Result<Overview, StoreError> {
-    let d = db.dialect();
-    let window = "received_at >= ?1 AND received_at < ?2";
+    let since = hour_of(since);
+    let until = hour_of(until + HOUR_MS - 1);
     let params = [since.into(), until.into()];
-    // Hours by verdict and each method's results from one pass over the window (read
-    // from the window's covering index): a few thousand groups at most, summed here.
+    let window = "hour >= ?1 AND hour < ?2";
+    // Hours by verdict and each method's results: a few thousand groups a day at most.
     let mut hours: BTreeMap<(i64, String), u64> = BTreeMap::new();
     let mut results: [HashMap<String, u64>; 3] = Default::default();
     db.each(
         &format!(
-            "SELECT received_at / {HOUR_MS} * {HOUR_MS}, verdict, spf, dkim, dmarc, COUNT(*) \
-             FROM verdicts {} WHERE {window} GROUP BY 1, 2, 3, 4, 5",
-            d.window_index()
+            "SELECT hour, verdict, spf, dkim, dmarc, messages FROM verdict_hours WHERE {window}"
         ),
         &params,
         &mut |r| {
             let count = r.int(5)? as u64;
             *hours.entry((r.int(0)?, r.text(1)?)).or_default() += count;
             for (i, counts) in results.iter_mut().enumerate() {
-                let result = r.opt_text(2 + i)?.unwrap_or_else(|| "none".into());
-                *counts.entry(result).or_default() += count;
+                *counts.entry(r.text(2 + i)?).or_default() += count;
             }
             Ok(())
         },
@@ -57,26 +57,26 @@ pub fn overview(
             MethodCounts { method, results }
         })
         .collect();
-    // The keys failing most, from the failing rows alone (a tenth of a day, not all of
-    // it, goes through the GROUP BY's sort); then each one's messages through its own
-    // index ((key, received_at)).
-    let mut failing = |column: &str| -> Result<Vec<Failing>, StoreError> {
+    // The keys failing most, from their hours' failure counts; then each one's messages
+    // through its own index ((key, received_at)).
+    let name = db.dialect().bytewise("name");
+    let mut failing = |kind: &'static str| -> Result<Vec<Failing>, StoreError> {
         let top_keys = db.rows(
             &format!(
-                "SELECT {column}, COUNT(*) FROM verdicts {} \
-                 WHERE {window} AND dmarc = 'fail' AND {column} IS NOT NULL \
-                 GROUP BY {column} ORDER BY 2 DESC, {} LIMIT {top}",
-                d.window_index(),
-                d.bytewise(column)
+                "SELECT name, CAST(SUM(failed) AS BIGINT) FROM failing_hours WHERE kind = ?3 AND {window} \
+                 GROUP BY name ORDER BY 2 DESC, {name} LIMIT {top}"
             ),
-            &params,
+            &[since.into(), until.into(), kind.into()],
             |r| Ok((r.text(0)?, r.int(1)? as u64)),
         )?;
         let mut out = Vec::with_capacity(top_keys.len());
         for (key, failed) in top_keys {
             let messages = db
                 .first(
-                    &format!("SELECT COUNT(*) FROM verdicts WHERE {column} = ?3 AND {window}"),
+                    &format!(
+                        "SELECT COUNT(*) FROM verdicts \
+                         WHERE {kind} = ?3 AND received_at >= ?1 AND received_at < ?2"
+                    ),
                     &[since.into(), until.into(), key.as_str().into()],
                     |r| r.int(0),
                 )?
@@ -89,8 +89,8 @@ pub fn overview(
         }
         Ok(out)
     };
-    let failing_domains = failing("from_domain")?;
-    let failing_ips = failing("client_ip")?;
+    let failing_domains = failing(KINDS[0])?;
+    let failing_ips = failing(KINDS[1])?;
     Ok(Overview {
         since,
         until,
@@ -189,5 +189,29 @@ mod tests {
         );
         assert_eq!(o.failing_ips[0].key, "198.51.100.7");
         assert_eq!(o.failing_ips.len(), 1);
+        // A window that does not start or end on the hour covers the hours it touches.
+        let touched = s.overview(h + 10, h + HOUR_MS + 1, 10).unwrap();
+        assert_eq!((touched.since, touched.until), (h, h + 2 * HOUR_MS));
+        assert_eq!(touched, o);
+
+        // The writer's counts, batch by batch, are what counting the rows afresh gives
+        // (the migrations' way), a second batch added to the same hours included.
+        s.insert_batch(&[
+            record(h + 7, "bad.example", "198.51.100.7", "reject", "fail"),
+            record(h + 8, "other.example", "192.0.2.9", "tempfail", "temperror"),
+        ])
+        .unwrap();
+        let written = s.overview(h, h + 4 * HOUR_MS, 10).unwrap();
+        assert_eq!(written.total, 7);
+        assert_eq!(written.failing_domains[0].failed, 4);
+        s.recount_hours().unwrap();
+        assert_eq!(s.overview(h, h + 4 * HOUR_MS, 10).unwrap(), written);
+
+        // Retention deletes the hours it pruned, with their verdicts.
+        while !s.prune_step(h + 2 * HOUR_MS, 1).unwrap().done {}
+        let left = s.overview(0, h + 4 * HOUR_MS, 10).unwrap();
+        assert_eq!(left.total, 1);
+        assert_eq!(left.hours[0].hour, h + 3 * HOUR_MS);
+        assert_eq!(left.failing_domains[0].failed, 1);
     }
 }

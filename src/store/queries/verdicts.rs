@@ -160,7 +160,7 @@ pub fn prune_step(db: &mut dyn Sql, before_ms: i64, limit: usize) -> Result<Prun
 }
 
 /// Deletes what retention keeps beside the verdicts: the fleet's batch tokens, the reports
-/// sent and received and the failure reports from before `before_ms`.
+/// sent and received, the failure reports and the hour counts from before `before_ms`.
 fn prune_reports(tx: &mut dyn Sql, before_ms: i64) -> Result<(), StoreError> {
     let before = [before_ms.into()];
     if tx.dialect() == Dialect::Postgres {
@@ -183,7 +183,7 @@ fn prune_reports(tx: &mut dyn Sql, before_ms: i64) -> Result<(), StoreError> {
         "DELETE FROM failure_reports WHERE received_at < ?1",
         &before,
     )?;
-    Ok(())
+    super::rollup::prune(tx, before_ms)
 }
 
 /// A verdict row as the API returns it: the check document plus the record's own fields.

@@ -8,6 +8,7 @@
 use super::columns::Columns;
 use super::migrations::SQLITE as MIGRATIONS;
 use super::model::StoreError;
+use super::queries::rollup::{self, Counts};
 use crate::check::Record;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -146,6 +147,7 @@ impl Sqlite {
                 ])?;
             }
         }
+        rollup::add(&mut Lite(&tx), &Counts::of(records))?;
         tx.commit()?;
         Ok(())
     }

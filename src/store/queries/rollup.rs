@@ -1,0 +1,217 @@
+//! The verdicts counted by hour, kept beside them so that the dashboard's overview reads a
+//! day in a few hundred rows, not a million: `verdict_hours` counts the messages of each hour
+//! by verdict and SPF, DKIM and DMARC result (a missing result counted as `none`), and
+//! `failing_hours` the DMARC failures of each hour by From domain and by client address.
+//!
+//! The writer adds each batch's counts in the batch's own transaction ([`add`]), so the
+//! counts and the rows commit together (a batch stored once is counted once); migrations
+//! count the rows already stored with [`backfill!`]'s statements, and `store copy` adds the
+//! copied file's counts to the target's. Retention deletes the hours it has pruned.
+//!
+//! Why counters and not the covering index alone: even read from the index, a day of a
+//! million verdicts is a million entries to walk for every page view (about a second on
+//! SQLite); the counters cost the writer one upsert per distinct group of a batch.
+
+use crate::check::Record;
+use crate::store::model::{StoreError, HOUR_MS};
+use crate::store::sql::Sql;
+use std::collections::BTreeMap;
+
+/// The statements that count the verdicts already stored into the (empty) hour tables,
+/// shared by both back ends' migrations and [`rebuild`]: a macro, so that the migrations'
+/// SQL (string literals, `concat!`ed) and the code use one text.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! rollup_backfill {
+    () => {
+        "
+INSERT INTO verdict_hours (hour, verdict, spf, dkim, dmarc, messages)
+    SELECT received_at / 3600000 * 3600000, verdict, COALESCE(spf, 'none'),
+        COALESCE(dkim, 'none'), COALESCE(dmarc, 'none'), COUNT(*)
+    FROM verdicts GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO failing_hours (kind, hour, name, failed)
+    SELECT 'from_domain', received_at / 3600000 * 3600000, from_domain, COUNT(*)
+    FROM verdicts WHERE dmarc = 'fail' AND from_domain IS NOT NULL GROUP BY 2, 3;
+INSERT INTO failing_hours (kind, hour, name, failed)
+    SELECT 'client_ip', received_at / 3600000 * 3600000, client_ip, COUNT(*)
+    FROM verdicts WHERE dmarc = 'fail' GROUP BY 2, 3;
+"
+    };
+}
+pub use crate::rollup_backfill as backfill;
+
+/// The two kinds of key `failing_hours` counts failures by (each the verdicts column of
+/// that name).
+pub const KINDS: [&str; 2] = ["from_domain", "client_ip"];
+
+/// Counts to add to the hour tables, in key order (every writer of a fleet locks the rows
+/// it adds to in the same order: two batches never wait on each other in a circle).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    /// (hour, verdict, spf, dkim, dmarc) → messages.
+    pub hours: BTreeMap<(i64, String, String, String, String), i64>,
+    /// (kind, hour, name) → DMARC failures.
+    pub failing: BTreeMap<(&'static str, i64, String), i64>,
+}
+
+/// The start of the hour `at` (Unix ms) falls in, as the SQL above computes it.
+pub fn hour_of(at: i64) -> i64 {
+    at / HOUR_MS * HOUR_MS
+}
+
+/// A key as both back ends can store it: PostgreSQL text cannot hold NUL, and the row it
+/// counts holds U+FFFD there in its place.
+fn key(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+impl Counts {
+    /// The counts of a batch of records.
+    pub fn of(records: &[Record]) -> Counts {
+        let mut counts = Counts::default();
+        for r in records {
+            let c = crate::store::columns::Columns::of(&r.document);
+            let none = |v: Option<&str>| key(v.unwrap_or("none"));
+            let hour = hour_of(r.received_at);
+            *counts
+                .hours
+                .entry((
+                    hour,
+                    key(&r.verdict),
+                    none(c.spf),
+                    none(c.dkim),
+                    none(r.dmarc.as_deref()),
+                ))
+                .or_default() += 1;
+            if r.dmarc.as_deref() == Some("fail") {
+                if let Some(domain) = &r.from_domain {
+                    *counts
+                        .failing
+                        .entry((KINDS[0], hour, key(domain)))
+                        .or_default() += 1;
+                }
+                *counts
+                    .failing
+                    .entry((KINDS[1], hour, key(&r.client_ip)))
+                    .or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// The counts stored in `db`'s hour tables (`store copy` adds a file's to the target).
+    pub fn stored(db: &mut dyn Sql) -> Result<Counts, StoreError> {
+        let mut counts = Counts::default();
+        db.each(
+            "SELECT hour, verdict, spf, dkim, dmarc, messages FROM verdict_hours",
+            &[],
+            &mut |r| {
+                let k = (r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.text(4)?);
+                *counts.hours.entry(k).or_default() += r.int(5)?;
+                Ok(())
+            },
+        )?;
+        for kind in KINDS {
+            db.each(
+                "SELECT hour, name, failed FROM failing_hours WHERE kind = ?1",
+                &[kind.into()],
+                &mut |r| {
+                    *counts
+                        .failing
+                        .entry((kind, r.int(0)?, key(&r.text(1)?)))
+                        .or_default() += r.int(2)?;
+                    Ok(())
+                },
+            )?;
+        }
+        Ok(counts)
+    }
+}
+
+/// Rows of one multi-row upsert (well under either back end's limit on parameters).
+const CHUNK: usize = 100;
+
+/// Adds `counts` to the hour tables (in the caller's transaction).
+pub fn add(db: &mut dyn Sql, counts: &Counts) -> Result<(), StoreError> {
+    let hours: Vec<_> = counts.hours.iter().collect();
+    for chunk in hours.chunks(CHUNK) {
+        let mut args = Vec::with_capacity(chunk.len() * 6);
+        for ((hour, verdict, spf, dkim, dmarc), n) in chunk {
+            args.extend([
+                (*hour).into(),
+                verdict.as_str().into(),
+                spf.as_str().into(),
+                dkim.as_str().into(),
+                dmarc.as_str().into(),
+                (**n).into(),
+            ]);
+        }
+        db.execute(
+            &format!(
+                "INSERT INTO verdict_hours (hour, verdict, spf, dkim, dmarc, messages) \
+                 VALUES {} ON CONFLICT (hour, verdict, spf, dkim, dmarc) \
+                 DO UPDATE SET messages = verdict_hours.messages + excluded.messages",
+                values(chunk.len(), 6)
+            ),
+            &args,
+        )?;
+    }
+    let failing: Vec<_> = counts.failing.iter().collect();
+    for chunk in failing.chunks(CHUNK) {
+        let mut args = Vec::with_capacity(chunk.len() * 4);
+        for ((kind, hour, name), n) in chunk {
+            args.extend([
+                (*kind).into(),
+                (*hour).into(),
+                name.as_str().into(),
+                (**n).into(),
+            ]);
+        }
+        db.execute(
+            &format!(
+                "INSERT INTO failing_hours (kind, hour, name, failed) VALUES {} \
+                 ON CONFLICT (kind, hour, name) \
+                 DO UPDATE SET failed = failing_hours.failed + excluded.failed",
+                values(chunk.len(), 4)
+            ),
+            &args,
+        )?;
+    }
+    Ok(())
+}
+
+/// `(?1, ?2, …), (…)…`: `rows` rows of `width` numbered placeholders.
+fn values(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let marks: Vec<String> = (1..=width)
+                .map(|i| format!("?{}", row * width + i))
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Counts the stored verdicts afresh (after rows were written around the writer, as a
+/// benchmark's fill does): in one transaction.
+pub fn rebuild(db: &mut dyn Sql) -> Result<(), StoreError> {
+    let mut tx = db.transaction()?;
+    tx.execute("DELETE FROM verdict_hours", &[])?;
+    tx.execute("DELETE FROM failing_hours", &[])?;
+    for statement in backfill!().split(';').map(str::trim) {
+        if !statement.is_empty() {
+            tx.execute(statement, &[])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Deletes the counts of the hours that ended before `before_ms` (retention's, after the
+/// verdicts of those hours).
+pub fn prune(db: &mut dyn Sql, before_ms: i64) -> Result<(), StoreError> {
+    let before = [(before_ms - HOUR_MS).into()];
+    db.execute("DELETE FROM verdict_hours WHERE hour <= ?1", &before)?;
+    db.execute("DELETE FROM failing_hours WHERE hour <= ?1", &before)?;
+    Ok(())
+}
