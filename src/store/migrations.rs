@@ -5,6 +5,29 @@
 //! PostgreSQL starts from the schema SQLite reached in four steps (with `host` NOT NULL and
 //! JSON in `jsonb`), so its versions count separately.
 
+/// The statements that count the verdicts already stored into the (empty) hour tables
+/// (`queries/rollup.rs`), shared by both back ends' migrations and `Store::recount_hours`:
+/// a macro, so that the migrations' SQL (string literals, `concat!`ed) and the code use one
+/// text.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! rollup_backfill {
+    () => {
+        "
+INSERT INTO verdict_hours (hour, verdict, spf, dkim, dmarc, messages)
+    SELECT received_at / 3600000 * 3600000, verdict, COALESCE(spf, 'none'),
+        COALESCE(dkim, 'none'), COALESCE(dmarc, 'none'), COUNT(*)
+    FROM verdicts GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO failing_hours (kind, hour, name, failed)
+    SELECT 'from_domain', received_at / 3600000 * 3600000, from_domain, COUNT(*)
+    FROM verdicts WHERE dmarc = 'fail' AND from_domain IS NOT NULL GROUP BY 2, 3;
+INSERT INTO failing_hours (kind, hour, name, failed)
+    SELECT 'client_ip', received_at / 3600000 * 3600000, client_ip, COUNT(*)
+    FROM verdicts WHERE dmarc = 'fail' GROUP BY 2, 3;
+"
+    };
+}
+
 /// SQLite's migrations, in order; `schema_version` holds how many have been applied.
 pub const SQLITE: &[&str] = &[
     r#"

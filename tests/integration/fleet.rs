@@ -668,7 +668,12 @@ async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
     assert_eq!(moved, failures(json(a, "/v1/reports/failures").await));
     // The overview reads hour counts: the copied file's were added to the fleet's.
     let (ui_a, ui_b) = (get(a, "/ui/").await.body, get(b, "/ui/").await.body);
-    for id in ["total-messages", "count-accept", "count-reject", "rate-dmarc"] {
+    for id in [
+        "total-messages",
+        "count-accept",
+        "count-reject",
+        "rate-dmarc",
+    ] {
         assert_eq!(by_id(&ui_a, id), by_id(&ui_b, id), "#{id}");
     }
     assert_eq!(by_id(&ui_b, "total-messages"), "4");

@@ -5,8 +5,9 @@
 //!
 //! The writer adds each batch's counts in the batch's own transaction ([`add`]), so the
 //! counts and the rows commit together (a batch stored once is counted once); migrations
-//! count the rows already stored with [`backfill!`]'s statements, and `store copy` adds the
-//! copied file's counts to the target's. Retention deletes the hours it has pruned.
+//! count the rows already stored with `rollup_backfill!`'s statements (`migrations.rs`),
+//! and `store copy` adds the copied file's counts to the target's. Retention deletes the
+//! hours it has pruned.
 //!
 //! Why counters and not the covering index alone: even read from the index, a day of a
 //! million verdicts is a million entries to walk for every page view (about a second on
@@ -16,29 +17,6 @@ use crate::check::Record;
 use crate::store::model::{StoreError, HOUR_MS};
 use crate::store::sql::Sql;
 use std::collections::BTreeMap;
-
-/// The statements that count the verdicts already stored into the (empty) hour tables,
-/// shared by both back ends' migrations and [`rebuild`]: a macro, so that the migrations'
-/// SQL (string literals, `concat!`ed) and the code use one text.
-#[macro_export]
-#[doc(hidden)]
-macro_rules! rollup_backfill {
-    () => {
-        "
-INSERT INTO verdict_hours (hour, verdict, spf, dkim, dmarc, messages)
-    SELECT received_at / 3600000 * 3600000, verdict, COALESCE(spf, 'none'),
-        COALESCE(dkim, 'none'), COALESCE(dmarc, 'none'), COUNT(*)
-    FROM verdicts GROUP BY 1, 2, 3, 4, 5;
-INSERT INTO failing_hours (kind, hour, name, failed)
-    SELECT 'from_domain', received_at / 3600000 * 3600000, from_domain, COUNT(*)
-    FROM verdicts WHERE dmarc = 'fail' AND from_domain IS NOT NULL GROUP BY 2, 3;
-INSERT INTO failing_hours (kind, hour, name, failed)
-    SELECT 'client_ip', received_at / 3600000 * 3600000, client_ip, COUNT(*)
-    FROM verdicts WHERE dmarc = 'fail' GROUP BY 2, 3;
-"
-    };
-}
-pub use crate::rollup_backfill as backfill;
 
 /// The two kinds of key `failing_hours` counts failures by (each the verdicts column of
 /// that name).
@@ -199,7 +177,7 @@ pub fn rebuild(db: &mut dyn Sql) -> Result<(), StoreError> {
     let mut tx = db.transaction()?;
     tx.execute("DELETE FROM verdict_hours", &[])?;
     tx.execute("DELETE FROM failing_hours", &[])?;
-    for statement in backfill!().split(';').map(str::trim) {
+    for statement in crate::rollup_backfill!().split(';').map(str::trim) {
         if !statement.is_empty() {
             tx.execute(statement, &[])?;
         }
