@@ -90,6 +90,13 @@ pub trait Sql {
     /// rows it changed.
     fn execute(&mut self, statement: &str, params: &[Bound]) -> Result<u64, StoreError>;
 
+    /// Runs a statement that is not run again on this connection soon (its text changes
+    /// with its rows): on PostgreSQL in one round trip, unprepared, its parameters typed by
+    /// their values; on SQLite as [`Sql::execute`].
+    fn execute_once(&mut self, statement: &str, params: &[Bound]) -> Result<u64, StoreError> {
+        self.execute(statement, params)
+    }
+
     /// Begins a transaction, rolled back when dropped without [`Transaction::commit`].
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError>;
 

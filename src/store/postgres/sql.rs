@@ -78,6 +78,23 @@ impl<C: GenericClient> Sql for Pg<'_, C> {
         Ok(self.client.execute(&prepared, &params)?)
     }
 
+    fn execute_once(&mut self, statement: &str, params: &[Bound]) -> Result<u64, StoreError> {
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+            .iter()
+            .map(|p| {
+                let ty = match p {
+                    Bound::Int(_) => Type::INT8,
+                    Bound::Json(_) => Type::JSONB,
+                    Bound::Text(_) | Bound::Null => Type::TEXT,
+                };
+                (p as &(dyn ToSql + Sync), ty)
+            })
+            .collect();
+        Ok(self
+            .client
+            .execute_typed(&placeholders(statement), &typed)?)
+    }
+
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         Ok(Box::new(PgTx(self.client.transaction()?)))
     }
@@ -105,6 +122,10 @@ impl Sql for PgTx<'_> {
 
     fn execute(&mut self, statement: &str, params: &[Bound]) -> Result<u64, StoreError> {
         Pg::new(&mut self.0).execute(statement, params)
+    }
+
+    fn execute_once(&mut self, statement: &str, params: &[Bound]) -> Result<u64, StoreError> {
+        Pg::new(&mut self.0).execute_once(statement, params)
     }
 
     fn transaction(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {

@@ -124,7 +124,7 @@ pub fn add(db: &mut dyn Sql, counts: &Counts) -> Result<(), StoreError> {
                 (**n).into(),
             ]);
         }
-        db.execute(
+        db.execute_once(
             &format!(
                 "INSERT INTO verdict_hours (hour, verdict, spf, dkim, dmarc, messages) \
                  VALUES {} ON CONFLICT (hour, verdict, spf, dkim, dmarc) \
@@ -145,7 +145,7 @@ pub fn add(db: &mut dyn Sql, counts: &Counts) -> Result<(), StoreError> {
                 (**n).into(),
             ]);
         }
-        db.execute(
+        db.execute_once(
             &format!(
                 "INSERT INTO failing_hours (kind, hour, name, failed) VALUES {} \
                  ON CONFLICT (kind, hour, name) \
