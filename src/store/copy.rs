@@ -113,6 +113,20 @@ fn sqlite_to_postgres(
         )));
     }
 
+    // Each copied day gets its partition first (as the writer makes them ahead), or its
+    // rows would land in the DEFAULT partition, and retention would delete them row by
+    // row instead of dropping the day.
+    let mut days_stmt = conn.prepare(
+        "SELECT DISTINCT received_at - ((received_at % 86400000) + 86400000) % 86400000 \
+         FROM verdicts",
+    )?;
+    let days = days_stmt
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for day in days {
+        tx.execute("SELECT verdicts_day_partition($1)", &[&day])?;
+    }
+
     // Verdicts, oldest first, streamed through one binary COPY.
     let mut stmt = conn.prepare(
         "SELECT received_at, COALESCE(host, ?1), transport, queue_id, message_id, client_ip, \

@@ -681,6 +681,11 @@ async fn store_copy_moves_a_sqlite_history_into_the_fleet_database_once() {
         pg.sql("moved", "SELECT sum(messages) FROM verdict_hours"),
         "4"
     );
+    // Each copied day went into a partition of its own, none into the DEFAULT one.
+    assert_eq!(
+        pg.sql("moved", "SELECT count(*) FROM verdicts_default"),
+        "0"
+    );
 
     // Copying again would double the history: refused, nothing copied.
     let (ok, _, err) = authmilter(&copy);
