@@ -32,7 +32,7 @@ pub struct Counts {
     pub failing: BTreeMap<(&'static str, i64, String), i64>,
 }
 
-/// The start of the hour `at` (Unix ms) falls in, as the SQL above computes it.
+/// The start of the hour `at` (Unix ms) falls in, as the migrations' SQL computes it.
 pub fn hour_of(at: i64) -> i64 {
     at / HOUR_MS * HOUR_MS
 }
@@ -84,7 +84,8 @@ impl Counts {
             "SELECT hour, verdict, spf, dkim, dmarc, messages FROM verdict_hours",
             &[],
             &mut |r| {
-                let k = (r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.text(4)?);
+                let t = |i| r.text(i).map(|t| key(&t));
+                let k = (r.int(0)?, t(1)?, t(2)?, t(3)?, t(4)?);
                 *counts.hours.entry(k).or_default() += r.int(5)?;
                 Ok(())
             },
@@ -192,4 +193,74 @@ pub fn prune(db: &mut dyn Sql, before_ms: i64) -> Result<(), StoreError> {
     db.execute("DELETE FROM verdict_hours WHERE hour <= ?1", &before)?;
     db.execute("DELETE FROM failing_hours WHERE hour <= ?1", &before)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Transport;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn record(at: i64, from: &str, ip: &str, dmarc: Option<&str>) -> Record {
+        Record {
+            received_at: at,
+            transport: Transport::Smtp,
+            queue_id: None,
+            message_id: None,
+            client_ip: ip.into(),
+            helo: None,
+            mail_from: None,
+            rcpts: vec![],
+            rcpt_count: 0,
+            from_domain: Some(from.into()),
+            verdict: "accept".into(),
+            dmarc: dmarc.map(str::to_string),
+            duration: Duration::ZERO,
+            document: json!({"spf": {"result": "pass"}, "dkim": []}),
+            dmarc_event: None,
+        }
+    }
+
+    // One group per hour and results; failures by key; a NUL (which PostgreSQL stores as
+    // U+FFFD) counted under the key the row is stored under, so that one upsert never
+    // names a key twice.
+    #[test]
+    fn a_batch_is_counted_by_hour_result_and_failing_key() {
+        let h = 7 * HOUR_MS;
+        let counts = Counts::of(&[
+            record(h + 1, "a.example", "192.0.2.1", Some("pass")),
+            record(h + 2, "a.example", "192.0.2.1", Some("pass")),
+            record(h + HOUR_MS, "b\0.example", "192.0.2.2", Some("fail")),
+            record(
+                h + HOUR_MS + 1,
+                "b\u{fffd}.example",
+                "192.0.2.2",
+                Some("fail"),
+            ),
+            record(h + HOUR_MS + 2, "c.example", "192.0.2.3", None),
+        ]);
+        let group = |hour: i64, dmarc: &str| {
+            let k = |s: &str| s.to_string();
+            (hour, k("accept"), k("pass"), k("none"), k(dmarc))
+        };
+        assert_eq!(counts.hours.len(), 3);
+        assert_eq!(counts.hours[&group(h, "pass")], 2);
+        assert_eq!(counts.hours[&group(h + HOUR_MS, "fail")], 2);
+        assert_eq!(counts.hours[&group(h + HOUR_MS, "none")], 1);
+        let failing: Vec<_> = counts
+            .failing
+            .iter()
+            .map(|((kind, hour, name), n)| (*kind, *hour - h, name.as_str(), *n))
+            .collect();
+        assert_eq!(
+            failing,
+            [
+                ("client_ip", HOUR_MS, "192.0.2.2", 2),
+                ("from_domain", HOUR_MS, "b\u{fffd}.example", 2),
+            ]
+        );
+        assert_eq!(hour_of(h + HOUR_MS - 1), h);
+        assert_eq!(values(2, 3), "(?1, ?2, ?3), (?4, ?5, ?6)");
+    }
 }
