@@ -18,6 +18,9 @@ mod sql;
 use super::sql::Sql;
 use sql::Lite;
 
+/// WAL pages between checkpoints (see [`Sqlite::open`]).
+const WAL_CHECKPOINT_PAGES: i64 = 16_384;
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
@@ -63,11 +66,19 @@ impl Sqlite {
         // open the same file, new ones at the same moment), rather than failing at once.
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
-        // WAL: readers (the HTTP API) do not block the writer; NORMAL sync is safe in WAL and
-        // a lost last batch after a power cut is acceptable for a journal.
+        // WAL: readers (the HTTP API) do not block the writer. FULL: each commit (one batch)
+        // syncs the WAL, so a batch committed survives a power cut (NORMAL syncs only at
+        // checkpoints: up to the whole WAL lost). Checkpoints every 16,384 pages (64 MiB of
+        // WAL, not SQLite's 1,000) copy a hot index page back once for many batches: the
+        // batch that runs a checkpoint takes ~100 ms instead of ~45, and batches of 512 a
+        // third less time per row (`bench/store.sh`); the file is cut back to 64 MiB after.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_CHECKPOINT_PAGES * 4096)
             .map_err(open_err)?;
         // The default 2 MB page cache lets the verdicts' indexes fall out between batches
         // (each batch then reads them back from the OS): up to 32 MB per connection, used
