@@ -183,7 +183,7 @@ fn sqlite_to_postgres(
     writer.finish()?;
     // Their hour counts, added to the fleet's.
     let counts = source.with_sql(Counts::stored)?;
-    rollup::add(&mut Pg::new(&mut tx), &counts)?;
+    rollup::write(&mut Pg::new(&mut tx), &counts)?;
 
     // Reports sent: the fleet's row for the same domain and period wins.
     let mut stmt = conn.prepare(

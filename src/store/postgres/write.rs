@@ -42,11 +42,13 @@ impl Postgres {
         }
         let sink = tx.copy_in(VERDICT_COPY)?;
         let mut writer = BinaryCopyInWriter::new(sink, &VERDICT_COPY_TYPES);
+        let mut counts = Counts::default();
         for r in records {
             let opt = |v: Option<&str>| v.map(|t| text(t).into_owned());
             let rcpts = RawJson::of(&r.rcpts);
             let event = r.dmarc_event.as_ref().map(RawJson::of);
             let c = Columns::of(&r.document);
+            counts.add(r, &c);
             writer.write(&[
                 &r.received_at,
                 &host,
@@ -77,7 +79,7 @@ impl Postgres {
             ])?;
         }
         writer.finish()?;
-        rollup::add(&mut Pg::new(&mut tx), &Counts::of(records))?;
+        rollup::write(&mut Pg::new(&mut tx), &counts)?;
         tx.commit()?;
         Ok(())
     }

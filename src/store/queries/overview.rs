@@ -103,13 +103,19 @@ pub fn overview(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::store::model::{Failing, HOUR_MS};
     use crate::store::{Record, Store, Transport};
     use serde_json::json;
     use std::time::Duration;
 
-    fn record(at: i64, domain: &str, ip: &str, verdict: &str, dmarc: &str) -> Record {
+    pub(in crate::store::queries) fn record(
+        at: i64,
+        domain: &str,
+        ip: &str,
+        verdict: &str,
+        dmarc: &str,
+    ) -> Record {
         Record {
             received_at: at,
             transport: Transport::Milter,

@@ -3,7 +3,7 @@
 //! by verdict and SPF, DKIM and DMARC result (a missing result counted as `none`), and
 //! `failing_hours` the DMARC failures of each hour by From domain and by client address.
 //!
-//! The writer adds each batch's counts in the batch's own transaction ([`add`]), so the
+//! The writer adds each batch's counts in the batch's own transaction ([`write`]), so the
 //! counts and the rows commit together (a batch stored once is counted once); migrations
 //! count the rows already stored with `rollup_backfill!`'s statements (`migrations.rs`),
 //! and `store copy` adds the copied file's counts to the target's. Retention deletes the
@@ -11,9 +11,11 @@
 //!
 //! Why counters and not the covering index alone: even read from the index, a day of a
 //! million verdicts is a million entries to walk for every page view (about a second on
-//! SQLite); the counters cost the writer one upsert per distinct group of a batch.
+//! SQLite); the counters cost the writer one multi-row upsert per table and batch (a
+//! hundred groups to a statement).
 
 use crate::check::Record;
+use crate::store::columns::Columns;
 use crate::store::model::{StoreError, HOUR_MS};
 use crate::store::sql::Sql;
 use std::collections::BTreeMap;
@@ -44,37 +46,32 @@ fn key(s: &str) -> String {
 }
 
 impl Counts {
-    /// The counts of a batch of records.
-    pub fn of(records: &[Record]) -> Counts {
-        let mut counts = Counts::default();
-        for r in records {
-            let c = crate::store::columns::Columns::of(&r.document);
-            let none = |v: Option<&str>| key(v.unwrap_or("none"));
-            let hour = hour_of(r.received_at);
-            *counts
-                .hours
-                .entry((
-                    hour,
-                    key(&r.verdict),
-                    none(c.spf),
-                    none(c.dkim),
-                    none(r.dmarc.as_deref()),
-                ))
-                .or_default() += 1;
-            if r.dmarc.as_deref() == Some("fail") {
-                if let Some(domain) = &r.from_domain {
-                    *counts
-                        .failing
-                        .entry((KINDS[0], hour, key(domain)))
-                        .or_default() += 1;
-                }
-                *counts
+    /// Counts one record, with the columns the writer took from its document.
+    pub fn add(&mut self, r: &Record, c: &Columns) {
+        let none = |v: Option<&str>| key(v.unwrap_or("none"));
+        let hour = hour_of(r.received_at);
+        *self
+            .hours
+            .entry((
+                hour,
+                key(&r.verdict),
+                none(c.spf),
+                none(c.dkim),
+                none(r.dmarc.as_deref()),
+            ))
+            .or_default() += 1;
+        if r.dmarc.as_deref() == Some("fail") {
+            if let Some(domain) = &r.from_domain {
+                *self
                     .failing
-                    .entry((KINDS[1], hour, key(&r.client_ip)))
+                    .entry((KINDS[0], hour, key(domain)))
                     .or_default() += 1;
             }
+            *self
+                .failing
+                .entry((KINDS[1], hour, key(&r.client_ip)))
+                .or_default() += 1;
         }
-        counts
     }
 
     /// The counts stored in `db`'s hour tables (`store copy` adds a file's to the target).
@@ -111,7 +108,7 @@ impl Counts {
 const CHUNK: usize = 100;
 
 /// Adds `counts` to the hour tables (in the caller's transaction).
-pub fn add(db: &mut dyn Sql, counts: &Counts) -> Result<(), StoreError> {
+pub fn write(db: &mut dyn Sql, counts: &Counts) -> Result<(), StoreError> {
     let hours: Vec<_> = counts.hours.iter().collect();
     for chunk in hours.chunks(CHUNK) {
         let mut args = Vec::with_capacity(chunk.len() * 6);
@@ -198,28 +195,14 @@ pub fn prune(db: &mut dyn Sql, before_ms: i64) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Transport;
     use serde_json::json;
-    use std::time::Duration;
 
+    /// The overview test's record, with an SPF pass, no DKIM signature and `dmarc`.
     fn record(at: i64, from: &str, ip: &str, dmarc: Option<&str>) -> Record {
-        Record {
-            received_at: at,
-            transport: Transport::Smtp,
-            queue_id: None,
-            message_id: None,
-            client_ip: ip.into(),
-            helo: None,
-            mail_from: None,
-            rcpts: vec![],
-            rcpt_count: 0,
-            from_domain: Some(from.into()),
-            verdict: "accept".into(),
-            dmarc: dmarc.map(str::to_string),
-            duration: Duration::ZERO,
-            document: json!({"spf": {"result": "pass"}, "dkim": []}),
-            dmarc_event: None,
-        }
+        let mut r = super::super::overview::tests::record(at, from, ip, "accept", "none");
+        r.dmarc = dmarc.map(str::to_string);
+        r.document = json!({"spf": {"result": "pass"}, "dkim": []});
+        r
     }
 
     // One group per hour and results; failures by key; a NUL (which PostgreSQL stores as
@@ -228,7 +211,8 @@ mod tests {
     #[test]
     fn a_batch_is_counted_by_hour_result_and_failing_key() {
         let h = 7 * HOUR_MS;
-        let counts = Counts::of(&[
+        let mut counts = Counts::default();
+        for r in [
             record(h + 1, "a.example", "192.0.2.1", Some("pass")),
             record(h + 2, "a.example", "192.0.2.1", Some("pass")),
             record(h + HOUR_MS, "b\0.example", "192.0.2.2", Some("fail")),
@@ -239,7 +223,9 @@ mod tests {
                 Some("fail"),
             ),
             record(h + HOUR_MS + 2, "c.example", "192.0.2.3", None),
-        ]);
+        ] {
+            counts.add(&r, &Columns::of(&r.document));
+        }
         let group = |hour: i64, dmarc: &str| {
             let k = |s: &str| s.to_string();
             (hour, k("accept"), k("pass"), k("none"), k(dmarc))

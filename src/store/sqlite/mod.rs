@@ -118,6 +118,7 @@ impl Sqlite {
     pub fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
         let host = &self.host;
         let tx = self.conn.transaction()?;
+        let mut counts = Counts::default();
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO verdicts (received_at, transport, queue_id, message_id, client_ip, \
@@ -129,6 +130,7 @@ impl Sqlite {
             )?;
             for r in records {
                 let c = Columns::of(&r.document);
+                counts.add(r, &c);
                 stmt.execute(params![
                     r.received_at,
                     r.transport.as_str(),
@@ -159,7 +161,7 @@ impl Sqlite {
                 ])?;
             }
         }
-        rollup::add(&mut Lite(&tx), &Counts::of(records))?;
+        rollup::write(&mut Lite(&tx), &counts)?;
         tx.commit()?;
         Ok(())
     }
